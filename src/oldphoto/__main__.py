@@ -1,0 +1,3 @@
+from oldphoto.cli import main
+
+raise SystemExit(main())

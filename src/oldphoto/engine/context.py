@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from oldphoto.engine.reporter import NodeReporter
+
+
+def default_models_dir() -> Path:
+    return Path("~/.cache/oldphoto/models").expanduser()
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Defaults a run gives its nodes; a node's own widgets or params override them."""
+
+    model: str = "ddcolor_paper_tiny"
+    models_dir: Path = field(default_factory=default_models_dir)
+    device: str = "auto"
+    input_size: int = 512
+    ab_upsample: Literal["nearest", "bilinear"] = "bilinear"
+
+
+@dataclass
+class NodeContext:
+    report: NodeReporter
+    options: RunOptions
+    # What LoadImage means: the uploaded photo, RGB uint8 (H, W, 3). No path from a user reaches the filesystem.
+    source_image: np.ndarray

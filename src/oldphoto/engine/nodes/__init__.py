@@ -1,0 +1,16 @@
+"""The registry of node types: adding a step is one module here and one line below."""
+
+from __future__ import annotations
+
+from oldphoto.engine.nodes.base import Node
+from oldphoto.engine.nodes.colorize import DDColorNode
+from oldphoto.engine.nodes.denoise import Denoise
+from oldphoto.engine.nodes.io import LoadImage, SaveImage
+from oldphoto.engine.nodes.sharpen import Sharpen
+from oldphoto.engine.nodes.upscale import Upscale
+
+NODE_TYPES: dict[str, type[Node]] = {
+    node.type_name: node for node in (LoadImage, DDColorNode, Denoise, Upscale, Sharpen, SaveImage)
+}
+
+__all__ = ["NODE_TYPES", "Node"]

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from oldphoto.engine.context import NodeContext
+from oldphoto.engine.graph import NodeSpec
+from oldphoto.errors import InvalidWorkflow
+from oldphoto.protocol import Source
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Node(ABC):
+    """A workflow step. Images flow between nodes as RGB uint8 arrays of shape (H, W, 3)."""
+
+    type_name: ClassVar[str]
+    source: ClassVar[Source] = "system"
+    # Relative cost, used to share the job's progress bar between nodes.
+    weight: ClassVar[float] = 1.0
+    input_names: ClassVar[tuple[str, ...]] = ("image",)
+    output_names: ClassVar[tuple[str, ...]] = ("image",)
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    # The seed form gives options positionally in `widgets_values`; these name the positions.
+    widget_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, spec: NodeSpec, options: BaseModel) -> None:
+        self.spec = spec
+        self.options = options
+
+    @classmethod
+    def options_from(cls, spec: NodeSpec) -> BaseModel:
+        if len(spec.widgets) > len(cls.widget_fields):
+            raise InvalidWorkflow(f"{cls.type_name} takes at most {len(cls.widget_fields)} widget values, got {len(spec.widgets)}", node=spec.id)
+        values = dict(zip(cls.widget_fields, spec.widgets))
+        values.update(spec.params)
+        try:
+            return cls.Options.model_validate(values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "options"
+            raise InvalidWorkflow(f"{where}: {first['msg']}", node=spec.id) from None
+
+    @classmethod
+    def check_spec(cls, spec: NodeSpec) -> None:
+        cls.options_from(spec)
+
+    @classmethod
+    def build(cls, spec: NodeSpec) -> Node:
+        return cls(spec, cls.options_from(spec))
+
+    def cost(self) -> float:
+        return self.weight
+
+    @abstractmethod
+    def run(self, ctx: NodeContext, **inputs: Any) -> tuple[Any, ...]: ...

@@ -1,0 +1,113 @@
+"""One reporter for a whole run: nodes report stages and steps, the reporter turns them into job progress.
+
+Progress is whole percent of the whole job and never decreases. Each node owns a slice of the run's span, in
+proportion to its weight; inside a node each stage owns a fixed share of that slice.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from oldphoto.engine.cancel import CancelToken
+from oldphoto.protocol import Note, Source, Stage
+from oldphoto.protocol.i18n import CATALOG
+
+NoteSink = Callable[[Note], None]
+
+STAGE_SHARES: dict[str, tuple[float, float]] = {
+    "preprocess": (0.0, 0.05),
+    "load_model": (0.05, 0.15),
+    "inference": (0.15, 0.92),
+    "postprocess": (0.92, 1.0),
+}
+# A step that does not move the whole percent is still said at most this often, so long tiles keep talking.
+MIN_STEP_INTERVAL_S = 0.5
+
+
+class Reporter:
+    def __init__(self, sink: NoteSink, cancel: CancelToken | None = None, span: tuple[int, int] = (1, 99)) -> None:
+        self.sink = sink
+        self.cancel = cancel or CancelToken()
+        self.span = span
+        self.progress = span[0]
+        self.started = time.monotonic()
+
+    def for_node(self, node_id: str, source: Source, start: float, end: float) -> NodeReporter:
+        """A reporter for a node owning the fraction [start, end] of this run."""
+        lo, hi = self.span
+        return NodeReporter(self, node_id, source, lo + (hi - lo) * start, lo + (hi - lo) * end)
+
+    def emit(self, note: Note) -> None:
+        self.progress = max(self.progress, note.progress)
+        self.sink(note.model_copy(update={"progress": self.progress}))
+
+    def say(self, stage: Stage, key: str, *, source: Source = "system", progress: int | None = None, **params: Any) -> None:
+        self.emit(Note(stage=stage, source=source, message_key=key, message_params=params, progress=progress or self.progress))
+
+    def eta(self, progress: float) -> float | None:
+        done = progress - self.span[0]
+        if done < 5:
+            return None
+        elapsed = time.monotonic() - self.started
+        return round(elapsed * (self.span[1] - progress) / done, 1)
+
+
+class NodeReporter:
+    def __init__(self, run: Reporter, node_id: str, source: Source, lo: float, hi: float) -> None:
+        self.run = run
+        self.node_id = node_id
+        self.source = source
+        self.lo = lo
+        self.hi = hi
+        self.current: Stage = "preprocess"
+        self.last_emit = 0.0
+        self.last_progress = -1
+
+    @property
+    def cancel(self) -> CancelToken:
+        return self.run.cancel
+
+    def stage(self, stage: Stage, key: str | None = None, **params: Any) -> None:
+        """Enter a stage; checks for cancellation first."""
+        self.cancel.check()
+        self.current = stage
+        self._emit(0.0, key or self._default_key(stage), params, step_progress=None)
+
+    def step(self, fraction: float, key: str | None = None, **params: Any) -> None:
+        """Progress within the current stage (0..1); checks for cancellation first."""
+        self.cancel.check()
+        fraction = min(max(fraction, 0.0), 1.0)
+        progress = self._job_progress(fraction)
+        now = time.monotonic()
+        if progress <= self.last_progress and now - self.last_emit < MIN_STEP_INTERVAL_S and fraction < 1.0:
+            return
+        self._emit(fraction, key or self._default_key(self.current), params, step_progress=fraction)
+
+    def _emit(self, fraction: float, key: str, params: dict[str, Any], step_progress: float | None) -> None:
+        progress = self._job_progress(fraction)
+        self.last_emit = time.monotonic()
+        self.last_progress = progress
+        self.run.emit(
+            Note(
+                stage=self.current,
+                source=self.source,
+                node=self.node_id,
+                message_key=key,
+                message_params=params,
+                progress=max(progress, self.run.progress),
+                step_progress=step_progress,
+                eta_s=self.run.eta(progress),
+            )
+        )
+
+    def _job_progress(self, fraction: float) -> int:
+        start, end = STAGE_SHARES[self.current]
+        share = start + (end - start) * fraction
+        return math.floor(self.lo + (self.hi - self.lo) * share)
+
+    def _default_key(self, stage: Stage) -> str:
+        specific = f"{self.source}.{stage}"
+        return specific if specific in CATALOG else stage

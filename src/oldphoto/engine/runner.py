@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import numpy as np
+
+from oldphoto.engine.context import NodeContext, RunOptions
+from oldphoto.engine.graph import Workflow
+from oldphoto.engine.nodes import NODE_TYPES
+from oldphoto.engine.reporter import Reporter
+
+__all__ = ["RunOptions", "run_workflow"]
+
+
+def run_workflow(workflow: Workflow, image: np.ndarray, *, options: RunOptions, reporter: Reporter) -> np.ndarray:
+    """Run the nodes in dependency order and return SaveImage's image. Raises `Cancelled` when cancelled."""
+    nodes = {node_id: NODE_TYPES[workflow.nodes[node_id].type].build(workflow.nodes[node_id]) for node_id in workflow.order}
+    total = sum(node.cost() for node in nodes.values()) or 1.0
+    done = 0.0
+    values: dict[str, tuple] = {}
+    for node_id, node in nodes.items():
+        reporter.cancel.check()
+        share = node.cost() / total
+        report = reporter.for_node(node_id, node.source, done, done + share)
+        inputs = {name: values[link.source][link.output] for name, link in node.spec.inputs.items()}
+        values[node_id] = node.run(NodeContext(report, options, image), **inputs)
+        done += share
+    reporter.cancel.check()
+    return values[workflow.output_node.id][0]

@@ -1,0 +1,63 @@
+"""Server-to-client events of the progress protocol (SPEC "Progress protocol").
+
+The engine says `Note`s; the job system stamps them with `job_id`, `seq` and `ts` into `JobEvent`s, stores them and
+fans them out. Sentences are kept as a message key plus parameters and rendered in the reader's language at the edge.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from oldphoto.protocol.i18n import DEFAULT_LANG, translate
+
+EventType = Literal["queued", "progress", "complete", "error", "cancelled", "pong"]
+Stage = Literal["upload", "queued", "preprocess", "load_model", "inference", "postprocess", "complete"]
+Source = Literal["colorize", "denoise", "upscale", "sharpen", "system"]
+FINAL_TYPES: frozenset[str] = frozenset({"complete", "error", "cancelled"})
+# Never coalesced or dropped by a slow connection's queue.
+ESSENTIAL_TYPES: frozenset[str] = FINAL_TYPES | {"queued"}
+
+
+class Note(BaseModel):
+    """What a running workflow says: one stage change or one step of progress."""
+
+    type: EventType = "progress"
+    stage: Stage
+    source: Source = "system"
+    node: str | None = None
+    message_key: str
+    message_params: dict[str, Any] = Field(default_factory=dict)
+    progress: int = Field(ge=0, le=100)
+    step_progress: float | None = Field(default=None, ge=0.0, le=1.0)
+    eta_s: float | None = None
+
+
+class JobEvent(Note):
+    job_id: str
+    seq: int = Field(ge=1)
+    ts: float = Field(default_factory=time.time)
+    position: int | None = None
+    result_url: str | None = None
+    error: str | None = None
+    code: str | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.type in FINAL_TYPES
+
+    def message(self, lang: str = DEFAULT_LANG) -> str:
+        return translate(self.message_key, lang, **self.message_params)
+
+    def to_wire(self, lang: str = DEFAULT_LANG) -> dict[str, Any]:
+        wire = self.model_dump(exclude={"message_key", "message_params"}, exclude_none=True)
+        wire["message"] = self.message(lang)
+        if self.type == "error":
+            wire["error"] = translate(self.message_key, lang, **self.message_params) if self.error is None else self.error
+        return wire
+
+
+def pong() -> dict[str, Any]:
+    return {"type": "pong", "ts": time.time()}

@@ -1,0 +1,81 @@
+"""Sentences for people, in English and Simplified Chinese.
+
+The Chinese stage sentences are the ones users of the original design know (SPEC); keep them word for word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+DEFAULT_LANG = "en"
+LANGUAGES = ("en", "zh-CN")
+
+CATALOG: dict[str, dict[str, str]] = {
+    "upload": {"en": "Image uploaded, getting ready to process", "zh-CN": "图像已上传，准备处理"},
+    "queued": {"en": "Waiting in the queue: position {position}", "zh-CN": "排队等待中：第 {position} 位"},
+    "preprocess": {"en": "Preprocessing the image...", "zh-CN": "正在预处理图像..."},
+    "load_model": {"en": "Loading the DDColor model...", "zh-CN": "加载DDColor模型中..."},
+    "load_model.memory": {"en": "DDColor model ready (already in memory)", "zh-CN": "DDColor模型已在内存中，直接使用"},
+    "load_model.download": {
+        "en": "Downloading the {model} model ({percent}%)...",
+        "zh-CN": "正在下载 {model} 模型（{percent}%）...",
+    },
+    "inference": {"en": "Running color inference...", "zh-CN": "执行颜色推理..."},
+    "inference.block": {
+        "en": "Running color inference: {block} ({index}/{total})",
+        "zh-CN": "执行颜色推理：{block}（{index}/{total}）",
+    },
+    "postprocess": {"en": "Postprocessing done, building the color image", "zh-CN": "后处理完成，生成彩色图像"},
+    "complete": {"en": "Restoration complete", "zh-CN": "修复完成"},
+    "cancelled": {"en": "Cancelled", "zh-CN": "已取消"},
+    "error": {"en": "Failed: {error}", "zh-CN": "处理失败：{error}"},
+    "load_image": {"en": "Reading the photo...", "zh-CN": "正在读取照片..."},
+    "save_image": {"en": "Saving the result...", "zh-CN": "正在保存结果..."},
+    "denoise.preprocess": {"en": "Preparing to remove noise...", "zh-CN": "准备去除噪点..."},
+    "denoise.inference": {
+        "en": "Removing noise (strength {strength})...",
+        "zh-CN": "正在去除噪点（强度 {strength}）...",
+    },
+    "denoise.postprocess": {"en": "Noise removed", "zh-CN": "噪点已去除"},
+    "upscale.preprocess": {"en": "Preparing to upscale...", "zh-CN": "准备放大图像..."},
+    "upscale.load_model": {"en": "Loading the {model} model...", "zh-CN": "加载 {model} 模型中..."},
+    "upscale.load_model.memory": {
+        "en": "{model} model ready (already in memory)",
+        "zh-CN": "{model} 模型已在内存中，直接使用",
+    },
+    "upscale.inference": {"en": "Upscaling...", "zh-CN": "正在放大图像..."},
+    "upscale.tile": {"en": "Upscaling tile {index} of {total}...", "zh-CN": "正在放大第 {index}/{total} 块..."},
+    "upscale.postprocess": {"en": "Upscaled to {width}x{height}", "zh-CN": "已放大到 {width}x{height}"},
+    "sharpen.preprocess": {"en": "Preparing to sharpen...", "zh-CN": "准备锐化..."},
+    "sharpen.inference": {"en": "Sharpening (amount {amount})...", "zh-CN": "正在锐化（强度 {amount}）..."},
+    "sharpen.postprocess": {"en": "Sharpened", "zh-CN": "锐化完成"},
+}
+
+
+def translate(key: str, lang: str = DEFAULT_LANG, **params: object) -> str:
+    entry = CATALOG.get(key)
+    if entry is None:
+        return key.format(**params) if params else key
+    template = entry.get(lang) or entry[DEFAULT_LANG]
+    try:
+        return template.format(**params)
+    except (KeyError, IndexError):
+        return template
+
+
+def pick_language(requested: str | None, accept_language: str | None = None) -> str:
+    """`?lang=` wins; otherwise the first supported tag of Accept-Language; otherwise English."""
+    for tag in _candidates(requested, accept_language):
+        tag = tag.strip().split(";")[0].strip().lower()
+        if tag.startswith("zh"):
+            return "zh-CN"
+        if tag.startswith("en"):
+            return "en"
+    return DEFAULT_LANG
+
+
+def _candidates(requested: str | None, accept_language: str | None) -> Iterable[str]:
+    if requested:
+        yield requested
+    if accept_language:
+        yield from accept_language.split(",")

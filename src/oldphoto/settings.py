@@ -1,0 +1,62 @@
+"""Settings from `OLDPHOTO_*` environment variables (SPEC "Settings"); `serve`'s flags override them."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OLDPHOTO_", extra="ignore")
+
+    data_dir: Path = Path("./oldphoto-data")
+    models_dir: Path = Path("~/.cache/oldphoto/models").expanduser()
+    model: str = "ddcolor_paper_tiny"
+    device: str = "auto"
+    input_size: int = Field(512, ge=64, le=2048)
+    ab_upsample: Literal["nearest", "bilinear"] = "bilinear"
+
+    workers: int = Field(1, ge=1)
+    user_concurrency: int = Field(3, ge=1)
+    queue_max: int = Field(1000, ge=1)
+    job_timeout_s: float = Field(600.0, gt=0)
+    retention_hours: float = Field(24.0, gt=0)
+
+    max_upload_mb: float = Field(25.0, gt=0)
+    max_pixels: int = Field(40_000_000, gt=0)
+
+    auth: Literal["anonymous", "required"] = "anonymous"
+    jwt_secret: str | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    allowed_origins: str = ""
+
+    broker_url: str | None = None
+    database_url: str | None = None
+
+    ws_ping_interval_s: float = Field(20.0, gt=0)
+    ws_ping_timeout_s: float = Field(20.0, gt=0)
+    ws_queue_size: int = Field(256, ge=8)
+    sse_heartbeat_s: float = Field(15.0, gt=0)
+
+    @property
+    def origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()]
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def scale_out(self) -> bool:
+        return bool(self.broker_url and self.database_url)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "photos"
+
+
+def shared_photos() -> list[Path]:
+    return sorted(SHARED_PHOTOS.glob("*.jpg")) if SHARED_PHOTOS.is_dir() else []
+
+
+@pytest.fixture(scope="session")
+def photos() -> list[Path]:
+    """The real historical photographs of ../shared/photos; tests that need them skip where it is absent."""
+    found = shared_photos()
+    if not found:
+        pytest.skip("../shared/photos is not present")
+    return found
+
+
+@pytest.fixture(scope="session")
+def photo(photos: list[Path]) -> Path:
+    return next((p for p in photos if p.name.startswith("detroit")), photos[0])
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DDColor checkpoint in the authors' official form: the real tiny architecture with random weights."""
+    from tests.helpers.checkpoints import write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("checkpoints") / "ddcolor_tiny_random.pth")
