@@ -54,13 +54,19 @@ def parse_workflow(data: str | bytes | Mapping[str, Any]) -> Workflow:
             raise InvalidWorkflow(f"the workflow is not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, Mapping):
         raise InvalidWorkflow("a workflow is a JSON object")
+    if set(data) == {"steps"}:
+        return workflow_from_steps(data["steps"])
     specs = _parse_seed(data) if "nodes" in data else _parse_comfy(data)
     return validate(specs)
 
 
 def workflow_from_steps(steps: str | Iterable[str]) -> Workflow:
     """`denoise,colorize,upscale,sharpen` as a linear workflow between LoadImage and SaveImage."""
-    names = [s.strip().lower() for s in (steps.split(",") if isinstance(steps, str) else steps) if s.strip()]
+    if not isinstance(steps, (str, list, tuple)):
+        raise InvalidWorkflow("steps are a comma list such as 'denoise,colorize'")
+    names = [str(s).strip().lower() for s in (steps.split(",") if isinstance(steps, str) else steps) if str(s).strip()]
+    if len(names) > MAX_NODES - 2:
+        raise InvalidWorkflow(f"at most {MAX_NODES - 2} steps are allowed")
     if not names:
         raise InvalidWorkflow("no steps were given")
     unknown = [s for s in names if s not in STEP_NODE_TYPES]

@@ -63,6 +63,8 @@ class NodeReporter:
         self.lo = lo
         self.hi = hi
         self.current: Stage = "preprocess"
+        self.stage_key = "preprocess"
+        self.stage_params: dict[str, Any] = {}
         self.last_emit = 0.0
         self.last_progress = -1
 
@@ -74,7 +76,9 @@ class NodeReporter:
         """Enter a stage; checks for cancellation first."""
         self.cancel.check()
         self.current = stage
-        self._emit(0.0, key or self._default_key(stage), params, step_progress=None)
+        self.stage_key = key or self._default_key(stage)
+        self.stage_params = params
+        self._emit(0.0, self.stage_key, params, step_progress=None)
 
     def step(self, fraction: float, key: str | None = None, **params: Any) -> None:
         """Progress within the current stage (0..1); checks for cancellation first."""
@@ -84,7 +88,9 @@ class NodeReporter:
         now = time.monotonic()
         if progress <= self.last_progress and now - self.last_emit < MIN_STEP_INTERVAL_S and fraction < 1.0:
             return
-        self._emit(fraction, key or self._default_key(self.current), params, step_progress=fraction)
+        if key is None:
+            key, params = self.stage_key, {**self.stage_params, **params}
+        self._emit(fraction, key, params, step_progress=fraction)
 
     def _emit(self, fraction: float, key: str, params: dict[str, Any], step_progress: float | None) -> None:
         progress = self._job_progress(fraction)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import argparse
+import logging
+
+import uvicorn
+
+from oldphoto.cli import EXIT_OK
+from oldphoto.server import redact
+from oldphoto.server.app import create_app
+from oldphoto.server.ws import GOING_AWAY
+from oldphoto.settings import Settings
+
+
+class Server(uvicorn.Server):
+    """Closes progress sockets with 1001 (going away) before uvicorn's own shutdown, so clients know to reconnect."""
+
+    async def shutdown(self, sockets: list | None = None) -> None:
+        hub = getattr(self.config.app.state, "hub", None)
+        if hub is not None:
+            await hub.close_all(GOING_AWAY)
+        await super().shutdown(sockets)
+
+
+def serve(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in {"data_dir": args.data_dir, "model": args.model, "device": args.device, "workers": args.workers, "auth": args.auth}.items() if v is not None}
+    settings = Settings(**overrides)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        ws="websockets",
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_timeout_s,
+        ws_per_message_deflate=False,
+        ws_max_size=64 * 1024,
+        timeout_graceful_shutdown=5,
+        log_level=args.log_level,
+        lifespan="on",
+    )
+    redact.install()
+    logging.getLogger("oldphoto").setLevel(args.log_level.upper())
+    Server(config).run()
+    return EXIT_OK

@@ -1,0 +1,36 @@
+"""Fan-out of recorded events to whoever follows a job on this process (WebSocket connections, SSE streams)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Protocol
+
+from oldphoto.protocol import JobEvent
+
+
+class Subscriber(Protocol):
+    def deliver(self, event: JobEvent) -> None:
+        """Must not block: a slow reader may never slow the publisher."""
+
+
+class LocalBus:
+    def __init__(self) -> None:
+        self._subscribers: defaultdict[str, set[Subscriber]] = defaultdict(set)
+
+    def subscribe(self, job_id: str, subscriber: Subscriber) -> None:
+        self._subscribers[job_id].add(subscriber)
+
+    def unsubscribe(self, job_id: str, subscriber: Subscriber) -> None:
+        subscribers = self._subscribers.get(job_id)
+        if subscribers is not None:
+            subscribers.discard(subscriber)
+            if not subscribers:
+                del self._subscribers[job_id]
+
+    def publish(self, event: JobEvent) -> None:
+        for subscriber in tuple(self._subscribers.get(event.job_id, ())):
+            subscriber.deliver(event)
+
+    @property
+    def subscription_count(self) -> int:
+        return sum(len(s) for s in self._subscribers.values())

@@ -1,0 +1,60 @@
+"""A fair queue: round robin across users, first come first served within one user.
+
+One user's fifty jobs do not starve another user's single job: users take turns, each turn starting one job.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+
+
+class FairQueue:
+    def __init__(self) -> None:
+        # Users in turn order; each with their waiting jobs in arrival order.
+        self._users: OrderedDict[str, deque[str]] = OrderedDict()
+        self._owner: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._owner)
+
+    def __contains__(self, job_id: str) -> bool:
+        return job_id in self._owner
+
+    def push(self, job_id: str, owner: str) -> None:
+        if job_id in self._owner:
+            return
+        self._owner[job_id] = owner
+        self._users.setdefault(owner, deque()).append(job_id)
+
+    def pop(self) -> str | None:
+        if not self._users:
+            return None
+        owner, jobs = next(iter(self._users.items()))
+        job_id = jobs.popleft()
+        del self._owner[job_id]
+        del self._users[owner]
+        if jobs:
+            self._users[owner] = jobs  # back of the line for this user's next job
+        return job_id
+
+    def remove(self, job_id: str) -> bool:
+        owner = self._owner.pop(job_id, None)
+        if owner is None:
+            return False
+        jobs = self._users[owner]
+        jobs.remove(job_id)
+        if not jobs:
+            del self._users[owner]
+        return True
+
+    def positions(self) -> dict[str, int]:
+        """Each waiting job's 1-based place: the order in which `pop` would hand them out."""
+        lanes = [list(jobs) for jobs in self._users.values()]
+        order: dict[str, int] = {}
+        depth = 0
+        while len(order) < len(self._owner):
+            for lane in lanes:
+                if depth < len(lane):
+                    order[lane[depth]] = len(order) + 1
+            depth += 1
+        return order

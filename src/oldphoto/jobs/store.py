@@ -1,0 +1,244 @@
+"""The durable job store: jobs and their event logs in one SQL database (SQLite file or PostgreSQL).
+
+Every event gets the next `seq` of its job in the same transaction that records it, so a log has no gaps and a
+reader that asks for `seq > N` gets every later event exactly once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, create_engine, delete, event, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from oldphoto.jobs.lifecycle import FINAL_STATUSES, JobStatus, check_transition
+from oldphoto.protocol import JobEvent
+
+
+def new_job_id() -> str:
+    """128 random bits: unguessable, so a job id is no capability by itself but leaks nothing either."""
+    return secrets.token_urlsafe(16)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    stage: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    message_key: Mapped[str] = mapped_column(String(64))
+    message_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    workflow: Mapped[str] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    input_path: Mapped[str] = mapped_column(Text)
+    result_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    owner: str
+    status: JobStatus
+    stage: str
+    progress: int
+    message_key: str
+    message_params: dict[str, Any]
+    workflow: str
+    model: str | None
+    input_path: str
+    result_path: str | None
+    error: str | None
+    code: str | None
+    attempts: int
+    last_seq: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, row: JobRow) -> Job:
+        values = {name: getattr(row, name) for name in cls.__dataclass_fields__}
+        values["status"] = JobStatus(row.status)
+        for name in ("created_at", "started_at", "finished_at"):
+            if values[name] is not None and values[name].tzinfo is None:
+                values[name] = values[name].replace(tzinfo=UTC)  # SQLite drops the zone
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    owner: str
+    workflow: str
+    input_path: str
+    model: str | None = None
+    id: str = field(default_factory=new_job_id)
+
+
+class JobStore:
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def create(self, new: NewJob, first: JobEvent) -> Job:
+        """The job and its first event, in one transaction."""
+        with Session(self.engine) as session, session.begin():
+            row = JobRow(
+                id=new.id,
+                owner=new.owner,
+                status=JobStatus.QUEUED,
+                stage=first.stage,
+                progress=first.progress,
+                message_key=first.message_key,
+                message_params=first.message_params,
+                workflow=new.workflow,
+                model=new.model,
+                input_path=new.input_path,
+                attempts=0,
+                last_seq=1,
+                created_at=utcnow(),
+            )
+            session.add(row)
+            session.flush()  # the job row first: the event refers to it
+            session.add(EventRow(job_id=new.id, seq=1, body=first.model_dump_json()))
+            session.flush()
+            return Job.of(row)
+
+    def get(self, job_id: str) -> Job | None:
+        with Session(self.engine) as session:
+            row = session.get(JobRow, job_id)
+            return Job.of(row) if row else None
+
+    def list_for(self, owner: str, limit: int = 50) -> list[Job]:
+        query = select(JobRow).where(JobRow.owner == owner).order_by(JobRow.created_at.desc()).limit(limit)
+        return self._jobs(query)
+
+    def with_status(self, *statuses: JobStatus) -> list[Job]:
+        return self._jobs(select(JobRow).where(JobRow.status.in_(statuses)).order_by(JobRow.created_at))
+
+    def count_active(self, owner: str | None = None) -> int:
+        query = select(func.count()).select_from(JobRow).where(JobRow.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+        if owner is not None:
+            query = query.where(JobRow.owner == owner)
+        with Session(self.engine) as session:
+            return session.scalar(query) or 0
+
+    def append(self, job_id: str, event: JobEvent | dict[str, Any], status: JobStatus | None = None, **fields: Any) -> JobEvent:
+        """Record the next event of a job (its seq is assigned here) and move the job's state along with it."""
+        return self.append_many([(job_id, event, status, fields)])[0]
+
+    def append_many(self, items: list[tuple[str, JobEvent | dict[str, Any], JobStatus | None, dict[str, Any]]]) -> list[JobEvent]:
+        """Several events in one transaction (a queue move changes many positions at once)."""
+        recorded = []
+        with Session(self.engine) as session, session.begin():
+            for job_id, event, status, fields in items:
+                row = session.get(JobRow, job_id, with_for_update=True)
+                if row is None:
+                    raise KeyError(job_id)
+                data = event.model_dump() if isinstance(event, JobEvent) else dict(event)
+                data.update(job_id=job_id, seq=row.last_seq + 1)
+                recorded_event = JobEvent.model_validate(data)
+                row.last_seq = recorded_event.seq
+                _apply(row, recorded_event, status, fields)
+                session.add(EventRow(job_id=job_id, seq=recorded_event.seq, body=recorded_event.model_dump_json()))
+                recorded.append(recorded_event)
+        return recorded
+
+    def set_status(self, job_id: str, status: JobStatus, **fields: Any) -> None:
+        """A status change that says nothing on its own (a job handed to a worker)."""
+        with Session(self.engine) as session, session.begin():
+            row = session.get(JobRow, job_id, with_for_update=True)
+            if row is None:
+                raise KeyError(job_id)
+            _set_status(row, status)
+            for name, value in fields.items():
+                setattr(row, name, value)
+
+    def count_by_status(self) -> dict[str, int]:
+        with Session(self.engine) as session:
+            return dict(session.execute(select(JobRow.status, func.count()).group_by(JobRow.status)).tuples())
+
+    def events_after(self, job_id: str, seq: int = 0) -> list[JobEvent]:
+        query = select(EventRow.body).where(EventRow.job_id == job_id, EventRow.seq > seq).order_by(EventRow.seq)
+        with Session(self.engine) as session:
+            return [JobEvent.model_validate_json(body) for body in session.scalars(query)]
+
+    def finished_before(self, moment: datetime) -> list[Job]:
+        finals = [s.value for s in FINAL_STATUSES]
+        return self._jobs(select(JobRow).where(JobRow.status.in_(finals), JobRow.finished_at < moment))
+
+    def delete(self, job_id: str) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.execute(delete(EventRow).where(EventRow.job_id == job_id))
+            session.execute(delete(JobRow).where(JobRow.id == job_id))
+
+    def _jobs(self, query: Any) -> list[Job]:
+        with Session(self.engine) as session:
+            return [Job.of(row) for row in session.scalars(query)]
+
+
+def _apply(row: JobRow, event: JobEvent, status: JobStatus | None, fields: dict[str, Any]) -> None:
+    if status is not None:
+        _set_status(row, status)
+    row.stage = event.stage
+    row.progress = event.progress
+    row.message_key = event.message_key
+    row.message_params = event.message_params
+    for name, value in fields.items():
+        setattr(row, name, value)
+
+
+def _set_status(row: JobRow, status: JobStatus) -> None:
+    if status == row.status:
+        return
+    check_transition(JobStatus(row.status), status)
+    row.status = status
+    if status == JobStatus.RUNNING:
+        row.started_at = utcnow()
+    elif status.is_final:
+        row.finished_at = utcnow()
+    elif status == JobStatus.QUEUED:
+        row.started_at = None
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    # WAL lets readers (replays, status polls) go on while the writer records events.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+

@@ -1,0 +1,161 @@
+"""REST: sessions, jobs, results, models, health (SPEC "REST")."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import FileResponse
+
+from oldphoto.engine.graph import parse_workflow
+from oldphoto.errors import BadInput, OldphotoError
+from oldphoto.jobs.errors import JobNotFound
+from oldphoto.jobs.service import JobService, result_url
+from oldphoto.jobs.store import Job
+from oldphoto.jobs.lifecycle import JobStatus
+from oldphoto.protocol import pick_language, translate
+from oldphoto.server.auth import ANONYMOUS_TTL_S, COOKIE, Authenticator, Identity, bearer
+from oldphoto.server.ratelimit import RateLimiter
+from oldphoto.server.uploads import receive_upload
+from oldphoto.settings import Settings
+
+router = APIRouter()
+
+
+def service_of(request: Request) -> JobService:
+    return request.app.state.service
+
+
+def identity_of(request: Request) -> Identity:
+    auth: Authenticator = request.app.state.auth
+    return auth.from_sources(bearer(request.headers.get("authorization")), request.cookies.get(COOKIE))
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+Service = Annotated[JobService, Depends(service_of)]
+Caller = Annotated[Identity, Depends(identity_of)]
+
+
+@router.post("/api/session")
+async def create_session(request: Request, response: Response) -> dict[str, Any]:
+    settings: Settings = request.app.state.settings
+    if settings.auth != "anonymous":
+        raise OldphotoError("Anonymous sessions are off on this server; use a token from its operator.", code="sessions_disabled")
+    limiter: RateLimiter = request.app.state.limiter
+    limiter.hit("session:address", client_address(request))
+    token = request.app.state.auth.issue()
+    response.set_cookie(
+        COOKIE, token, max_age=ANONYMOUS_TTL_S, httponly=True, samesite="lax", secure=request.url.scheme == "https", path="/"
+    )
+    return {"token": token, "expires_in": ANONYMOUS_TTL_S}
+
+
+@router.post("/api/jobs", status_code=202)
+async def create_job(request: Request, service: Service, caller: Caller) -> dict[str, Any]:
+    settings: Settings = request.app.state.settings
+    limiter: RateLimiter = request.app.state.limiter
+    limiter.hit("job:user", caller.user)
+    limiter.hit("job:address", client_address(request))
+    upload = await receive_upload(
+        request, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels, tmp_dir=settings.data_dir / "tmp"
+    )
+    try:
+        workflow = _workflow_text(upload.fields)
+        model = _model_name(upload.fields.get("model"), request)
+        job = service.submit(caller.user, upload.path, workflow, model)
+    finally:
+        upload.path.unlink(missing_ok=True)
+    job = service.get(job.id, caller.user)  # it may already be running
+    return {
+        "job_id": job.id,
+        "status": job.status.value,
+        "position": service.position(job.id),
+        "ws_url": f"/ws/progress?job_id={job.id}",
+        "events_url": f"/api/jobs/{job.id}/events",
+        "status_url": f"/api/jobs/{job.id}",
+    }
+
+
+@router.get("/api/jobs")
+async def list_jobs(request: Request, service: Service, caller: Caller) -> list[dict[str, Any]]:
+    lang = _lang(request)
+    return [job_view(job, service, lang) for job in service.list(caller.user)]
+
+
+@router.get("/api/jobs/{job_id}")
+async def get_job(job_id: str, request: Request, service: Service, caller: Caller) -> dict[str, Any]:
+    return job_view(service.get(job_id, caller.user), service, _lang(request))
+
+
+@router.delete("/api/jobs/{job_id}", status_code=202)
+async def cancel_job(job_id: str, request: Request, service: Service, caller: Caller) -> dict[str, Any]:
+    return job_view(service.cancel(job_id, caller.user), service, _lang(request))
+
+
+@router.get("/results/{job_id}.png")
+async def get_result(job_id: str, service: Service, caller: Caller) -> FileResponse:
+    path = service.result_path(service.get(job_id, caller.user))
+    if path is None:
+        raise JobNotFound()
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/api/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    from oldphoto.models.catalog import catalog
+
+    settings: Settings = request.app.state.settings
+    return {"default": settings.model, "models": catalog(settings.models_dir)}
+
+
+@router.get("/healthz")
+async def health(service: Service) -> dict[str, Any]:
+    alive = sum(1 for w in service.pool.workers if w.process.is_alive()) if service.pool else 0
+    return {"status": "ok", "workers": alive, "queued": len(service.queue), "running": len(service.pool.running()) if service.pool else 0}
+
+
+def job_view(job: Job, service: JobService, lang: str) -> dict[str, Any]:
+    succeeded = job.status == JobStatus.SUCCEEDED
+    return {
+        "job_id": job.id,
+        "status": job.status.value,
+        "stage": job.stage,
+        "message": translate(job.message_key, lang, **job.message_params),
+        "progress": job.progress,
+        "position": service.position(job.id),
+        "result_url": result_url(job.id) if succeeded else None,
+        "error": job.error,
+        "code": job.code,
+        "created_at": job.created_at.isoformat(),
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+    }
+
+
+def _lang(request: Request) -> str:
+    return pick_language(request.query_params.get("lang"), request.headers.get("accept-language"))
+
+
+def _workflow_text(fields: dict[str, str]) -> str:
+    """Validated now, so a broken workflow is a 400 before anything is queued; stored as text for the worker."""
+    if fields.get("workflow"):
+        text = fields["workflow"]
+    else:
+        text = json.dumps({"steps": fields.get("steps") or "colorize"})
+    parse_workflow(text)
+    return text
+
+
+def _model_name(requested: str | None, request: Request) -> str | None:
+    """Users pick among known model names only; a path from a user never reaches the filesystem."""
+    if not requested:
+        return None
+    from oldphoto.models.catalog import known_names
+
+    if requested not in known_names():
+        raise BadInput(f"Unknown model {requested!r}.", code="unknown_model")
+    return requested

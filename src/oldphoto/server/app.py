@@ -1,0 +1,138 @@
+"""The FastAPI application: REST, WebSocket and SSE progress, and the page. Knows no tensors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from oldphoto import __version__
+from oldphoto.engine.context import RunOptions
+from oldphoto.errors import OldphotoError
+from oldphoto.jobs.service import JobService, ServiceConfig
+from oldphoto.jobs.store import JobStore
+from oldphoto.server import api, sse, ws
+from oldphoto.server.auth import Authenticator
+from oldphoto.server.metrics import render
+from oldphoto.server.origins import origin_allowed
+from oldphoto.server.ratelimit import RateLimiter
+from oldphoto.settings import Settings, get_settings
+
+STATIC = Path(__file__).parent / "static"
+STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = JobStore(settings.database_url or f"sqlite:///{settings.data_dir.resolve() / 'jobs.sqlite3'}")
+        service = JobService(service_config(settings), store)
+        await service.start()
+        app.state.service = service
+        try:
+            yield
+        finally:
+            await app.state.hub.close_all()
+            await service.stop()
+            store.close()
+
+    app = FastAPI(title="oldphoto", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.auth = Authenticator(settings)
+    app.state.limiter = RateLimiter()
+    app.state.hub = ws.Hub()
+    _install_error_handlers(app)
+    app.add_middleware(OriginGuard, settings=settings)
+    if settings.origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.origins, allow_credentials=True, allow_methods=["*"], allow_headers=["*"]
+        )
+    app.include_router(api.router)
+    app.include_router(sse.router)
+    app.include_router(ws.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        return Response(render(request.app.state.service, request.app.state.hub.connections), media_type="text/plain; version=0.0.4")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def service_config(settings: Settings) -> ServiceConfig:
+    return ServiceConfig(
+        data_dir=settings.data_dir,
+        run_options=RunOptions(
+            model=settings.model,
+            models_dir=settings.models_dir,
+            device=settings.device,
+            input_size=settings.input_size,
+            ab_upsample=settings.ab_upsample,
+        ),
+        workers=settings.workers,
+        user_concurrency=settings.user_concurrency,
+        queue_max=settings.queue_max,
+        job_timeout_s=settings.job_timeout_s,
+        retention_s=settings.retention_hours * 3600,
+        max_pixels=settings.max_pixels,
+    )
+
+
+def error_body(exc: OldphotoError) -> tuple[dict[str, Any], dict[str, str]]:
+    headers = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    if exc.http_status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return {"error": exc.message, "code": exc.code}, headers
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(OldphotoError)
+    async def known(_: Request, exc: OldphotoError) -> JSONResponse:
+        body, headers = error_body(exc)
+        return JSONResponse(body, status_code=exc.http_status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"msg": "invalid request"}
+        return JSONResponse({"error": f"The request is not valid: {first['msg']}.", "code": "invalid_request"}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http(_: Request, exc: HTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "too_large"}
+        return JSONResponse({"error": str(exc.detail), "code": codes.get(exc.status_code, "http_error")}, status_code=exc.status_code)
+
+
+class OriginGuard:
+    """Refuses a state-changing request whose Origin is not on the allowlist (cross-site request forgery)."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in STATE_CHANGING:
+            request = Request(scope)
+            if not origin_allowed(request.headers.get("origin"), request.url, self.settings):
+                response = JSONResponse({"error": "Requests from this web origin are not allowed.", "code": "forbidden_origin"}, status_code=403)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

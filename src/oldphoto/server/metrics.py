@@ -1,0 +1,35 @@
+"""`/metrics`: Prometheus text, read from the live state at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from oldphoto.jobs.service import JobService
+
+
+class ServiceCollector:
+    def __init__(self, service: JobService, connections: set) -> None:
+        self.service = service
+        self.connections = connections
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("oldphoto_queue_depth", "Jobs waiting for a worker.", value=len(self.service.queue))
+        pool = self.service.pool
+        yield GaugeMetricFamily("oldphoto_jobs_running", "Jobs running now.", value=len(pool.running()) if pool else 0)
+        alive = sum(1 for w in pool.workers if w.process.is_alive()) if pool else 0
+        yield GaugeMetricFamily("oldphoto_workers_alive", "Worker processes alive.", value=alive)
+        yield GaugeMetricFamily("oldphoto_ws_connections", "Open progress WebSockets.", value=len(self.connections))
+        yield GaugeMetricFamily("oldphoto_subscriptions", "Job subscriptions (WebSocket and SSE).", value=self.service.bus.subscription_count)
+        jobs = GaugeMetricFamily("oldphoto_jobs", "Jobs in the store by status.", labels=["status"])
+        for status, count in self.service.store.count_by_status().items():
+            jobs.add_metric([status], count)
+        yield jobs
+
+
+def render(service: JobService, connections: set) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(ServiceCollector(service, connections))
+    return generate_latest(registry)

@@ -1,0 +1,48 @@
+"""A bounded queue of events for one slow reader.
+
+When it overflows, older `progress` events of a job give way to the newest (the bar only needs the latest), but
+`queued`, `complete`, `error` and `cancelled` are never dropped. The reader sees a jump in `seq` where that happened
+and can fetch what it skipped with `after_seq`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from oldphoto.protocol import ESSENTIAL_TYPES, JobEvent
+
+
+class Outbox:
+    def __init__(self, capacity: int = 256) -> None:
+        self.capacity = capacity
+        self.items: deque[JobEvent] = deque()
+        self.ready = asyncio.Event()
+        self.coalesced = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def deliver(self, event: JobEvent) -> None:
+        if len(self.items) >= self.capacity and not self._make_room(event):
+            self.coalesced += 1
+            return
+        self.items.append(event)
+        self.ready.set()
+
+    async def get(self) -> JobEvent:
+        while not self.items:
+            self.ready.clear()
+            await self.ready.wait()
+        return self.items.popleft()
+
+    def _make_room(self, incoming: JobEvent) -> bool:
+        """Drop the oldest droppable event; prefer one of the same job. False if the incoming one should go."""
+        droppable = [i for i, e in enumerate(self.items) if e.type not in ESSENTIAL_TYPES]
+        same_job = [i for i in droppable if self.items[i].job_id == incoming.job_id]
+        victims = same_job or droppable
+        if not victims:
+            return incoming.type in ESSENTIAL_TYPES  # essentials may exceed the bound; progress may not
+        del self.items[victims[0]]
+        self.coalesced += 1
+        return True

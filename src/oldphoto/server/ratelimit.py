@@ -1,0 +1,45 @@
+"""Per-user and per-address rate limits (the `limits` library, moving windows, in memory)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from oldphoto.errors import OldphotoError
+
+
+class RateLimited(OldphotoError):
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+RULES: dict[str, str] = {
+    "session:address": "30/minute",
+    "job:user": "30/minute",
+    "job:address": "60/minute",
+    "ws_message:connection": "20/second",
+}
+
+
+class RateLimiter:
+    def __init__(self, storage_url: str | None = None, rules: dict[str, str] | None = None) -> None:
+        self.storage = storage_from_string(storage_url) if storage_url else MemoryStorage()
+        self.limiter = MovingWindowRateLimiter(self.storage)
+        self.rules: dict[str, RateLimitItem] = {name: parse(rule) for name, rule in (rules or RULES).items()}
+
+    def hit(self, rule: str, key: str) -> None:
+        item = self.rules[rule]
+        if not self.limiter.hit(item, rule, key):
+            reset, _ = self.limiter.get_window_stats(item, rule, key)
+            raise RateLimited("Too many requests; slow down a little.", retry_after=max(1, math.ceil(reset - time.time())))
+
+    def allow(self, rule: str, key: str) -> bool:
+        return self.limiter.hit(self.rules[rule], rule, key)
