@@ -7,10 +7,11 @@ from oldphoto.engine.nodes.colorize import DDColorNode
 from oldphoto.engine.nodes.denoise import Denoise
 from oldphoto.engine.nodes.io import LoadImage, SaveImage
 from oldphoto.engine.nodes.sharpen import Sharpen
+from oldphoto.engine.nodes.testing import TEST_NODES
 from oldphoto.engine.nodes.upscale import Upscale
 
 NODE_TYPES: dict[str, type[Node]] = {
-    node.type_name: node for node in (LoadImage, DDColorNode, Denoise, Upscale, Sharpen, SaveImage)
+    node.type_name: node for node in (LoadImage, DDColorNode, Denoise, Upscale, Sharpen, SaveImage, *TEST_NODES)
 }
 
 __all__ = ["NODE_TYPES", "Node"]

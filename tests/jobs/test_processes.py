@@ -1,0 +1,173 @@
+"""The job system with real processes: a real server, real worker processes, real sockets."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers.server import ServerProcess, running_server, start_server
+from tests.jobs.conftest import TEST_ENV, crash_workflow, pause_workflow
+from tests.server.conftest import Client, png_bytes, read_until_final
+
+
+def wait_final(client: Client, job_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.http.get(f"/api/jobs/{job_id}").json()
+        if status["status"] in ("succeeded", "failed", "cancelled"):
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def started(client: Client, job_id: str) -> datetime:
+    return datetime.fromisoformat(wait_final(client, job_id)["started_at"])
+
+
+def test_fair_order_one_users_ten_jobs_do_not_starve_another(job_server: ServerProcess) -> None:
+    alice, bob = Client(job_server), Client(job_server)
+    image = png_bytes(32, 32)
+    a_jobs = [alice.submit(image, workflow=pause_workflow(0.3))["job_id"] for _ in range(10)]
+    b_job = bob.submit(image, workflow=pause_workflow(0.3))["job_id"]
+    assert started(bob, b_job) < started(alice, a_jobs[2])
+
+
+def test_waiting_jobs_hear_each_change_of_position(job_server: ServerProcess) -> None:
+    client = Client(job_server)
+    image = png_bytes(32, 32)
+    jobs = [client.submit(image, workflow=pause_workflow(0.6))["job_id"] for _ in range(3)]
+    events = client.follow(jobs[2])
+    positions = [e["position"] for e in events if e["type"] == "queued"]
+    assert positions == sorted(positions, reverse=True) and positions[-1] == 1 and len(positions) >= 2
+    assert events[-1]["type"] == "complete"
+
+
+def test_cancel_a_queued_job_at_once_and_a_running_one_within_half_a_second(job_server: ServerProcess) -> None:
+    client = Client(job_server)
+    image = png_bytes(32, 32)
+    running = client.submit(image, workflow=pause_workflow(20))["job_id"]
+    queued = client.submit(image, workflow=pause_workflow(1))["job_id"]
+    assert client.http.delete(f"/api/jobs/{queued}").status_code == 202
+    assert client.http.get(f"/api/jobs/{queued}").json()["status"] == "cancelled"
+    with client.socket(f"?job_id={running}") as ws:
+        while json.loads(ws.recv(timeout=30))["stage"] != "inference":
+            pass
+        asked = time.monotonic()
+        ws.send(json.dumps({"type": "cancel", "job_id": running}))
+        events = read_until_final(ws, 10)
+        latency = time.monotonic() - asked
+    assert events[-1]["type"] == "cancelled"
+    assert latency < 1.0, f"cancel took {latency:.3f} s"
+    finished = client.http.delete(f"/api/jobs/{running}")
+    assert finished.status_code == 202  # cancelling twice is harmless
+
+
+def test_cancelling_a_finished_job_is_a_conflict(job_server: ServerProcess) -> None:
+    client = Client(job_server)
+    job = client.submit(png_bytes(32, 32), workflow=pause_workflow(0.05))["job_id"]
+    assert wait_final(client, job)["status"] == "succeeded"
+    response = client.http.delete(f"/api/jobs/{job}")
+    assert response.status_code == 409 and response.json()["code"] == "already_finished"
+
+
+def test_a_crashing_worker_fails_only_its_own_job(job_server: ServerProcess) -> None:
+    client = Client(job_server)
+    image = png_bytes(32, 32)
+    crash = client.submit(image, workflow=crash_workflow())["job_id"]
+    after = client.submit(image, workflow=pause_workflow(0.1))["job_id"]
+    crashed = client.follow(crash)[-1]
+    assert crashed["type"] == "error" and crashed["code"] == "worker_crashed" and crashed["progress"] == 0
+    assert wait_final(client, after)["status"] == "succeeded"
+    assert httpx.get(f"{job_server.url}/healthz").json()["workers"] == 1
+
+
+def test_limits_refuse_with_clear_codes(tmp_path: Path) -> None:
+    env = {**TEST_ENV, "OLDPHOTO_USER_CONCURRENCY": "2", "OLDPHOTO_QUEUE_MAX": "2"}
+    with running_server(tmp_path, env) as server:
+        alice, bob, carol = Client(server), Client(server), Client(server)
+        image = png_bytes(32, 32)
+        for _ in range(2):
+            alice.submit(image, workflow=pause_workflow(5))
+        refused = alice.http.post("/api/jobs", files={"file": ("p.png", image)}, data={"workflow": pause_workflow(1)})
+        assert refused.status_code == 429 and refused.json()["code"] == "user_limit"
+        assert int(refused.headers["Retry-After"]) > 0
+        bob.submit(image, workflow=pause_workflow(1))  # alice: one running, one waiting; bob's makes two waiting
+        full = carol.http.post("/api/jobs", files={"file": ("p.png", image)}, data={"workflow": pause_workflow(1)})
+        assert full.status_code == 503 and full.json()["code"] == "queue_full" and "Retry-After" in full.headers
+
+
+def test_a_stuck_job_ends_with_timeout(tmp_path: Path) -> None:
+    with running_server(tmp_path, {**TEST_ENV, "OLDPHOTO_JOB_TIMEOUT_S": "1.5"}) as server:
+        client = Client(server)
+        job = client.submit(png_bytes(32, 32), workflow=pause_workflow(30))["job_id"]
+        final = client.follow(job)[-1]
+        assert final["type"] == "error" and final["code"] == "timeout"
+        assert wait_final(client, client.submit(png_bytes(32, 32), workflow=pause_workflow(0.1))["job_id"])["status"] == "succeeded"
+
+
+def test_kill_9_then_restart_loses_no_job_and_no_event(tmp_path: Path) -> None:
+    server = start_server(tmp_path, TEST_ENV)
+    client = Client(server)
+    image = png_bytes(32, 32)
+    jobs = [client.submit(image, workflow=pause_workflow(1.5))["job_id"] for _ in range(3)]
+    with client.socket(f"?job_id={jobs[0]}") as ws:
+        seen = []
+        while not seen or seen[-1]["stage"] != "inference":
+            seen.append(json.loads(ws.recv(timeout=30)))
+    server.stop(signal.SIGKILL)
+    restarted = start_server(tmp_path, TEST_ENV, port=server.port)
+    try:
+        client.http = httpx.Client(base_url=restarted.url, headers={"Authorization": f"Bearer {client.token}"}, timeout=30)
+        for job in jobs:
+            assert wait_final(client, job)["status"] == "succeeded"
+        rest = client.follow(jobs[0], after_seq=seen[-1]["seq"])
+        seqs = [e["seq"] for e in seen + rest]
+        assert seqs == list(range(1, len(seqs) + 1))
+        for job in jobs[1:]:
+            events = client.follow(job)
+            assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+            assert events[-1]["type"] == "complete"
+    finally:
+        restarted.stop()
+
+
+def test_sigterm_closes_sockets_going_away_keeps_jobs_and_exits_fast(tmp_path: Path) -> None:
+    server = start_server(tmp_path, TEST_ENV)
+    client = Client(server)
+    job = client.submit(png_bytes(32, 32), workflow=pause_workflow(3))["job_id"]
+    ws = client.socket(f"?job_id={job}")
+    ws.recv(timeout=10)
+    began = time.monotonic()
+    code = server.stop(signal.SIGTERM, timeout=15)
+    took = time.monotonic() - began
+    with pytest.raises(Exception):
+        while True:
+            ws.recv(timeout=5)
+    assert ws.close_code == 1001
+    # uvicorn re-raises the signal once it has shut down cleanly, so the exit status says SIGTERM.
+    assert took < 10 and code in (0, -signal.SIGTERM), f"exit {code} after {took:.1f} s"
+    assert "Application shutdown complete" in server.log()
+    restarted = start_server(tmp_path, TEST_ENV, port=server.port)
+    try:
+        client.http = httpx.Client(base_url=restarted.url, headers={"Authorization": f"Bearer {client.token}"}, timeout=30)
+        assert wait_final(client, job)["status"] == "succeeded"
+    finally:
+        restarted.stop()
+
+
+def test_finished_jobs_are_removed_after_the_retention_time(tmp_path: Path) -> None:
+    with running_server(tmp_path, {**TEST_ENV, "OLDPHOTO_RETENTION_HOURS": "0.0005"}) as server:
+        client = Client(server)
+        job = client.submit(png_bytes(32, 32), workflow=pause_workflow(0.05))["job_id"]
+        assert wait_final(client, job)["status"] == "succeeded"
+        deadline = time.monotonic() + 15
+        while client.http.get(f"/api/jobs/{job}").status_code != 404 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert client.http.get(f"/api/jobs/{job}").status_code == 404
+        assert not list((tmp_path / "results").iterdir()) and not list((tmp_path / "inputs").iterdir())

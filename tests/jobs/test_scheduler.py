@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from oldphoto.jobs.scheduler import FairQueue
+
+
+def drain(queue: FairQueue) -> list[str]:
+    order = []
+    while (job := queue.pop()) is not None:
+        order.append(job)
+    return order
+
+
+def test_one_users_many_jobs_do_not_starve_another_users_one() -> None:
+    queue = FairQueue()
+    for i in range(10):
+        queue.push(f"a{i}", "alice")
+    queue.push("b0", "bob")
+    assert drain(queue)[:3] == ["a0", "b0", "a1"]
+
+
+def test_first_come_first_served_within_a_user_and_round_robin_across() -> None:
+    queue = FairQueue()
+    for job, owner in [("a0", "a"), ("a1", "a"), ("b0", "b"), ("c0", "c"), ("b1", "b"), ("a2", "a")]:
+        queue.push(job, owner)
+    assert drain(queue) == ["a0", "b0", "c0", "a1", "b1", "a2"]
+
+
+def test_positions_predict_the_pop_order() -> None:
+    queue = FairQueue()
+    for job, owner in [("a0", "a"), ("a1", "a"), ("b0", "b"), ("a2", "a"), ("c0", "c")]:
+        queue.push(job, owner)
+    positions = queue.positions()
+    assert sorted(positions, key=positions.get) == drain(queue)
+
+
+def test_remove_takes_a_job_out_and_moves_the_rest_up() -> None:
+    queue = FairQueue()
+    for job, owner in [("a0", "a"), ("b0", "b"), ("a1", "a")]:
+        queue.push(job, owner)
+    assert queue.remove("b0") and not queue.remove("b0")
+    assert queue.positions() == {"a0": 1, "a1": 2}
+    assert len(queue) == 2 and "b0" not in queue
