@@ -189,7 +189,8 @@ class JobStore:
 
     def count_by_status(self) -> dict[str, int]:
         with Session(self.engine) as session:
-            return dict(session.execute(select(JobRow.status, func.count()).group_by(JobRow.status)).tuples())
+            rows = session.execute(select(JobRow.status, func.count()).group_by(JobRow.status))
+            return {status: count for status, count in rows}
 
     def events_after(self, job_id: str, seq: int = 0) -> list[JobEvent]:
         query = select(EventRow.body).where(EventRow.job_id == job_id, EventRow.seq > seq).order_by(EventRow.seq)

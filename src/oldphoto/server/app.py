@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,6 +28,7 @@ from oldphoto.server.origins import origin_allowed
 from oldphoto.server.ratelimit import RateLimiter
 from oldphoto.settings import Settings, get_settings
 
+log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -114,6 +116,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"msg": "invalid request"}
         return JSONResponse({"error": f"The request is not valid: {first['msg']}.", "code": "invalid_request"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse({"error": "Something went wrong on the server.", "code": "internal_error"}, status_code=500)
 
     @app.exception_handler(HTTPException)
     async def http(_: Request, exc: HTTPException) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -21,6 +22,7 @@ class ServiceCollector:
         yield GaugeMetricFamily("oldphoto_jobs_running", "Jobs running now.", value=len(pool.running()) if pool else 0)
         alive = sum(1 for w in pool.workers if w.process.is_alive()) if pool else 0
         yield GaugeMetricFamily("oldphoto_workers_alive", "Worker processes alive.", value=alive)
+        yield GaugeMetricFamily("oldphoto_asyncio_tasks", "Tasks alive on the server's event loop.", value=len(asyncio.all_tasks()))
         yield GaugeMetricFamily("oldphoto_ws_connections", "Open progress WebSockets.", value=len(self.connections))
         yield GaugeMetricFamily("oldphoto_subscriptions", "Job subscriptions (WebSocket and SSE).", value=self.service.bus.subscription_count)
         jobs = GaugeMetricFamily("oldphoto_jobs", "Jobs in the store by status.", labels=["status"])

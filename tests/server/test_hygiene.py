@@ -1,0 +1,53 @@
+"""A client that goes away leaves nothing behind: no task, no subscription, no memory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import httpx
+import psutil
+import pytest
+import websockets
+
+from tests.helpers.server import ServerProcess
+from tests.server.conftest import Client, png_bytes
+
+CYCLES = 2000
+
+
+def metric(server: ServerProcess, name: str) -> float:
+    text = httpx.get(f"{server.url}/metrics").text
+    return float(re.search(rf"^{name} (\S+)$", text, re.MULTILINE).group(1))
+
+
+async def churn(server: ServerProcess, token: str, job_id: str, cycles: int, parallel: int = 10) -> None:
+    async def one_client(n: int) -> None:
+        for _ in range(n):
+            async with websockets.connect(f"{server.ws_url}/ws/progress", subprotocols=["bearer", token]) as ws:
+                await ws.send(json.dumps({"type": "subscribe", "job_id": job_id, "after_seq": 0}))
+                await ws.recv()
+
+    await asyncio.gather(*(one_client(cycles // parallel) for _ in range(parallel)))
+
+
+@pytest.mark.slow
+def test_thousands_of_departed_clients_leave_the_server_at_its_baseline(server: ServerProcess) -> None:
+    client = Client(server)
+    job = client.submit(png_bytes(32, 32), steps="sharpen")["job_id"]
+    client.follow(job)
+    process = psutil.Process(server.process.pid)
+    asyncio.run(churn(server, client.token, job, 200))  # warm up allocator pools and caches
+    baseline_rss = process.memory_info().rss
+    baseline_tasks = metric(server, "oldphoto_asyncio_tasks")
+    asyncio.run(churn(server, client.token, job, CYCLES))
+    for _ in range(50):
+        if metric(server, "oldphoto_ws_connections") == 0:
+            break
+        asyncio.run(asyncio.sleep(0.1))
+    assert metric(server, "oldphoto_ws_connections") == 0
+    assert metric(server, "oldphoto_subscriptions") == 0
+    assert metric(server, "oldphoto_asyncio_tasks") <= baseline_tasks
+    grown = (process.memory_info().rss - baseline_rss) / 1e6
+    assert grown < 8, f"the server grew by {grown:.1f} MB over {CYCLES} connections"
