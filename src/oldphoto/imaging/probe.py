@@ -1,0 +1,199 @@
+"""Reading an image's declared size from its header bytes, without a decoder and without allocating pixels.
+
+This runs before any decoder sees the upload so that a decompression bomb (a tiny file declaring billions of
+pixels) is refused on arithmetic alone. The readers are deliberately small and strict: anything they cannot read
+is an InvalidImage, since the real decoder would only fail later and at greater cost.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from oldphoto.errors import InvalidImage
+from oldphoto.imaging.sniff import sniff_format
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """An image's format and its size as stored (before any EXIF rotation, which keeps the pixel count).
+
+    `tile` is a tiled TIFF's (width, height) of one tile: libtiff allocates a whole tile before decoding it,
+    and a tile may legally be far larger than the image, so it is a second size to hold to the limit.
+    """
+
+    format: str
+    width: int
+    height: int
+    tile: tuple[int, int] | None = None
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def probe(data: bytes) -> ImageInfo:
+    """Sniff the format and read the declared width and height from the header; no pixel is decoded."""
+    fmt = sniff_format(data)
+    try:
+        width, height, tile = _READERS[fmt](data)
+    except (struct.error, IndexError) as exc:
+        raise _damaged(fmt, "its header ends early") from exc
+    except OverflowError as exc:  # a 64-bit BigTIFF offset beyond anything addressable
+        raise _damaged(fmt, "its header points outside the file") from exc
+    for w, h in [(width, height)] + ([tile] if tile is not None else []):
+        if w <= 0 or h <= 0:
+            raise _damaged(fmt, f"its header declares a {w}x{h} picture")
+    return ImageInfo(fmt, width, height, tile)
+
+
+# What each header reader returns: width, height, and a TIFF's tile size (None elsewhere).
+_Size = tuple[int, int, "tuple[int, int] | None"]
+
+
+def _damaged(fmt: str, why: str) -> InvalidImage:
+    return InvalidImage(f"This {fmt.upper()} file is damaged or incomplete: {why}.")
+
+
+def _png_size(data: bytes) -> _Size:
+    # The first chunk must be a 13-byte IHDR, right after the 8-byte signature.
+    length, kind = struct.unpack_from(">I4s", data, 8)
+    if kind != b"IHDR" or length != 13:
+        raise _damaged("png", "the first chunk is not its header (IHDR)")
+    width, height = struct.unpack_from(">II", data, 16)
+    if width > 2**31 - 1 or height > 2**31 - 1:
+        raise _damaged("png", "its header declares an impossible size")
+    return width, height, None
+
+
+# Start-of-frame markers: every SOFn except DHT (C4), JPG (C8) and DAC (CC), which share the range.
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+# Markers that stand alone, without a length field.
+_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+def _jpeg_size(data: bytes) -> _Size:
+    pos = 2
+    while True:
+        # Like libjpeg, tolerate stray bytes between segments by looking for the next marker.
+        pos = data.find(b"\xff", pos)
+        if pos < 0:
+            raise _damaged("jpeg", "no frame header was found")
+        while data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        marker = data[pos]
+        pos += 1
+        if marker in _JPEG_STANDALONE:
+            continue
+        if marker in (0xD8, 0xD9, 0xDA):
+            raise _damaged("jpeg", "the image data starts before its frame header")
+        (length,) = struct.unpack_from(">H", data, pos)
+        if marker in _JPEG_SOF:
+            height, width = struct.unpack_from(">HH", data, pos + 3)
+            if height == 0:
+                # A height deferred to a DNL marker: legal in theory, unsupported by libjpeg in practice.
+                raise _damaged("jpeg", "its frame header leaves the height undefined")
+            return width, height, None
+        if length < 2:
+            raise _damaged("jpeg", "a segment has an impossible length")
+        pos += length
+
+
+def _gif_size(data: bytes) -> _Size:
+    """The logical screen, grown to hold the first frame: Pillow enlarges its canvas the same way."""
+    width, height, flags = struct.unpack_from("<HHB", data, 6)
+    pos = 13 + _gif_colour_table_size(flags)
+    while True:
+        block = data[pos]
+        if block == 0x21:  # extension: label, then data sub-blocks
+            pos = _gif_skip_sub_blocks(data, pos + 2)
+        elif block == 0x2C:  # image descriptor of the first frame
+            left, top, frame_w, frame_h = struct.unpack_from("<HHHH", data, pos + 1)
+            return max(width, left + frame_w), max(height, top + frame_h), None
+        else:
+            raise _damaged("gif", "it holds no picture")
+
+
+def _gif_colour_table_size(flags: int) -> int:
+    return 3 << ((flags & 7) + 1) if flags & 0x80 else 0
+
+
+def _gif_skip_sub_blocks(data: bytes, pos: int) -> int:
+    while (size := data[pos]) != 0:
+        pos += size + 1
+    return pos + 1
+
+
+def _bmp_size(data: bytes) -> _Size:
+    (header_size,) = struct.unpack_from("<I", data, 14)
+    if header_size == 12:  # OS/2 core header: unsigned 16-bit sizes
+        return (*struct.unpack_from("<HH", data, 18), None)
+    width, height = struct.unpack_from("<ii", data, 18)
+    # A negative height means rows are stored top-down; the size is the same.
+    return width, abs(height), None
+
+
+_TIFF_WIDTH, _TIFF_LENGTH, _TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH = 256, 257, 322, 323
+_TIFF_SIZE_TAGS = frozenset({_TIFF_WIDTH, _TIFF_LENGTH, _TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH})
+# Field type -> struct code for the integer types a size may use (SHORT, LONG, LONG8).
+_TIFF_INT_TYPES = {3: "H", 4: "I", 16: "Q"}
+
+
+def _tiff_size(data: bytes) -> _Size:
+    order = "<" if data[:2] == b"II" else ">"
+    (version,) = struct.unpack_from(order + "H", data, 2)
+    if version == 43:  # BigTIFF: 8-byte offsets and counts, 20-byte entries
+        (ifd,) = struct.unpack_from(order + "Q", data, 8)
+        (count,) = struct.unpack_from(order + "Q", data, ifd)
+        first, entry_size, value_at = ifd + 8, 20, 12
+    else:
+        (ifd,) = struct.unpack_from(order + "I", data, 4)
+        (count,) = struct.unpack_from(order + "H", data, ifd)
+        first, entry_size, value_at = ifd + 2, 12, 8
+    # A hostile count may promise more entries than the file holds; read only those that exist.
+    count = min(count, max(0, (len(data) - first) // entry_size))
+    found: dict[int, int] = {}
+    for index in range(count):
+        entry = first + index * entry_size
+        tag, kind = struct.unpack_from(order + "HH", data, entry)
+        if tag in _TIFF_SIZE_TAGS and kind in _TIFF_INT_TYPES:
+            (found[tag],) = struct.unpack_from(order + _TIFF_INT_TYPES[kind], data, entry + value_at)
+    if _TIFF_WIDTH not in found or _TIFF_LENGTH not in found:
+        raise _damaged("tiff", "its first page does not state its width and height")
+    tiled = _TIFF_TILE_WIDTH in found or _TIFF_TILE_LENGTH in found
+    # A tiled page lacking one tile dimension is broken; 0 makes probe() refuse it as such.
+    tile = (found.get(_TIFF_TILE_WIDTH, 0), found.get(_TIFF_TILE_LENGTH, 0)) if tiled else None
+    return found[_TIFF_WIDTH], found[_TIFF_LENGTH], tile
+
+
+def _webp_size(data: bytes) -> _Size:
+    kind = data[12:16]
+    body = 20  # after the RIFF header (12 bytes) and the first chunk's header (8 bytes)
+    if kind == b"VP8X":  # extended: 24-bit canvas size minus one
+        if len(data) < body + 10:
+            raise IndexError("short VP8X chunk")
+        width = int.from_bytes(data[body + 4 : body + 7], "little") + 1
+        height = int.from_bytes(data[body + 7 : body + 10], "little") + 1
+        return width, height, None
+    if kind == b"VP8L":  # lossless: signature byte, then 14-bit sizes minus one
+        if data[body] != 0x2F:
+            raise _damaged("webp", "its lossless header is broken")
+        (bits,) = struct.unpack_from("<I", data, body + 1)
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, None
+    if kind == b"VP8 ":  # lossy: frame tag, start code, then 14-bit sizes (2 bits of scaling above)
+        if data[body + 3 : body + 6] != b"\x9d\x01\x2a":
+            raise _damaged("webp", "its lossy header is broken")
+        width, height = struct.unpack_from("<HH", data, body + 6)
+        return width & 0x3FFF, height & 0x3FFF, None
+    raise _damaged("webp", "its first chunk is not a picture")
+
+
+_READERS: dict[str, Callable[[bytes], _Size]] = {
+    "png": _png_size,
+    "jpeg": _jpeg_size,
+    "gif": _gif_size,
+    "bmp": _bmp_size,
+    "tiff": _tiff_size,
+    "webp": _webp_size,
+}
