@@ -17,7 +17,7 @@ class Settings(BaseSettings):
     models_dir: Path = Path("~/.cache/oldphoto/models").expanduser()
     model: str = "ddcolor_paper_tiny"
     device: str = "auto"
-    input_size: int = Field(512, ge=64, le=2048)
+    input_size: int = Field(512, ge=64, le=2048, multiple_of=32)
     ab_upsample: Literal["nearest", "bilinear"] = "bilinear"
 
     workers: int = Field(1, ge=1)

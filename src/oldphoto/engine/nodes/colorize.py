@@ -1,11 +1,26 @@
+"""The DDColor node: the authors' colorization, reported stage by stage and block by block, with an optional upscale.
+
+Torch and the model code are imported when the node runs, not with this module: validating a workflow (the web
+process does it for every upload) needs only the options.
+"""
+
 from __future__ import annotations
 
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from oldphoto.engine.context import NodeContext
+from oldphoto.engine.graph import NodeSpec
 from oldphoto.engine.nodes.base import Node
+from oldphoto.engine.nodes.upscale import Upscale
+from oldphoto.engine.reporter import NodeReporter
+from oldphoto.models.registry import DDCOLOR_MODELS, INPUT_MULTIPLE
+
+if TYPE_CHECKING:
+    from oldphoto.models.ddcolor import Colorizer
 
 
 class DDColorOptions(BaseModel):
@@ -17,6 +32,22 @@ class DDColorOptions(BaseModel):
     model: str | None = Field(None, max_length=64)
     ab_upsample: Literal["nearest", "bilinear"] | None = None
 
+    @field_validator("input_size")
+    @classmethod
+    def _multiple_of_32(cls, value: int | None) -> int | None:
+        if value is not None and value % INPUT_MULTIPLE:
+            raise ValueError(f"the model input size must be a multiple of {INPUT_MULTIPLE}, such as 512")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str | None) -> str | None:
+        # A workflow comes from users: it may name a known model, never a file on the server (the operator's
+        # OLDPHOTO_MODEL and the CLI's --model may give a path).
+        if value is not None and value not in DDCOLOR_MODELS:
+            raise ValueError(f"unknown model {value!r}; known models are {', '.join(DDCOLOR_MODELS)}")
+        return value
+
 
 class DDColorNode(Node):
     type_name = "DDColor"
@@ -24,6 +55,77 @@ class DDColorNode(Node):
     weight = 10.0
     Options = DDColorOptions
     widget_fields = ("upscale_model", "input_size", "upscale")
+    options: DDColorOptions
 
-    def run(self, ctx: NodeContext, **inputs: Any) -> tuple[Any, ...]:
-        raise NotImplementedError("being written")
+    @classmethod
+    def check_spec(cls, spec: NodeSpec) -> None:
+        options = cls.options_from(spec)
+        if options.upscale:
+            Upscale.check_spec(_upscale_spec(spec.id, options))
+
+    def cost(self) -> float:
+        return self.weight + (self._upscaler().cost() if self.options.upscale else 0.0)
+
+    def run(self, ctx: NodeContext, *, image: np.ndarray) -> tuple[np.ndarray]:
+        colorize_report, upscale_report = self._reports(ctx.report)
+        colored = self._colorize(ctx, colorize_report, image)
+        if upscale_report is None:
+            return (colored,)
+        upscale_ctx = NodeContext(upscale_report, ctx.options, ctx.source_image)
+        return (self._upscaler().run(upscale_ctx, image=colored)[0],)
+
+    def _colorize(self, ctx: NodeContext, report: NodeReporter, image: np.ndarray) -> np.ndarray:
+        from oldphoto.models.ddcolor import postprocess, preprocess
+
+        opts, run = self.options, ctx.options
+        report.stage("preprocess")
+        prepared = preprocess(image, opts.input_size or run.input_size)
+        colorizer = self._load(report, opts.model or run.model, Path(run.models_dir), run.device)
+        report.stage("inference")
+
+        def on_block(index: int, total: int, name: str) -> None:
+            report.step(index / total, "inference.block", block=name, index=index, total=total)
+            # Checked again after speaking, so a cancel that arrives with this block's event stops the pass here.
+            report.cancel.check()
+
+        ab = colorizer.infer(prepared.tensor(), on_block=on_block)
+        report.stage("postprocess")
+        return postprocess(prepared, ab, opts.ab_upsample or run.ab_upsample)
+
+    def _load(self, report: NodeReporter, model: str, models_dir: Path, device_name: str) -> Colorizer:
+        """The load_model stage: from memory, from the disk cache, or downloaded first (with its percentage)."""
+        from oldphoto.models.ddcolor import is_loaded, load_colorizer
+        from oldphoto.models.runtimes import resolve_device
+        from oldphoto.models.store import ModelStore
+
+        device = resolve_device(device_name)
+        store = ModelStore(models_dir)
+        if model in DDCOLOR_MODELS and store.cached_path(model) is None:
+            report.stage("load_model", "load_model.download", model=model, percent=0)
+
+            def on_bytes(done: int, total: int | None) -> None:
+                fraction = done / total if total else 0.0
+                report.step(fraction, "load_model.download", model=model, percent=int(fraction * 100))
+
+            path = store.pull(model, progress=on_bytes)
+        else:
+            path = store.resolve(model)
+            report.stage("load_model", "load_model.memory" if is_loaded(path, device) else None)
+        colorizer, _ = load_colorizer(path, device)
+        return colorizer
+
+    def _reports(self, report: NodeReporter) -> tuple[NodeReporter, NodeReporter | None]:
+        """The node's share of the job split between colorizing and the optional upscale, by their weights."""
+        if not self.options.upscale:
+            return report, None
+        split = report.lo + (report.hi - report.lo) * self.weight / self.cost()
+        colorize = NodeReporter(report.run, report.node_id, self.source, report.lo, split)
+        upscale = NodeReporter(report.run, report.node_id, Upscale.source, split, report.hi)
+        return colorize, upscale
+
+    def _upscaler(self) -> Node:
+        return Upscale.build(_upscale_spec(self.spec.id, self.options))
+
+
+def _upscale_spec(node_id: str, options: DDColorOptions) -> NodeSpec:
+    return NodeSpec(node_id, Upscale.type_name, params={"model": options.upscale_model})
