@@ -48,6 +48,12 @@ class ServiceConfig:
         return self.data_dir / "results"
 
 
+@dataclass(frozen=True)
+class Admission:
+    job: Job
+    position: int  # its place in the queue when admitted (1: next to run)
+
+
 def result_url(job_id: str) -> str:
     return f"/results/{job_id}.png"
 
@@ -100,7 +106,7 @@ class JobService:
 
     # -- what fronts call -------------------------------------------------------------------------------------
 
-    def submit(self, owner: str, input_file: Path, workflow: str, model: str | None = None) -> Job:
+    def submit(self, owner: str, input_file: Path, workflow: str, model: str | None = None) -> Admission:
         """Admit a job. Its input, row and first event are durable before this returns."""
         active = self.store.count_active(owner)
         if active >= self.config.user_concurrency:
@@ -119,8 +125,9 @@ class JobService:
         self.bus.publish(upload)
         self.queue.push(job_id, owner)
         self._announce_positions()
+        position = self.positions[job_id]
         self._dispatch()
-        return job
+        return Admission(job, position)
 
     def get(self, job_id: str, owner: str) -> Job:
         """Another user's job answers exactly as one that does not exist."""

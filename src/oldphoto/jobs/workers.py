@@ -21,9 +21,13 @@ log = logging.getLogger(__name__)
 CONTEXT = mp.get_context("spawn")  # fork after torch or CUDA has started is unsafe
 
 
-def _worker_main(conn: Connection, cancel_flag: Any) -> None:
+def _worker_main(conn: Connection, cancel_flag: Any, jobs_at_once: int) -> None:
     from oldphoto.engine import CancelToken
     from oldphoto.jobs.work import execute
+    from oldphoto.models.runtimes import configure_threads, threads_per_job
+
+    # Workers share the cores: each gets its part, so jobs that run at once do not fight over the same ones.
+    configure_threads(threads_per_job(jobs_at_once))
 
     cancel = CancelToken(cancel_flag)
     lock = threading.Lock()
@@ -117,7 +121,7 @@ class WorkerPool:
     def _spawn(self, index: int) -> Worker:
         parent, child = CONTEXT.Pipe(duplex=True)
         flag = CONTEXT.Event()
-        process = CONTEXT.Process(target=_worker_main, args=(child, flag), name=f"oldphoto-worker-{index}", daemon=True)
+        process = CONTEXT.Process(target=_worker_main, args=(child, flag, self.size), name=f"oldphoto-worker-{index}", daemon=True)
         process.start()
         child.close()
         return Worker(index=index, process=process, conn=parent, cancel_flag=flag)

@@ -47,11 +47,20 @@ async def create_session(request: Request, response: Response) -> dict[str, Any]
         raise OldphotoError("Anonymous sessions are off on this server; use a token from its operator.", code="sessions_disabled")
     limiter: RateLimiter = request.app.state.limiter
     limiter.hit("session:address", client_address(request))
-    token = request.app.state.auth.issue()
+    auth: Authenticator = request.app.state.auth
+    token = auth.issue(_cookie_user(request))
     response.set_cookie(
         COOKIE, token, max_age=ANONYMOUS_TTL_S, httponly=True, samesite="lax", secure=request.url.scheme == "https", path="/"
     )
     return {"token": token, "expires_in": ANONYMOUS_TTL_S}
+
+
+def _cookie_user(request: Request) -> str | None:
+    """A browser that already has a session keeps its user (and so its jobs) when it asks again."""
+    try:
+        return request.app.state.auth.verify(request.cookies[COOKIE]).user
+    except (KeyError, OldphotoError):
+        return None
 
 
 @router.post("/api/jobs", status_code=202)
@@ -66,14 +75,14 @@ async def create_job(request: Request, service: Service, caller: Caller) -> dict
     try:
         workflow = _workflow_text(upload.fields)
         model = _model_name(upload.fields.get("model"), request)
-        job = service.submit(caller.user, upload.path, workflow, model)
+        admission = service.submit(caller.user, upload.path, workflow, model)
     finally:
         upload.path.unlink(missing_ok=True)
-    job = service.get(job.id, caller.user)  # it may already be running
+    job = admission.job
     return {
         "job_id": job.id,
         "status": job.status.value,
-        "position": service.position(job.id),
+        "position": admission.position,
         "ws_url": f"/ws/progress?job_id={job.id}",
         "events_url": f"/api/jobs/{job.id}/events",
         "status_url": f"/api/jobs/{job.id}",
