@@ -46,7 +46,7 @@ class Workflow:
 def parse_workflow(data: str | bytes | Mapping[str, Any]) -> Workflow:
     """Parse either accepted form and validate it."""
     if isinstance(data, (str, bytes)):
-        if len(data) > MAX_WORKFLOW_BYTES:
+        if len(data.encode() if isinstance(data, str) else data) > MAX_WORKFLOW_BYTES:
             raise InvalidWorkflow(f"the workflow is larger than {MAX_WORKFLOW_BYTES // 1024} KB")
         try:
             data = json.loads(data)

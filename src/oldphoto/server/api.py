@@ -15,7 +15,7 @@ from oldphoto.jobs.service import JobService, result_url
 from oldphoto.jobs.store import Job
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.protocol import pick_language, translate
-from oldphoto.server.auth import ANONYMOUS_TTL_S, COOKIE, Authenticator, Identity, bearer
+from oldphoto.server.auth import ANONYMOUS_PREFIX, ANONYMOUS_TTL_S, COOKIE, Authenticator, Identity, SessionsDisabled, bearer
 from oldphoto.server.ratelimit import RateLimiter
 from oldphoto.server.uploads import receive_upload
 from oldphoto.settings import Settings
@@ -44,7 +44,7 @@ Caller = Annotated[Identity, Depends(identity_of)]
 async def create_session(request: Request, response: Response) -> dict[str, Any]:
     settings: Settings = request.app.state.settings
     if settings.auth != "anonymous":
-        raise OldphotoError("Anonymous sessions are off on this server; use a token from its operator.", code="sessions_disabled")
+        raise SessionsDisabled("Anonymous sessions are off on this server; use a token from its operator.")
     limiter: RateLimiter = request.app.state.limiter
     limiter.hit("session:address", client_address(request))
     auth: Authenticator = request.app.state.auth
@@ -56,11 +56,16 @@ async def create_session(request: Request, response: Response) -> dict[str, Any]
 
 
 def _cookie_user(request: Request) -> str | None:
-    """A browser that already has a session keeps its user (and so its jobs) when it asks again."""
+    """A browser that already has an anonymous session keeps its user (and so its jobs) when it asks again.
+
+    Only anonymous users are renewed: a short-lived token issued to a named user must not become a long one.
+    """
     try:
-        return request.app.state.auth.verify(request.cookies[COOKIE]).user
+        user = request.app.state.auth.verify(request.cookies[COOKIE]).user
     except (KeyError, OldphotoError):
         return None
+    return user if user.startswith(ANONYMOUS_PREFIX) else None
+
 
 
 @router.post("/api/jobs", status_code=202)

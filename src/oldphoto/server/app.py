@@ -23,6 +23,7 @@ from oldphoto.jobs.service import JobService, ServiceConfig
 from oldphoto.jobs.store import JobStore
 from oldphoto.server import api, sse, ws
 from oldphoto.server.auth import Authenticator
+from oldphoto.server.inspect import INSPECTOR
 from oldphoto.server.metrics import render
 from oldphoto.server.origins import origin_allowed
 from oldphoto.server.ratelimit import RateLimiter
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.hub.close_all()
+            INSPECTOR.close()
             await service.stop()
             store.close()
 

@@ -19,11 +19,17 @@ from oldphoto.settings import Settings
 
 COOKIE = "oldphoto_session"
 ANONYMOUS_TTL_S = 7 * 24 * 3600
+ANONYMOUS_PREFIX = "anon-"
 
 
 class Unauthorized(OldphotoError):
     code = "unauthorized"
     http_status = 401
+
+
+class SessionsDisabled(OldphotoError):
+    code = "sessions_disabled"
+    http_status = 403
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,7 @@ class Authenticator:
 
     def issue(self, user: str | None = None, ttl_s: int = ANONYMOUS_TTL_S) -> str:
         now = int(time.time())
-        claims: dict[str, object] = {"sub": user or f"anon-{uuid.uuid4().hex}", "iat": now, "exp": now + ttl_s}
+        claims: dict[str, object] = {"sub": user or f"{ANONYMOUS_PREFIX}{uuid.uuid4().hex}", "iat": now, "exp": now + ttl_s}
         if self.audience:
             claims["aud"] = self.audience
         if self.issuer:

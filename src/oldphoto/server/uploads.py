@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from oldphoto.errors import BadInput, TooLarge
-from oldphoto.imaging import decode_file
+from oldphoto.server.inspect import inspect_image
 
 FORM_OVERHEAD = 256 * 1024  # room for the other fields (a workflow) and the multipart framing
 
@@ -60,11 +60,11 @@ async def receive_upload(request: Request, *, max_bytes: int, max_pixels: int, t
     finally:
         await form.close()
     try:
-        image = await asyncio.to_thread(decode_file, path, max_pixels=max_pixels)
+        width, height = await inspect_image(path, max_pixels)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    return Upload(path=path, fields=fields, width=image.width, height=image.height)
+    return Upload(path=path, fields=fields, width=width, height=height)
 
 
 async def _spool(upload: UploadFile, tmp_dir: Path, max_bytes: int) -> Path:

@@ -16,6 +16,9 @@ import contextlib
 import json
 import logging
 import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -42,14 +45,35 @@ TOO_BIG = 1009
 TOKEN_EXPIRED = 4001
 
 
+class TooManyStreams(OldphotoError):
+    code = "too_many_streams"
+    http_status = 429
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.retry_after = 5
+
+
 class Hub:
-    """Every open progress connection of this process, so shutdown can close them all with 1001."""
+    """Every open progress connection (WebSocket and SSE) of this process: per-user caps, and shutdown with 1001."""
 
     def __init__(self) -> None:
         self.connections: set[ProgressConnection] = set()
+        self.streams: Counter[str] = Counter()
 
     def per_user(self, user: str) -> int:
-        return sum(1 for c in self.connections if c.identity.user == user)
+        return sum(1 for c in self.connections if c.identity.user == user) + self.streams[user]
+
+    async def counted(self, user: str, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+        """An SSE stream that counts against its user's cap while it is open."""
+        self.streams[user] += 1
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            self.streams[user] -= 1
+            if self.streams[user] <= 0:
+                del self.streams[user]
 
     async def close_all(self, code: int = GOING_AWAY) -> None:
         await asyncio.gather(*(c.close(code, "server shutting down") for c in list(self.connections)), return_exceptions=True)
@@ -99,7 +123,7 @@ class ProgressConnection:
         self.lang = lang
         self.outbox = Outbox(capacity)
         self.followers: dict[str, Follower] = {}
-        self.key = f"{identity.user}:{id(self)}"
+        self.key = f"{identity.user}:{uuid.uuid4().hex}"
         self.closed = False
 
     async def run(self, job_id: str | None, after_seq: int) -> None:
