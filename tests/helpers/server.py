@@ -72,7 +72,7 @@ def start_server(data_dir: Path, env: dict[str, str] | None = None, port: int | 
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
         try:
-            if httpx.get(f"{server.url}/healthz", timeout=1).json().get("workers", 0) >= 1:
+            if httpx.get(f"{server.url}/healthz", timeout=1).json().get("workers_ready", 0) >= 1:
                 return server
         except (httpx.HTTPError, ValueError):
             pass

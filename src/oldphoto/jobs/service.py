@@ -203,6 +203,9 @@ class JobService:
 
     def _on_worker_message(self, message: Message) -> None:
         kind, job_id = message[0], message[1]
+        if kind == "ready":
+            self._dispatch()
+            return
         job = self.store.get(job_id)
         if job is None or job.status != JobStatus.RUNNING:
             return

@@ -97,7 +97,8 @@ class WorkerPool:
 
     def idle(self) -> Worker | None:
         with self._lock:
-            return next((w for w in self.workers if w.job_id is None and w.process.is_alive()), None)
+            # Only a worker that said it is ready: a job's time limit must not run while its worker still starts.
+            return next((w for w in self.workers if w.ready and w.job_id is None and w.process.is_alive()), None)
 
     def assign(self, worker: Worker, item: WorkItem) -> None:
         with self._lock:
@@ -114,6 +115,9 @@ class WorkerPool:
                     worker.cancel_flag.set()
                     return True
         return False
+
+    def ready_count(self) -> int:
+        return sum(1 for w in self.workers if w.ready and w.process.is_alive())
 
     def running(self) -> dict[str, int]:
         return {w.job_id: w.process.pid for w in self.workers if w.job_id is not None}
@@ -140,6 +144,7 @@ class WorkerPool:
             return  # the process is gone; _check_health reports it
         if message[0] == "ready":
             worker.ready = True
+            self.handler(("ready", None))
             return
         if message[0] in ("done", "failed", "cancelled"):
             with self._lock:

@@ -128,8 +128,10 @@ async def list_models(request: Request) -> dict[str, Any]:
 
 @router.get("/healthz")
 async def health(service: Service) -> dict[str, Any]:
-    alive = sum(1 for w in service.pool.workers if w.process.is_alive()) if service.pool else 0
-    return {"status": "ok", "workers": alive, "queued": len(service.queue), "running": len(service.pool.running()) if service.pool else 0}
+    pool = service.pool
+    alive = sum(1 for w in pool.workers if w.process.is_alive()) if pool else 0
+    ready = pool.ready_count() if pool else 0
+    return {"status": "ok", "workers": alive, "workers_ready": ready, "queued": len(service.queue), "running": len(pool.running()) if pool else 0}
 
 
 def job_view(job: Job, service: JobService, lang: str) -> dict[str, Any]:
