@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -88,3 +90,11 @@ def running_server(data_dir: Path, env: dict[str, str] | None = None) -> Iterato
         yield server
     finally:
         server.stop()
+
+
+def run_async(coroutine: Any) -> Any:
+    """Run a coroutine to its end on a fresh loop in its own thread, whatever loop this thread may hold."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 import httpx
 import psutil
 import pytest
 import websockets
 
-from tests.helpers.server import ServerProcess
+from tests.helpers.server import ServerProcess, run_async
 from tests.server.conftest import Client, png_bytes
 
 CYCLES = 2000
@@ -38,14 +39,14 @@ def test_thousands_of_departed_clients_leave_the_server_at_its_baseline(server: 
     job = client.submit(png_bytes(32, 32), steps="sharpen")["job_id"]
     client.follow(job)
     process = psutil.Process(server.process.pid)
-    asyncio.run(churn(server, client.token, job, 200))  # warm up allocator pools and caches
+    run_async(churn(server, client.token, job, 200))  # warm up allocator pools and caches
     baseline_rss = process.memory_info().rss
     baseline_tasks = metric(server, "oldphoto_asyncio_tasks")
-    asyncio.run(churn(server, client.token, job, CYCLES))
+    run_async(churn(server, client.token, job, CYCLES))
     for _ in range(50):
         if metric(server, "oldphoto_ws_connections") == 0:
             break
-        asyncio.run(asyncio.sleep(0.1))
+        time.sleep(0.1)
     assert metric(server, "oldphoto_ws_connections") == 0
     assert metric(server, "oldphoto_subscriptions") == 0
     assert metric(server, "oldphoto_asyncio_tasks") <= baseline_tasks

@@ -4,6 +4,7 @@ import asyncio
 
 from oldphoto.protocol import JobEvent
 from oldphoto.server.outbox import Outbox
+from tests.helpers.server import run_async
 
 
 def event(seq: int, kind: str = "progress", job: str = "a") -> JobEvent:
@@ -38,4 +39,4 @@ def test_get_waits_for_the_next_event() -> None:
         box.deliver(event(7))
         return [(await waiter).seq]
 
-    assert asyncio.run(scenario()) == [7]
+    assert run_async(scenario()) == [7]
