@@ -171,3 +171,16 @@ def test_finished_jobs_are_removed_after_the_retention_time(tmp_path: Path) -> N
             time.sleep(0.3)
         assert client.http.get(f"/api/jobs/{job}").status_code == 404
         assert not list((tmp_path / "results").iterdir()) and not list((tmp_path / "inputs").iterdir())
+
+
+def test_with_batching_on_one_worker_runs_several_jobs_at_once(tmp_path: Path) -> None:
+    with running_server(tmp_path, {**TEST_ENV, "OLDPHOTO_BATCH_MAX": "2"}) as server:
+        client = Client(server)
+        image = png_bytes(32, 32)
+        first, second = (client.submit(image, workflow=pause_workflow(1.5))["job_id"] for _ in range(2))
+        a, b = wait_final(client, first), wait_final(client, second)
+        assert a["status"] == b["status"] == "succeeded"
+        assert datetime.fromisoformat(b["started_at"]) < datetime.fromisoformat(a["finished_at"])
+        crash = client.submit(image, workflow=crash_workflow())["job_id"]
+        assert client.follow(crash)[-1]["code"] == "worker_crashed"
+        assert wait_final(client, client.submit(image, workflow=pause_workflow(0.1))["job_id"])["status"] == "succeeded"

@@ -22,6 +22,7 @@ class RunOptions:
     device: str = "auto"
     input_size: int = 512
     ab_upsample: Literal["nearest", "bilinear"] = "bilinear"
+    runtime: Literal["auto", "torch", "onnx"] = "auto"
 
 
 @dataclass

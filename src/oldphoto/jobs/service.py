@@ -38,6 +38,7 @@ class ServiceConfig:
     job_timeout_s: float = 600.0
     retention_s: float = 24 * 3600.0
     max_pixels: int = 40_000_000
+    jobs_per_worker: int = 1  # more than one only when colorize batching is on
 
     @property
     def inputs_dir(self) -> Path:
@@ -78,7 +79,7 @@ class JobService:
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._recover()
-        self.pool = WorkerPool(self.config.workers, self._from_pool, job_timeout_s=self.config.job_timeout_s)
+        self.pool = WorkerPool(self.config.workers, self._from_pool, job_timeout_s=self.config.job_timeout_s, slots=self.config.jobs_per_worker)
         await asyncio.to_thread(self.pool.start)
         self._dispatch()
         self._janitor = asyncio.create_task(self._retention_loop())
@@ -170,7 +171,7 @@ class JobService:
         if self.pool is None:
             return
         moved = False
-        while len(self.queue) and (worker := self.pool.idle()) is not None:
+        while len(self.queue) and (place := self.pool.idle()) is not None:
             job_id = self.queue.pop()
             job = self.store.get(job_id) if job_id else None
             if job is None or job.status != JobStatus.QUEUED:
@@ -178,7 +179,7 @@ class JobService:
             self.store.set_status(job_id, JobStatus.RUNNING)
             self.floors.setdefault(job_id, job.progress)
             self.positions.pop(job_id, None)
-            self.pool.assign(worker, self._work_item(job))
+            self.pool.assign(place, self._work_item(job))
             moved = True
         if moved:
             self._announce_positions()

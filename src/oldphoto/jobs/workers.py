@@ -1,7 +1,9 @@
 """Worker processes: the models run here, never in the web process.
 
-Each worker has its own pipe and cancel flag, so a worker that dies (segfault, killed for memory, `os._exit`) takes
-only its own job with it: the pool notices, reports the crash and starts a new worker in its place.
+Each worker has its own pipe and one cancel flag per job slot, so a worker that dies (segfault, killed for
+memory, `os._exit`) takes only its own jobs with it: the pool notices, reports the crash and starts a new worker in
+its place. A worker runs one job at a time, or `slots` at once on threads when batching is on
+(`OLDPHOTO_BATCH_MAX`), so that concurrent colorize jobs can share a forward pass.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import multiprocessing as mp
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -19,32 +21,38 @@ from oldphoto.jobs.work import Message, WorkItem
 
 log = logging.getLogger(__name__)
 CONTEXT = mp.get_context("spawn")  # fork after torch or CUDA has started is unsafe
+FINISHED = ("done", "failed", "cancelled")
 
 
-def _worker_main(conn: Connection, cancel_flag: Any, jobs_at_once: int) -> None:
+def _worker_main(conn: Connection, cancel_flags: list[Any], cores_shared_by: int) -> None:
     from oldphoto.engine import CancelToken
     from oldphoto.jobs.work import execute
     from oldphoto.models.runtimes import configure_threads, threads_per_job
 
     # Workers share the cores: each gets its part, so jobs that run at once do not fight over the same ones.
-    configure_threads(threads_per_job(jobs_at_once))
-
-    cancel = CancelToken(cancel_flag)
+    configure_threads(threads_per_job(cores_shared_by))
     lock = threading.Lock()
 
     def send(message: Message) -> None:
         with lock:
             conn.send(message)
 
+    def run(slot: int, item: WorkItem) -> None:
+        execute(item, CancelToken(cancel_flags[slot]), send)
+
     send(("ready",))
     while True:
         try:
-            item = conn.recv()
+            task = conn.recv()
         except (EOFError, KeyboardInterrupt):
             return
-        if item is None:
+        if task is None:
             return
-        execute(item, cancel, send)
+        slot, item = task
+        if len(cancel_flags) == 1:
+            run(slot, item)
+        else:
+            threading.Thread(target=run, args=(slot, item), name=f"job-{item.job_id}", daemon=True).start()
 
 
 @dataclass
@@ -52,11 +60,20 @@ class Worker:
     index: int
     process: Any
     conn: Connection
-    cancel_flag: Any
-    job_id: str | None = None
-    started: float = 0.0
+    cancel_flags: list[Any]
+    jobs: list[str | None] = field(default_factory=list)  # the job in each slot
+    deadlines: list[float | None] = field(default_factory=list)
     ready: bool = False
-    deadline: float | None = None
+
+    def __post_init__(self) -> None:
+        self.jobs = [None] * len(self.cancel_flags)
+        self.deadlines = [None] * len(self.cancel_flags)
+
+    def free_slot(self) -> int | None:
+        return next((i for i, job in enumerate(self.jobs) if job is None), None)
+
+    def slot_of(self, job_id: str) -> int | None:
+        return next((i for i, job in enumerate(self.jobs) if job == job_id), None)
 
 
 # Outcomes the pool reports on its own: ("crashed", job_id, exitcode) and ("timeout", job_id).
@@ -64,8 +81,9 @@ Handler = Callable[[Message], None]
 
 
 class WorkerPool:
-    def __init__(self, size: int, handler: Handler, *, job_timeout_s: float) -> None:
+    def __init__(self, size: int, handler: Handler, *, job_timeout_s: float, slots: int = 1) -> None:
         self.size = size
+        self.slots = slots
         self.handler = handler
         self.job_timeout_s = job_timeout_s
         self.workers: list[Worker] = []
@@ -81,7 +99,8 @@ class WorkerPool:
     def stop(self, timeout: float = 3.0) -> None:
         self._stopping.set()
         for worker in self.workers:
-            worker.cancel_flag.set()
+            for flag in worker.cancel_flags:
+                flag.set()
             try:
                 worker.conn.send(None)
             except (OSError, ValueError):
@@ -95,24 +114,29 @@ class WorkerPool:
         if self._pump is not None:
             self._pump.join(2)
 
-    def idle(self) -> Worker | None:
+    def idle(self) -> tuple[Worker, int] | None:
+        """A ready worker with a free slot. A job's time limit must not run while its worker still starts."""
         with self._lock:
-            # Only a worker that said it is ready: a job's time limit must not run while its worker still starts.
-            return next((w for w in self.workers if w.ready and w.job_id is None and w.process.is_alive()), None)
+            for worker in self.workers:
+                slot = worker.free_slot()
+                if worker.ready and slot is not None and worker.process.is_alive():
+                    return worker, slot
+        return None
 
-    def assign(self, worker: Worker, item: WorkItem) -> None:
+    def assign(self, place: tuple[Worker, int], item: WorkItem) -> None:
+        worker, slot = place
         with self._lock:
-            worker.cancel_flag.clear()  # cleared here, before the job exists, so no cancel can be lost
-            worker.job_id = item.job_id
-            worker.started = time.monotonic()
-            worker.deadline = worker.started + self.job_timeout_s
-            worker.conn.send(item)
+            worker.cancel_flags[slot].clear()  # cleared here, before the job exists, so no cancel can be lost
+            worker.jobs[slot] = item.job_id
+            worker.deadlines[slot] = time.monotonic() + self.job_timeout_s
+            worker.conn.send((slot, item))
 
     def cancel(self, job_id: str) -> bool:
         with self._lock:
             for worker in self.workers:
-                if worker.job_id == job_id:
-                    worker.cancel_flag.set()
+                slot = worker.slot_of(job_id)
+                if slot is not None:
+                    worker.cancel_flags[slot].set()
                     return True
         return False
 
@@ -120,15 +144,15 @@ class WorkerPool:
         return sum(1 for w in self.workers if w.ready and w.process.is_alive())
 
     def running(self) -> dict[str, int]:
-        return {w.job_id: w.process.pid for w in self.workers if w.job_id is not None}
+        return {job: w.process.pid for w in self.workers for job in w.jobs if job is not None}
 
     def _spawn(self, index: int) -> Worker:
         parent, child = CONTEXT.Pipe(duplex=True)
-        flag = CONTEXT.Event()
-        process = CONTEXT.Process(target=_worker_main, args=(child, flag, self.size), name=f"oldphoto-worker-{index}", daemon=True)
+        flags = [CONTEXT.Event() for _ in range(self.slots)]
+        process = CONTEXT.Process(target=_worker_main, args=(child, flags, self.size), name=f"oldphoto-worker-{index}", daemon=True)
         process.start()
         child.close()
-        return Worker(index=index, process=process, conn=parent, cancel_flag=flag)
+        return Worker(index=index, process=process, conn=parent, cancel_flags=flags)
 
     def _pump_loop(self) -> None:
         while not self._stopping.is_set():
@@ -146,29 +170,34 @@ class WorkerPool:
             worker.ready = True
             self.handler(("ready", None))
             return
-        if message[0] in ("done", "failed", "cancelled"):
+        if message[0] in FINISHED:
             with self._lock:
-                worker.job_id = None
-                worker.deadline = None
+                slot = worker.slot_of(message[1])
+                if slot is not None:
+                    worker.jobs[slot] = None
+                    worker.deadlines[slot] = None
         self.handler(message)
 
     def _check_health(self) -> None:
         if self._stopping.is_set():
             return
+        now = time.monotonic()
         for i, worker in enumerate(self.workers):
             if not worker.process.is_alive():
-                self._replace(i, ("crashed", worker.job_id, worker.process.exitcode))
-            elif worker.deadline is not None and time.monotonic() > worker.deadline:
+                self._replace(i, lambda job: ("crashed", job, worker.process.exitcode))
+            elif any(d is not None and now > d for d in worker.deadlines):
+                late = {job for job, d in zip(worker.jobs, worker.deadlines) if d is not None and now > d}
                 worker.process.kill()
                 worker.process.join(2)
-                self._replace(i, ("timeout", worker.job_id))
+                # Jobs sharing the process with a stuck one go down with it; they are told so, not blamed.
+                self._replace(i, lambda job: ("timeout", job) if job in late else ("crashed", job, "a job beside it ran out of time"))
 
-    def _replace(self, index: int, outcome: Message) -> None:
+    def _replace(self, index: int, outcome: Callable[[str], Message]) -> None:
         old = self.workers[index]
-        log.warning("worker %s (pid %s) ended: %s", index, old.process.pid, outcome)
+        log.warning("worker %s (pid %s) ended with exit code %s", index, old.process.pid, old.process.exitcode)
         old.conn.close()
         with self._lock:
             self.workers[index] = self._spawn(index)
-        if outcome[1] is not None:
-            self.handler(outcome)
-
+        for job in old.jobs:
+            if job is not None:
+                self.handler(outcome(job))

@@ -20,6 +20,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Downloading the {model} model ({percent}%)...",
         "zh-CN": "正在下载 {model} 模型（{percent}%）...",
     },
+    "load_model.prepare": {
+        "en": "Preparing a faster runtime for the DDColor model (once per model and input size): {percent}%",
+        "zh-CN": "正在为DDColor模型准备更快的运行时（每个模型和输入尺寸只需一次）：{percent}%",
+    },
     "inference": {"en": "Running color inference...", "zh-CN": "执行颜色推理..."},
     "inference.block": {
         "en": "Running color inference: {block} ({index}/{total})",

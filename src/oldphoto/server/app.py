@@ -95,6 +95,7 @@ def service_config(settings: Settings) -> ServiceConfig:
         job_timeout_s=settings.job_timeout_s,
         retention_s=settings.retention_hours * 3600,
         max_pixels=settings.max_pixels,
+        jobs_per_worker=settings.batch_max,
     )
 
 

@@ -79,8 +79,10 @@ class DDColorNode(Node):
 
         opts, run = self.options, ctx.options
         report.stage("preprocess")
-        prepared = preprocess(image, opts.input_size or run.input_size)
-        colorizer = self._load(report, opts.model or run.model, Path(run.models_dir), run.device)
+        input_size = opts.input_size or run.input_size
+        prepared = preprocess(image, input_size)
+        colorizer = self._load(report, opts.model or run.model, Path(run.models_dir), run.device, run.runtime)
+        self._prepare_runtime(report, colorizer, input_size)
         report.stage("inference")
 
         def on_block(index: int, total: int, name: str) -> None:
@@ -92,7 +94,7 @@ class DDColorNode(Node):
         report.stage("postprocess")
         return postprocess(prepared, ab, opts.ab_upsample or run.ab_upsample)
 
-    def _load(self, report: NodeReporter, model: str, models_dir: Path, device_name: str) -> Colorizer:
+    def _load(self, report: NodeReporter, model: str, models_dir: Path, device_name: str, runtime: str = "auto") -> Colorizer:
         """The load_model stage: from memory, from the disk cache, or downloaded first (with its percentage)."""
         from oldphoto.models.ddcolor import is_loaded, load_colorizer
         from oldphoto.models.runtimes import resolve_device
@@ -111,8 +113,21 @@ class DDColorNode(Node):
         else:
             path = store.resolve(model)
             report.stage("load_model", "load_model.memory" if is_loaded(path, device) else None)
-        colorizer, _ = load_colorizer(path, device)
+        colorizer, _ = load_colorizer(path, device, runtime, cache_dir=models_dir)
         return colorizer
+
+    @staticmethod
+    def _prepare_runtime(report: NodeReporter, colorizer: Colorizer, input_size: int) -> None:
+        """Still the load_model stage: the runtime for this input size (the first time, an export that is cached)."""
+        if not colorizer.needs_export(input_size):
+            colorizer.prepare(input_size)  # from the disk cache or memory: a second or two at most
+            return
+        report.step(0.0, "load_model.prepare", percent=0)
+
+        def on_progress(fraction: float, _what: str) -> None:
+            report.step(fraction, "load_model.prepare", percent=int(fraction * 100))
+
+        colorizer.prepare(input_size, on_progress)
 
     def _reports(self, report: NodeReporter) -> tuple[NodeReporter, NodeReporter | None]:
         """The node's share of the job split between colorizing and the optional upscale, by their weights."""

@@ -1,13 +1,16 @@
 """DDColor colorization: the authors' official checkpoints, loaded with spandrel, run through their pipeline."""
 
-from oldphoto.models.ddcolor.colorizer import Colorizer
+from oldphoto.models.ddcolor.batching import Batcher, shared_batcher
+from oldphoto.models.ddcolor.colorizer import RUNTIMES, Colorizer
 from oldphoto.models.ddcolor.loader import build_network, checkpoint_file, is_loaded, load_colorizer, read_state_dict
 from oldphoto.models.ddcolor.pipeline import AB_UPSAMPLE_MODES, AbUpsample, Prepared, colorize, postprocess, preprocess
 from oldphoto.models.ddcolor.progress import BlockCallback, network_blocks
 
 __all__ = [
     "AB_UPSAMPLE_MODES",
+    "RUNTIMES",
     "AbUpsample",
+    "Batcher",
     "BlockCallback",
     "Colorizer",
     "Prepared",
@@ -20,4 +23,5 @@ __all__ = [
     "postprocess",
     "preprocess",
     "read_state_dict",
+    "shared_batcher",
 ]

@@ -1,0 +1,377 @@
+"""DDColor on ONNX Runtime: the network exported once as 22 segments (one per reported block), cached on disk.
+
+Why: on the CPU, ONNX Runtime runs this network about twice as fast as eager PyTorch (docs/benchmarks-colorize.md).
+Why segments: a single exported graph runs in one call, with no place to report a block or to stop on a cancel;
+run one after another, the segments keep both (`on_block` between segments, where the caller's cancel check runs).
+
+The cache, next to the weights (or under the models dir when the weights' folder is read-only):
+
+    <weights dir>/.oldphoto-runtime/
+      <weights file>.sha256.json            size, mtime and sha256 of the weights (re-hashed only when size or mtime change)
+      <weights file>-<sha256[:16]>/onnx-v<FORMAT>-s<input size>/
+        manifest.json                       segments, their inputs and outputs, versions; written last
+        01-encoder.stem.onnx ... 22-refine_net.onnx
+
+Graphs are keyed by the weights' content and the input size (shapes are fixed at export; the batch is dynamic, so
+the Batcher's batches use the same graphs). Weights whose content changes get a new folder; the old one is removed.
+An export is checked against the PyTorch network on a probe input before its manifest is written; a graph that does
+not agree is never used. Several worker processes that want the same graph take turns on a lock file: one exports,
+the others then load its result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from oldphoto.models.ddcolor.segments import INPUT, OUTPUT, Segment, batch_axis, build_segments, last_uses
+
+log = logging.getLogger(__name__)
+
+# Bump when the cut (segments.py) or the export changes: older folders are then ignored and rebuilt.
+FORMAT = 2
+OPSET = 17
+CACHE_FOLDER = ".oldphoto-runtime"
+# Largest |ab| difference accepted between the exported graphs and PyTorch on the probe (ab spans about +-110;
+# seen: 3e-4). One RGB level is about 0.3 in ab, so 0.05 keeps outputs within a level with a wide margin.
+AGREEMENT_AB = 0.05
+
+# (fraction done, segment name) while exporting
+ExportProgress = Callable[[float, str], None]
+# After each block: (index, total, name) -> rows of the current batch to keep (None: all)
+AfterBlock = Callable[[int, int, str], Sequence[int] | None]
+
+
+class ExportFailed(Exception):
+    """The network could not be exported, or the exported graphs disagree with it."""
+
+
+def onnxruntime_missing() -> str | None:
+    """Why ONNX Runtime cannot be used here, or None when it can."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        return f"onnxruntime is not installed ({exc})"
+    return None
+
+
+# --- the cache on disk ------------------------------------------------------------------------------------------
+
+
+def weights_sha256(weights: Path, record_dir: Path) -> str:
+    """The weights' sha256, remembered beside the cache with their size and mtime so it is computed once."""
+    stat = weights.stat()
+    record = record_dir / f"{weights.name}.sha256.json"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        kept = json.loads(record.read_text())
+        if kept["size"] == stat.st_size and kept["mtime_ns"] == stat.st_mtime_ns:
+            return str(kept["sha256"])
+    digest = hashlib.sha256()
+    with weights.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    sha = digest.hexdigest()
+    with contextlib.suppress(OSError):
+        record_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(record, json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha}))
+    return sha
+
+
+def cache_root(weights: Path, fallback: Path | None) -> Path:
+    """`.oldphoto-runtime` beside the weights when that folder is writable, else under `fallback` (the models dir)."""
+    beside = weights.parent / CACHE_FOLDER
+    if _writable(beside) or (not beside.exists() and _writable(weights.parent)):
+        return beside
+    if fallback is not None:
+        return Path(fallback).expanduser() / CACHE_FOLDER
+    return Path(tempfile.gettempdir()) / "oldphoto" / CACHE_FOLDER
+
+
+def _writable(folder: Path) -> bool:
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+
+
+@dataclass(frozen=True)
+class GraphKey:
+    weights: Path
+    sha256: str
+    input_size: int
+    root: Path
+
+    @property
+    def weights_folder(self) -> Path:
+        return self.root / f"{self.weights.name}-{self.sha256[:16]}"
+
+    @property
+    def folder(self) -> Path:
+        return self.weights_folder / f"onnx-v{FORMAT}-s{self.input_size}"
+
+
+def graph_key(weights: Path, input_size: int, fallback: Path | None) -> GraphKey:
+    root = cache_root(weights, fallback)
+    return GraphKey(weights.resolve(), weights_sha256(weights, root), input_size, root)
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if manifest.get("format") != FORMAT or not all((folder / s["file"]).is_file() for s in manifest.get("segments", [])):
+        return None
+    return manifest
+
+
+def is_cached(key: GraphKey) -> bool:
+    return read_manifest(key.folder) is not None
+
+
+def ensure_exported(network: torch.nn.Module, key: GraphKey, on_progress: ExportProgress | None = None) -> dict[str, Any]:
+    """The manifest of the cached graphs for this key, exporting them first if they are not there."""
+    manifest = read_manifest(key.folder)
+    if manifest is not None:
+        return manifest
+    key.weights_folder.mkdir(parents=True, exist_ok=True)
+    failed = key.weights_folder / f"{key.folder.name}.failed"
+    with _file_lock(key.weights_folder / f"{key.folder.name}.lock"):
+        manifest = read_manifest(key.folder)  # another process may have made it while this one waited
+        if manifest is not None:
+            return manifest
+        reason = _earlier_failure(failed)
+        if reason is not None:  # this export failed before with these versions: do not spend the time again
+            raise ExportFailed(f"it failed before ({reason}); delete {failed} to try again")
+        started = time.monotonic()
+        scratch = Path(tempfile.mkdtemp(prefix=f".{key.folder.name}.", dir=key.weights_folder))
+        try:
+            try:
+                manifest = export_segments(network, key.input_size, scratch, on_progress)
+            except ExportFailed as exc:
+                _write_atomic(failed, json.dumps({"versions": _versions(), "reason": str(exc)}))
+                raise
+            manifest["weights"] = {"name": key.weights.name, "sha256": key.sha256}
+            _write_atomic(scratch / "manifest.json", json.dumps(manifest, indent=1))
+            scratch.chmod(0o755)  # mkdtemp makes it private; other worker users read it too
+            shutil.rmtree(key.folder, ignore_errors=True)
+            scratch.rename(key.folder)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        log.info("exported DDColor to ONNX at %d px for %s in %.1f s", key.input_size, key.weights.name, time.monotonic() - started)
+    _remove_stale(key)
+    return manifest
+
+
+def _versions() -> dict[str, str]:
+    import onnxruntime
+
+    return {"format": str(FORMAT), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+def _earlier_failure(marker: Path) -> str | None:
+    try:
+        record = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    return str(record.get("reason")) if record.get("versions") == _versions() else None
+
+
+def _remove_stale(key: GraphKey) -> None:
+    """Folders for earlier contents of the same weights file (another sha256) are dead weight: remove them."""
+    prefix = f"{key.weights.name}-"
+    for folder in key.root.glob(f"{prefix}*"):
+        if folder.is_dir() and folder != key.weights_folder and len(folder.name) == len(prefix) + 16:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+# --- export -----------------------------------------------------------------------------------------------------
+
+
+def probe_input(input_size: int, batch: int = 1) -> torch.Tensor:
+    """A gray image with smooth ramps and hard edges: what the network sees of a photo, without one."""
+    side = torch.linspace(0.02, 0.98, input_size)
+    image = (side[None, :] * side[:, None]).sqrt()
+    quarter = input_size // 4
+    image[quarter : 2 * quarter, quarter : 3 * quarter] = 0.9
+    image[3 * quarter :, : 2 * quarter] = 0.08
+    return image.expand(batch, 3, input_size, input_size).contiguous()
+
+
+def export_segments(network: torch.nn.Module, input_size: int, folder: Path, on_progress: ExportProgress | None = None) -> dict[str, Any]:
+    """Export each segment to `folder`, check the graphs against the network, and return the manifest."""
+    try:
+        segments = build_segments(network, input_size, fold_tail=True)
+    except Exception as exc:  # UnsupportedLayout, or a network that does not even build its segments
+        raise ExportFailed(str(exc)) from exc
+    values: dict[str, torch.Tensor] = {INPUT: probe_input(input_size)}
+    entries = []
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's warnings about Python values are expected here
+        for index, segment in enumerate(segments, 1):
+            if on_progress is not None:
+                on_progress((index - 1) / len(segments), segment.name)
+            args = tuple(values[name] for name in segment.inputs)
+            file = f"{index:02d}-{segment.name}.onnx"
+            names = (*segment.inputs, *segment.outputs)
+            try:
+                torch.onnx.export(
+                    segment.module,
+                    args,
+                    str(folder / file),
+                    dynamo=False,
+                    opset_version=OPSET,
+                    input_names=list(segment.inputs),
+                    output_names=list(segment.outputs),
+                    dynamic_axes={name: {batch_axis(name): "batch"} for name in names},
+                )
+            except Exception as exc:
+                raise ExportFailed(f"{segment.name}: {type(exc).__name__}: {exc}"[:500]) from exc
+            network.eval()  # whatever the exporter did to the modes, the network stays in eval mode
+            outputs = segment.module(*args)
+            values.update(zip(segment.outputs, outputs if isinstance(outputs, tuple) else (outputs,), strict=True))
+            entries.append({"name": segment.name, "file": file, "inputs": list(segment.inputs), "outputs": list(segment.outputs)})
+        expected = network(values[INPUT]).float()
+    manifest = {
+        "format": FORMAT,
+        "opset": OPSET,
+        "input_size": input_size,
+        "torch": torch.__version__,
+        "segments": entries,
+    }
+    try:
+        got = OnnxSegments(folder, manifest, threads=torch.get_num_threads()).run(values[INPUT])
+    except Exception as exc:
+        raise ExportFailed(f"the exported graphs do not run: {type(exc).__name__}: {exc}"[:500]) from exc
+    difference = float((got - expected).abs().max())
+    if not difference <= AGREEMENT_AB:  # also catches NaN
+        raise ExportFailed(f"the exported graphs disagree with the network by {difference:.3g} in ab (limit {AGREEMENT_AB})")
+    manifest["probe_max_abs_ab"] = difference
+    if on_progress is not None:
+        on_progress(1.0, "checked")
+    return manifest
+
+
+# --- running ----------------------------------------------------------------------------------------------------
+
+_ALLOCATOR_LOCK = threading.Lock()
+_shared_allocator = False
+
+
+def _use_shared_allocator(ort: Any) -> bool:
+    """One memory arena for every session of the process (22 per graph): memory of one pass, not of 22 arenas."""
+    global _shared_allocator
+    with _ALLOCATOR_LOCK:
+        if not _shared_allocator:
+            try:
+                info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+                ort.create_and_register_allocator(info, ort.OrtArenaCfg({}))
+                _shared_allocator = True
+            except Exception as exc:  # an older onnxruntime: each session keeps its own arena
+                log.info("onnxruntime: no shared allocator (%s)", exc)
+                return False
+        return True
+
+
+class OnnxSegments:
+    """The exported segments as ONNX Runtime sessions on the CPU, run one after another."""
+
+    name = "onnx"
+
+    def __init__(self, folder: Path, manifest: dict[str, Any], *, threads: int) -> None:
+        import onnxruntime as ort
+
+        self._ort = ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        # Measured: with spinning, the idle workers of the previous segment's session keep a core busy while the
+        # next segment runs (22 sessions one after another): 1.3-1.5x slower on two cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if _use_shared_allocator(ort):
+            options.add_session_config_entry("session.use_env_allocators", "1")
+        self.input_size = int(manifest["input_size"])
+        self.segments = [
+            Segment(entry["name"], None, tuple(entry["inputs"]), tuple(entry["outputs"]))  # type: ignore[arg-type]
+            for entry in manifest["segments"]
+        ]
+        self.sessions = [
+            ort.InferenceSession(str(folder / entry["file"]), options, providers=["CPUExecutionProvider"]) for entry in manifest["segments"]
+        ]
+        self._drops = last_uses(self.segments)
+        # Give the arena's free memory back at the end of a pass, so an idle worker does not hold a pass's peak.
+        self._last_run = ort.RunOptions()
+        with contextlib.suppress(Exception):
+            self._last_run.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+
+    @property
+    def block_names(self) -> list[str]:
+        return [segment.name for segment in self.segments]
+
+    def run(self, x: torch.Tensor, after_block: AfterBlock | None = None) -> torch.Tensor:
+        ort = self._ort
+        feed = np.ascontiguousarray(x.detach().cpu().float().numpy())
+        # ONNX Runtime hands outputs back in vectors that own them: each value keeps its vector alive while used.
+        values: dict[str, Any] = {INPUT: ort.OrtValue.ortvalue_from_numpy(feed)}
+        owners: dict[str, Any] = {INPUT: feed}
+        total = len(self.segments)
+        try:
+            for index, (segment, session, drop) in enumerate(zip(self.segments, self.sessions, self._drops, strict=True), 1):
+                run_options = self._last_run if index == total else None
+                results = session.run_with_ort_values(list(segment.outputs), {name: values[name] for name in segment.inputs}, run_options)
+                for position, name in enumerate(segment.outputs):
+                    values[name], owners[name] = results[position], results
+                for name in drop:
+                    values.pop(name, None)
+                    owners.pop(name, None)
+                if after_block is not None:
+                    rows = after_block(index, total, segment.name)
+                    if rows is not None:
+                        values, owners = self._select(values, rows)
+            return torch.from_numpy(np.array(values[OUTPUT].numpy(), dtype=np.float32, copy=True))
+        finally:
+            values.clear()
+            owners.clear()
+
+    def _select(self, values: dict[str, Any], rows: Sequence[int]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Keep only these rows of the batch in every live value (a member of a batch left)."""
+        kept: dict[str, Any] = {}
+        owners: dict[str, Any] = {}
+        index = np.asarray(rows, dtype=np.int64)
+        for name, value in values.items():
+            array = np.ascontiguousarray(np.take(value.numpy(), index, axis=batch_axis(name)))
+            kept[name], owners[name] = self._ort.OrtValue.ortvalue_from_numpy(array), array
+        return kept, owners

@@ -1,0 +1,48 @@
+"""Each service benchmark runs end to end at a tiny size, so none can rot. Not timed: the numbers are not checked,
+only that every script still runs against the real server and prints its table.
+
+The DDColor benchmarks use their own cached checkpoint (the tiny architecture with seeded random weights, under
+the temp dir's oldphoto-bench/) and model cache, so the ONNX export of the default runtime is made once per machine."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _is_table(text: str, first_column: str) -> bool:
+    lines = text.splitlines()
+    return lines[0].startswith(f"| {first_column} |") and lines[1].startswith("| ---") and len(lines) >= 3
+
+
+def test_fanout_quick() -> None:
+    from benchmarks import fanout
+
+    out = fanout.main(["--quick"])
+    assert _is_table(out, "sockets")
+    assert "| 20 |" in out
+
+
+def test_ws_vs_polling_quick() -> None:
+    from benchmarks import ws_vs_polling
+
+    out = ws_vs_polling.main(["--quick"])
+    assert _is_table(out, "mode")
+    assert "| polling |" in out and "| websocket |" in out
+
+
+def test_service_overhead_quick() -> None:
+    from benchmarks import service_overhead
+
+    out = service_overhead.main(["--quick"])
+    assert _is_table(out, "path")
+    assert "| service |" in out
+
+
+def test_cancel_latency_quick() -> None:
+    from benchmarks import cancel_latency
+
+    out = cancel_latency.main(["--quick"])
+    assert _is_table(out, "running")
+    assert "| DDColor inference | 2 | 2 |" in out

@@ -1,0 +1,263 @@
+"""DDColor's runtimes: the cut into blocks, the folded tail, ONNX Runtime segments, their disk cache and fallbacks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from oldphoto.engine.cancel import CancelToken
+from oldphoto.engine.context import NodeContext, RunOptions
+from oldphoto.engine.graph import NodeSpec
+from oldphoto.engine.nodes.colorize import DDColorNode
+from oldphoto.engine.reporter import Reporter
+from oldphoto.errors import Cancelled
+from oldphoto.models.cache import MODEL_CACHE
+from oldphoto.models.ddcolor import Colorizer, colorize, load_colorizer
+from oldphoto.models.ddcolor import onnx as onnx_runtime
+from oldphoto.models.ddcolor.segments import build_segments, run_segments_torch
+from oldphoto.protocol import Note
+from tests.models.conftest import CPU, FAST_INPUT
+from tests.models.reference import authors_pipeline
+
+pytest.importorskip("onnxruntime")
+
+# ab spans about +-100 here; the runtimes agree with the network to ~3e-4 (float sums in another order).
+AB_TOLERANCE = 0.02
+FOLDED_ORDER = [
+    "encoder.stem", "encoder.stage1", "encoder.downsample2", "encoder.stage2",
+    "encoder.downsample3", "encoder.stage3", "encoder.downsample4", "encoder.stage4",
+    "decoder.upsample1", "decoder.upsample2", "decoder.upsample3",
+    *[f"color_decoder.layer{i}" for i in range(1, 10)],
+    "decoder.last_shuf", "refine_net",
+]  # fmt: skip
+
+
+def gray(batch: int = 1, seed: int = 5, size: int = FAST_INPUT) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 1, size, size, generator=generator).expand(batch, 3, -1, -1).contiguous()
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The node on a fresh copy of the tiny checkpoint with runtime=onnx: the first use exports (once per module)."""
+    folder = tmp_path_factory.mktemp("onnx_weights")
+    weights = folder / "ddcolor_tiny.pth"
+    os.link(tiny_checkpoint, weights)
+    notes: list[Note] = []
+    options = RunOptions(model=str(weights), models_dir=folder / "models", device="cpu", input_size=FAST_INPUT, runtime="onnx")
+    node = DDColorNode.build(NodeSpec("c", "DDColor", params={"ab_upsample": "nearest"}))
+    image = np.random.default_rng(3).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    report = Reporter(notes.append, CancelToken()).for_node("c", node.source, 0.0, 1.0)
+    (out,) = node.run(NodeContext(report, options, image), image=image)
+    colorizer, from_memory = load_colorizer(weights, CPU)
+    assert from_memory
+    return {"weights": weights, "notes": notes, "image": image, "out": out, "colorizer": colorizer}
+
+
+def test_the_cut_runs_as_the_network(tiny_network: torch.nn.Module) -> None:
+    x = gray(batch=2)
+    with torch.inference_mode():
+        expected = tiny_network(x)
+    plain = run_segments_torch(build_segments(tiny_network, FAST_INPUT), x)
+    assert torch.equal(plain, expected)  # the same operations in the same order: the same numbers
+    segments = build_segments(tiny_network, FAST_INPUT, fold_tail=True)
+    assert [s.name for s in segments] == FOLDED_ORDER
+    folded = run_segments_torch(segments, x)
+    assert float((folded - expected).abs().max()) < AB_TOLERANCE
+    assert float(expected.abs().max()) > 20  # the comparison means something: ab spreads by tens
+
+
+def test_the_torch_runtime_reports_every_block_and_matches(tiny_network: torch.nn.Module) -> None:
+    colorizer = Colorizer(tiny_network, CPU, runtime="torch")
+    events: list[tuple[int, int, str]] = []
+    ab = colorizer.infer(gray(), on_block=lambda *event: events.append(event))
+    assert events == [(i, 22, name) for i, name in enumerate(FOLDED_ORDER, 1)]
+    assert colorizer.runtime(FAST_INPUT) == "torch" and colorizer.block_names == FOLDED_ORDER
+    with torch.inference_mode():
+        assert float((ab - tiny_network(gray())).abs().max()) < AB_TOLERANCE
+
+
+def test_the_first_use_exports_and_says_so_in_the_load_model_stage(exported: dict[str, Any]) -> None:
+    notes: list[Note] = exported["notes"]
+    stages = [n.stage for n in notes if n.step_progress is None]
+    assert stages == ["preprocess", "load_model", "inference", "postprocess"]
+    preparing = [n for n in notes if n.message_key == "load_model.prepare"]
+    assert preparing and all(n.stage == "load_model" for n in preparing)
+    percents = [n.message_params["percent"] for n in preparing]
+    assert percents == sorted(percents) and percents[0] == 0 and percents[-1] == 100
+    assert exported["colorizer"].runtime(FAST_INPUT) == "onnx"
+    blocks = [n.message_params["block"] for n in notes if n.message_key == "inference.block"]
+    assert blocks == FOLDED_ORDER
+
+
+def test_onnx_gives_the_torch_outputs(exported: dict[str, Any], tiny_network: torch.nn.Module) -> None:
+    colorizer: Colorizer = exported["colorizer"]
+    x = gray(batch=2, seed=9)
+    with torch.inference_mode():
+        expected = tiny_network(x)
+    got = colorizer.infer(x)
+    assert got.shape == expected.shape
+    assert float((got - expected).abs().max()) < AB_TOLERANCE
+    # The whole faithful pipeline: the authors' pipeline to within one level.
+    reference = authors_pipeline(exported["image"], tiny_network, FAST_INPUT)
+    assert int(np.abs(exported["out"].astype(int) - reference.astype(int)).max()) <= 1
+
+
+@pytest.mark.parametrize("stop_at", [1, 12, 21, 22])
+def test_onnx_progress_in_order_and_a_cancel_between_segments(exported: dict[str, Any], stop_at: int) -> None:
+    colorizer: Colorizer = exported["colorizer"]
+    expected = colorizer.infer(gray())
+    seen: list[int] = []
+
+    def on_block(index: int, total: int, name: str) -> None:
+        assert total == 22 and name == FOLDED_ORDER[index - 1]
+        seen.append(index)
+        if index == stop_at:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        colorizer.infer(gray(), on_block=on_block)
+    assert seen == list(range(1, stop_at + 1))
+    assert torch.equal(colorizer.infer(gray()), expected)  # still usable, same numbers
+
+
+def test_onnx_batches_drop_a_member_between_segments(exported: dict[str, Any]) -> None:
+    colorizer: Colorizer = exported["colorizer"]
+    x = gray(batch=3, seed=4)
+    singles = [colorizer.infer(x[i : i + 1]) for i in range(3)]
+    ab = colorizer.infer_batch(x, lambda index, total, name: [0, 2] if index == 7 else None)
+    assert ab.shape[0] == 2
+    for row, single in zip(ab, (singles[0], singles[2]), strict=True):
+        assert float((row - single[0]).abs().max()) < 1e-3
+
+
+def test_a_second_process_loads_the_graphs_from_disk(exported: dict[str, Any]) -> None:
+    weights: Path = exported["weights"]
+    key = onnx_runtime.graph_key(weights, FAST_INPUT, None)
+    assert key.folder.parent.parent == weights.parent / onnx_runtime.CACHE_FOLDER
+    manifest = json.loads((key.folder / "manifest.json").read_text())
+    assert len(manifest["segments"]) == 22 and manifest["input_size"] == FAST_INPUT
+    assert manifest["probe_max_abs_ab"] < onnx_runtime.AGREEMENT_AB
+    MODEL_CACHE.clear()  # as a new worker process: nothing in memory
+    colorizer, from_memory = load_colorizer(weights, CPU, "onnx")
+    assert not from_memory and not colorizer.needs_export(FAST_INPUT)
+    assert colorizer.prepare(FAST_INPUT) == "onnx"
+
+
+def test_the_cache_key_follows_the_weights_content(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(tiny_checkpoint.read_bytes())
+    first = onnx_runtime.graph_key(weights, 512, None)
+    record = json.loads((tmp_path / onnx_runtime.CACHE_FOLDER / "w.pth.sha256.json").read_text())
+    assert record["sha256"] == first.sha256 and record["size"] == weights.stat().st_size
+    assert onnx_runtime.graph_key(weights, 512, None) == first  # from the record: no second hash
+    assert onnx_runtime.graph_key(weights, 256, None).folder != first.folder  # another input size, another graph
+    with weights.open("r+b") as handle:  # the same size, new content and mtime: the weights were replaced
+        handle.seek(-64, os.SEEK_END)
+        handle.write(bytes(64))
+    changed = onnx_runtime.graph_key(weights, 512, None)
+    assert changed.sha256 != first.sha256 and changed.folder != first.folder
+
+
+def test_a_read_only_weights_folder_caches_under_the_models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    weights_dir = tmp_path / "readonly"
+    weights_dir.mkdir()
+    weights = weights_dir / "w.pth"
+    weights.write_bytes(b"x")
+    assert onnx_runtime.cache_root(weights, tmp_path / "models") == weights_dir / onnx_runtime.CACHE_FOLDER
+    monkeypatch.setattr(onnx_runtime.os, "access", lambda path, mode: False)  # root may write anywhere: pretend
+    assert onnx_runtime.cache_root(weights, tmp_path / "models") == tmp_path / "models" / onnx_runtime.CACHE_FOLDER
+
+
+@pytest.mark.slow
+def test_changed_weights_are_exported_again_and_the_old_graphs_removed(exported: dict[str, Any], tmp_path: Path) -> None:
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(Path(exported["weights"]).read_bytes())
+    MODEL_CACHE.clear()
+    colorizer, _ = load_colorizer(weights, CPU, "onnx")
+    colorizer.prepare(FAST_INPUT)
+    old = onnx_runtime.graph_key(weights, FAST_INPUT, None)
+    assert old.folder.is_dir()
+    params = torch.load(weights, map_location="cpu", weights_only=True)
+    params["params"]["refine_net.0.0.bias"] = params["params"]["refine_net.0.0.bias"] + 1.0
+    torch.save(params, weights)
+    MODEL_CACHE.clear()
+    colorizer, _ = load_colorizer(weights, CPU, "onnx")
+    assert colorizer.needs_export(FAST_INPUT)
+    assert colorizer.prepare(FAST_INPUT) == "onnx"
+    new = onnx_runtime.graph_key(weights, FAST_INPUT, None)
+    assert new.folder.is_dir() and not old.weights_folder.exists()
+    with torch.inference_mode():
+        assert float((colorizer.infer(gray()) - colorizer.network(gray())).abs().max()) < AB_TOLERANCE
+    MODEL_CACHE.clear()
+
+
+def test_without_onnxruntime_auto_runs_torch(tiny_network: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(onnx_runtime, "onnxruntime_missing", lambda: "onnxruntime is not installed (test)")
+    colorizer = Colorizer(tiny_network, CPU, runtime="auto")
+    assert colorizer.planned_runtime() == "torch" and not colorizer.needs_export(FAST_INPUT)
+    assert colorizer.prepare(FAST_INPUT) == "torch"
+
+
+def test_a_failed_export_falls_back_to_torch_once_and_says_why(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    weights = tmp_path / "w.pth"
+    os.link(tiny_checkpoint, weights)
+    calls = []
+
+    def failing(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        raise onnx_runtime.ExportFailed("a test says no")
+
+    monkeypatch.setattr(onnx_runtime, "export_segments", failing)
+    MODEL_CACHE.clear()
+    colorizer, _ = load_colorizer(weights, CPU, "onnx")
+    with caplog.at_level(logging.WARNING):
+        assert colorizer.prepare(FAST_INPUT) == "torch"
+    assert "a test says no" in caplog.text
+    assert colorizer.infer(gray()).shape == (1, 2, FAST_INPUT, FAST_INPUT)
+    MODEL_CACHE.clear()  # a new process: the failure on disk is remembered, no second attempt
+    colorizer, _ = load_colorizer(weights, CPU, "onnx")
+    assert colorizer.prepare(FAST_INPUT) == "torch" and calls == [1]
+    MODEL_CACHE.clear()
+
+
+def test_a_cancel_during_the_export_is_the_jobs(tiny_network: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
+    colorizer = Colorizer(tiny_network, CPU, runtime="onnx")
+
+    def cancel(fraction: float, what: str) -> None:
+        if fraction > 0.2:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        colorizer.prepare(FAST_INPUT, cancel)
+    assert FAST_INPUT not in colorizer._engines  # nothing half-made is kept
+
+
+def test_the_exact_runtime_is_the_default_of_a_plain_colorizer(tiny_network: torch.nn.Module) -> None:
+    colorizer = Colorizer(tiny_network, CPU)
+    assert colorizer.runtime(FAST_INPUT) == "exact"
+    with torch.inference_mode():
+        assert torch.equal(colorizer.infer(gray()), tiny_network(gray()))
+
+
+def test_switching_runtime_on_a_cached_model(exported: dict[str, Any]) -> None:
+    colorizer: Colorizer = exported["colorizer"]
+    image = exported["image"]
+    try:
+        colorizer.use_runtime("torch")
+        torch_out = colorize(image, colorizer, input_size=FAST_INPUT)
+        assert colorizer.runtime(FAST_INPUT) == "torch"
+    finally:
+        colorizer.use_runtime("onnx")
+    onnx_out = colorize(image, colorizer, input_size=FAST_INPUT)
+    assert colorizer.runtime(FAST_INPUT) == "onnx"
+    assert int(np.abs(torch_out.astype(int) - onnx_out.astype(int)).max()) <= 1
