@@ -17,6 +17,7 @@ import platform
 import resource
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -83,7 +84,8 @@ def print_header(title: str) -> dict[str, Any]:
     info = machine()
     print(f"# {title}")
     print()
-    print(f"command: {' '.join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])}")
+    python = os.path.relpath(sys.executable) if Path(sys.executable).resolve().is_relative_to(Path.cwd().resolve()) else sys.executable
+    print(f"command: {' '.join(shlex.quote(a) for a in [python, *sys.argv])}")
     print(
         f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gb']} GB; python {info['python']}, torch {info['torch']}, "
         f"uvicorn {info['uvicorn']}, websockets {info['websockets']}"
@@ -240,6 +242,9 @@ class Server:
                 self.process.wait(5)
         if self._log is not None:
             self._log.close()
+            self._log = None
+        if os.environ.get("OLDPHOTO_BENCH_KEEP") != "1":  # OLDPHOTO_BENCH_KEEP=1 keeps the data dir and server log
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def __enter__(self) -> Server:
         return self

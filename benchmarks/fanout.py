@@ -8,6 +8,7 @@ What is measured, per subscriber count (each on a fresh server):
   * delivery latency: client receive time (`time.time()` when the frame's bytes reach the client process) minus
     the event's `ts` (the server's `time.time()` when the event object is created, just before it is recorded in
     the store and published). Same machine, same clock. Over every (live event, socket) pair: p50, p99, max.
+  * first socket: for each event, the earliest receipt minus `ts` (commit and publish, before the fan-out);
   * spread: for each event, last socket's receive minus first socket's receive (the fan-out loop itself).
   * RSS per idle connection: server RSS with N connected, subscribed, idle sockets minus the RSS before, / N.
   * server CPU: web process user+system seconds (not the worker) from the job's start to the last socket
@@ -22,7 +23,10 @@ follow one job through the public API as it stands. This benchmark starts `oldph
 lifted in the child process (`oldphoto.server.ws.MAX_CONNECTIONS_PER_USER`); the fan-out path (bus -> follower ->
 outbox -> send loop) is the same for one user or many.
 
-Run: .venv/bin/python benchmarks/fanout.py [--subscribers 100 1000 2000] [--seconds 10] [--quick]
+Run: .venv/bin/python benchmarks/fanout.py [--subscribers 100 1000 2000] [--seconds 10] [--dump FILE] [--quick]
+Diagnostics (any benchmark): OLDPHOTO_BENCH_PROFILE=prefix (cProfile the web process), OLDPHOTO_BENCH_GCLOG=file
+(its slow garbage collections), OLDPHOTO_BENCH_SRC=dir (run the server from a scratch copy of src/),
+OLDPHOTO_BENCH_KEEP=1 (keep the servers' data dirs and logs).
 """
 
 from __future__ import annotations

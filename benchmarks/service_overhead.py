@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -177,6 +178,7 @@ def main(argv: list[str] | None = None) -> str:
                 runs[name].append(result)
                 print(f"run {i + 1} {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()) + f"; load {load_avg()}", flush=True)
         load = load_avg()
+    shutil.rmtree(direct.folder, ignore_errors=True)
 
     def med(name: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[name])

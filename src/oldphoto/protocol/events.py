@@ -6,10 +6,11 @@ fans them out. Sentences are kept as a message key plus parameters and rendered 
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from oldphoto.protocol.i18n import DEFAULT_LANG, translate
 
@@ -44,6 +45,9 @@ class JobEvent(Note):
     error: str | None = None
     code: str | None = None
 
+    # One event goes to every follower: its JSON is made once per language, not once per socket.
+    _wire_text: dict[str, str] = PrivateAttr(default_factory=dict)
+
     @property
     def is_final(self) -> bool:
         return self.type in FINAL_TYPES
@@ -57,6 +61,12 @@ class JobEvent(Note):
         if self.type == "error":
             wire["error"] = translate(self.message_key, lang, **self.message_params) if self.error is None else self.error
         return wire
+
+    def wire_text(self, lang: str = DEFAULT_LANG) -> str:
+        text = self._wire_text.get(lang)
+        if text is None:
+            text = self._wire_text[lang] = json.dumps(self.to_wire(lang), ensure_ascii=False)
+        return text
 
 
 def pong() -> dict[str, Any]:

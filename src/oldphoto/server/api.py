@@ -23,11 +23,12 @@ from oldphoto.settings import Settings
 router = APIRouter()
 
 
-def service_of(request: Request) -> JobService:
+# Async so FastAPI calls them on the loop instead of hopping to its thread pool on every request.
+async def service_of(request: Request) -> JobService:
     return request.app.state.service
 
 
-def identity_of(request: Request) -> Identity:
+async def identity_of(request: Request) -> Identity:
     auth: Authenticator = request.app.state.auth
     return auth.from_sources(bearer(request.headers.get("authorization")), request.cookies.get(COOKIE))
 

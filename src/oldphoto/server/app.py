@@ -88,6 +88,7 @@ def service_config(settings: Settings) -> ServiceConfig:
             device=settings.device,
             input_size=settings.input_size,
             ab_upsample=settings.ab_upsample,
+            runtime=settings.runtime,
         ),
         workers=settings.workers,
         user_concurrency=settings.user_concurrency,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
@@ -47,7 +46,7 @@ async def _stream(service: JobService, job_id: str, after_seq: int, lang: str, c
             except TimeoutError:
                 yield ": heartbeat\n\n"
                 continue
-            yield f"id: {event.seq}\ndata: {json.dumps(event.to_wire(lang), ensure_ascii=False)}\n\n"
+            yield f"id: {event.seq}\ndata: {event.wire_text(lang)}\n\n"
             if event.is_final and not len(outbox):
                 return
     finally:

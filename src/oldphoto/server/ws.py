@@ -199,7 +199,7 @@ class ProgressConnection:
     async def _send_loop(self) -> None:
         while True:
             event = await self.outbox.get()
-            await self._send(event.to_wire(self.lang))
+            await self.ws.send_text(event.wire_text(self.lang))
 
     async def _send(self, payload: dict[str, Any]) -> None:
         await self.ws.send_text(json.dumps(payload, ensure_ascii=False))

@@ -5,15 +5,17 @@ Runtimes (`OLDPHOTO_RUNTIME`; `docs/benchmarks-colorize.md` has the measurements
 - `exact`: the network's own forward, progress from forward hooks; the authors' computation op for op. What a
   `Colorizer(network, device)` built directly gets (tests and references use it).
 - `torch`: the same network cut into its 22 blocks (`segments.py`) and run block by block in eager PyTorch, with
-  the algebraically folded tail (no full-resolution 256-channel feature map): about 1.6x faster on the CPU, equal
-  to the exact output to ~1e-5 of its range. On CUDA it runs in float16 autocast when, on a probe input, the
-  result stays within `HALF_TOLERANCE_AB` of float32 (checked at first use; untested here, there is no GPU).
-- `onnx`: the 22 blocks exported once to ONNX and run by ONNX Runtime (`onnx.py`): about 2.3x faster than `exact`
-  on the CPU. Needs `onnxruntime`; CPU only (on another device, or when the export fails, it logs why and runs `torch`).
-- `auto` (the default of `load_colorizer` and of the setting): `onnx` on the CPU where onnxruntime is installed,
-  else `torch`.
+  the algebraically folded tail (no full-resolution 256-channel feature map): about 1.7x the authors' pipeline on
+  the CPU, equal to the exact output to ~1e-5 of its range. On CUDA it runs in float16 autocast when, on a probe
+  input, the result stays within `HALF_TOLERANCE_AB` of float32 (checked at first use; UNTESTED: no GPU here).
+- `onnx`: the 22 blocks exported once to ONNX and run by ONNX Runtime (`onnx.py`): about 2x the authors' pipeline
+  on a 2-core CPU, more when the machine is busy. Needs `onnxruntime` (and `onnx` to export); CPU only. On another
+  device, or when the export fails, it logs why and runs `torch`.
+- `auto` (the setting's default, which the workflow node passes): `onnx` on the CPU where onnxruntime is installed,
+  else `torch`. `load_colorizer` without a runtime leaves a model as it is (`exact` when freshly loaded).
 
-Every runtime reports the same 22 blocks in the same order and stops between two of them when `on_block` raises.
+Every runtime reports the same 22 blocks and stops between two of them when `on_block` raises; the segment runtimes
+run (and report) `decoder.last_shuf` after the colour decoder, where the folded tail needs it (`block_names`).
 """
 
 from __future__ import annotations

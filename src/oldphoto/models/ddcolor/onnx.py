@@ -98,8 +98,11 @@ def cache_root(weights: Path, fallback: Path | None) -> Path:
     if _writable(beside) or (not beside.exists() and _writable(weights.parent)):
         return beside
     if fallback is not None:
-        return Path(fallback).expanduser() / CACHE_FOLDER
-    return Path(tempfile.gettempdir()) / "oldphoto" / CACHE_FOLDER
+        models = Path(fallback).expanduser()
+        inside = models / CACHE_FOLDER
+        if _writable(inside) or (not inside.exists() and (_writable(models) or not models.exists())):
+            return inside
+    return Path(tempfile.gettempdir()) / "oldphoto" / CACHE_FOLDER  # lost at reboot, but better than exporting each time
 
 
 def _writable(folder: Path) -> bool:
