@@ -32,6 +32,7 @@ def restore(args: argparse.Namespace) -> int:
         device=args.device or settings.device,
         input_size=args.input_size or settings.input_size,
         ab_upsample=args.ab_upsample or settings.ab_upsample,
+        runtime=settings.runtime,
     )
     display = JsonLines(args.lang) if args.json else ProgressBar(args.lang)
     status = EXIT_OK
