@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import multiprocessing as mp
 import os
@@ -338,14 +337,9 @@ def pause_workflow(seconds: float) -> str:
 
 
 def png_bytes(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
-    from PIL import Image
+    from tests.helpers.images import png_bytes as generated
 
-    rng = np.random.default_rng(seed)
-    ramp = np.linspace(30, 220, width)[None, :] + np.linspace(0, 20, height)[:, None]
-    grey = np.clip(ramp + rng.normal(0, 6, (height, width)), 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(grey, "L").save(buffer, "PNG")
-    return buffer.getvalue()
+    return generated(width, height, seed)
 
 
 def submit(

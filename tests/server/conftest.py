@@ -1,17 +1,15 @@
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
-from PIL import Image
 from websockets.sync.client import ClientConnection, connect
 
+from tests.helpers.images import png_bytes  # noqa: F401 - re-exported for the server tests
 from tests.helpers.server import ServerProcess, start_server
 
 FINAL = {"complete", "error", "cancelled"}
@@ -62,13 +60,3 @@ def read_until_final(ws: ClientConnection, timeout: float = 120) -> list[dict[st
 @pytest.fixture
 def client(server: ServerProcess) -> Client:
     return Client(server)
-
-
-def png_bytes(width: int = 96, height: int = 64, seed: int = 0) -> bytes:
-    """A grey gradient with texture: a plausible old photo at a small size."""
-    rng = np.random.default_rng(seed)
-    ramp = np.linspace(30, 220, width)[None, :] + np.linspace(0, 20, height)[:, None]
-    grey = np.clip(ramp + rng.normal(0, 6, (height, width)), 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(grey, "L").save(buffer, "PNG")
-    return buffer.getvalue()

@@ -44,9 +44,6 @@ class Reporter:
         self.progress = max(self.progress, note.progress)
         self.sink(note.model_copy(update={"progress": self.progress}))
 
-    def say(self, stage: Stage, key: str, *, source: Source = "system", progress: int | None = None, **params: Any) -> None:
-        self.emit(Note(stage=stage, source=source, message_key=key, message_params=params, progress=progress or self.progress))
-
     def eta(self, progress: float) -> float | None:
         done = progress - self.span[0]
         if done < 5:
