@@ -89,6 +89,8 @@ def service_config(settings: Settings) -> ServiceConfig:
             input_size=settings.input_size,
             ab_upsample=settings.ab_upsample,
             runtime=settings.runtime,
+            batch_max=settings.batch_max,
+            batch_wait_ms=settings.batch_wait_ms,
         ),
         workers=settings.workers,
         user_concurrency=settings.user_concurrency,

@@ -208,3 +208,41 @@ def test_bad_node_options_are_refused_before_anything_runs(params: dict[str, obj
 
 def test_a_known_model_name_is_accepted_from_a_workflow() -> None:
     DDColorNode.check_spec(NodeSpec("ddcolor_node", "DDColor", params={"model": "ddcolor_artistic", "ab_upsample": "nearest"}))
+
+
+def batched_options(tiny_checkpoint: Path, tmp_path: Path) -> RunOptions:
+    # A long wait: the pass starts when the second job arrives, so the two always share it.
+    return RunOptions(model=str(tiny_checkpoint), models_dir=tmp_path, device="cpu", runtime="torch", batch_max=2, batch_wait_ms=30_000)
+
+
+def run_two_at_once(image: np.ndarray, options: RunOptions, cancel_first_at: int | None = None) -> list[tuple[np.ndarray | None, list[Note], Exception | None]]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(run_node, image, options, cancel_at_block=cancel_first_at)
+        second = pool.submit(run_node, image[::-1].copy(), options)
+        return [first.result(timeout=120), second.result(timeout=120)]
+
+
+def test_with_batching_on_two_jobs_share_one_pass_and_each_sees_every_block(image: np.ndarray, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from oldphoto.models.ddcolor import shared_batcher
+
+    options = batched_options(tiny_checkpoint, tmp_path)
+    colorizer, _ = load_colorizer(tiny_checkpoint, resolve_device("cpu"), "torch")
+    batcher = shared_batcher(colorizer, 2, 30.0)
+    passes, members = batcher.batches_run, batcher.members_run
+    results = run_two_at_once(image, options)
+    assert (batcher.batches_run - passes, batcher.members_run - members) == (1, 2)
+    for (out, notes, error), source in zip(results, (image, image[::-1].copy()), strict=True):
+        assert error is None and out is not None
+        assert stages(notes) == STAGES
+        assert [n.message_params["index"] for n in notes if n.message_key == "inference.block"] == list(range(1, 23))
+        alone = colorize(source, colorizer, input_size=INPUT, ab_upsample="bilinear")
+        assert np.abs(out.astype(int) - alone.astype(int)).max() <= 1  # a batched pass may round differently
+
+
+def test_a_job_cancelled_inside_a_shared_pass_stops_and_the_other_finishes(image: np.ndarray, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    (out, notes, error), (other, _, other_error) = run_two_at_once(image, batched_options(tiny_checkpoint, tmp_path), cancel_first_at=5)
+    assert isinstance(error, Cancelled) and out is None
+    assert [n.message_params["index"] for n in notes if n.message_key == "inference.block"][-1] == 5
+    assert other_error is None and other is not None and other.shape == image.shape

@@ -7,12 +7,12 @@ process does it for every upload) needs only the options.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from oldphoto.engine.context import NodeContext
+from oldphoto.engine.context import NodeContext, RunOptions
 from oldphoto.engine.graph import NodeSpec
 from oldphoto.engine.nodes.base import Node
 from oldphoto.engine.nodes.upscale import Upscale
@@ -21,6 +21,7 @@ from oldphoto.models.registry import DDCOLOR_MODELS, INPUT_MULTIPLE
 
 if TYPE_CHECKING:
     from oldphoto.models.ddcolor import Colorizer
+    from oldphoto.models.ddcolor.progress import BlockCallback
 
 
 class DDColorOptions(BaseModel):
@@ -90,9 +91,19 @@ class DDColorNode(Node):
             # Checked again after speaking, so a cancel that arrives with this block's event stops the pass here.
             report.cancel.check()
 
-        ab = colorizer.infer(prepared.tensor(), on_block=on_block)
+        ab = self._infer(colorizer, run, prepared.tensor(), on_block, report)
         report.stage("postprocess")
         return postprocess(prepared, ab, opts.ab_upsample or run.ab_upsample)
+
+    @staticmethod
+    def _infer(colorizer: Colorizer, run: RunOptions, tensor: Any, on_block: BlockCallback, report: NodeReporter) -> Any:
+        """One pass of its own, or a place in a pass shared with the colorize jobs running beside it."""
+        if run.batch_max <= 1:
+            return colorizer.infer(tensor, on_block=on_block)
+        from oldphoto.models.ddcolor import shared_batcher
+
+        batcher = shared_batcher(colorizer, run.batch_max, run.batch_wait_ms / 1000)
+        return batcher.infer(tensor, on_block=on_block, cancelled=lambda: report.cancel.cancelled)
 
     def _load(self, report: NodeReporter, model: str, models_dir: Path, device_name: str, runtime: str = "auto") -> Colorizer:
         """The load_model stage: from memory, from the disk cache, or downloaded first (with its percentage)."""
