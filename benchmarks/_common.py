@@ -142,14 +142,18 @@ def new_loop_policy() -> None:
 
 # -- the server -------------------------------------------------------------------------------------------------
 
-# `oldphoto serve` exactly, with one optional change made in the child before it starts: the per-user cap on
+# `oldphoto serve` exactly, with optional changes made in the child before it starts: the per-user cap on
 # progress connections (16, SPEC) lifted, for the fan-out of ONE job to thousands of sockets (a job can only be
-# followed by its owner, so without this at most 16 sockets can follow one job). Nothing else is touched.
+# followed by its owner, so without this at most 16 sockets can follow one job); and, for comparison with the
+# design before prepared frames, every event sent through ASGI. Nothing else is touched.
 _LAUNCH = """
 import sys
 if {lift!r}:
     import oldphoto.server.ws as ws
     ws.MAX_CONNECTIONS_PER_USER = 10**9
+if {asgi_only!r}:  # the previous design, for comparison: every event through the ASGI send, no prepared frames
+    import oldphoto.server.ws as ws
+    ws.frame_writer = lambda scope: None
 from oldphoto.cli import main
 gclog = {gclog!r}
 if gclog:  # OLDPHOTO_BENCH_GCLOG=file: log every garbage collection that takes over 10 ms (time, generation, ms)
@@ -257,6 +261,7 @@ def start_server(
     env: dict[str, str] | None = None,
     *,
     lift_connection_cap: bool = False,
+    asgi_only: bool = False,
     log_level: str = "info",
     ready_timeout: float = 90,
 ) -> Server:
@@ -278,7 +283,7 @@ def start_server(
     log = open(log_path, "wb")  # noqa: SIM115 - handed to the child, closed in stop()
     argv = ["serve", "--host", HOST, "--port", str(port), "--log-level", log_level]
     process = subprocess.Popen(
-        [sys.executable, "-c", _launch_code(lift_connection_cap, data_dir), *argv],
+        [sys.executable, "-c", _launch_code(lift_connection_cap, data_dir, asgi_only), *argv],
         env=full_env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -299,9 +304,10 @@ def start_server(
     raise RuntimeError(f"server did not become ready:\n{server.log()}")
 
 
-def _launch_code(lift_connection_cap: bool, data_dir: Path) -> str:
+def _launch_code(lift_connection_cap: bool, data_dir: Path, asgi_only: bool = False) -> str:
     return _LAUNCH.format(
         lift=lift_connection_cap,
+        asgi_only=asgi_only,
         profile=_profile_path(data_dir),
         gclog=os.environ.get("OLDPHOTO_BENCH_GCLOG", ""),
         freeze=os.environ.get("OLDPHOTO_BENCH_GCFREEZE") == "1",

@@ -23,7 +23,12 @@ follow one job through the public API as it stands. This benchmark starts `oldph
 lifted in the child process (`oldphoto.server.ws.MAX_CONNECTIONS_PER_USER`); the fan-out path (bus -> follower ->
 outbox -> send loop) is the same for one user or many.
 
-Run: .venv/bin/python benchmarks/fanout.py [--subscribers 100 1000 2000] [--seconds 10] [--dump FILE] [--quick]
+Two designs side by side, each socket count on fresh servers, the order alternating: `prepared` (as `oldphoto serve`
+runs: each event framed once and written to every keeping-up socket from the publishing loop, server/prepared.py)
+and `asgi` (the design before it: every socket's copy through its own send task and the ASGI send).
+
+Run: .venv/bin/python benchmarks/fanout.py [--subscribers 100 1000 2000] [--designs prepared asgi] [--seconds 10]
+     [--dump FILE] [--quick]
 Diagnostics (any benchmark): OLDPHOTO_BENCH_PROFILE=prefix (cProfile the web process), OLDPHOTO_BENCH_GCLOG=file
 (its slow garbage collections), OLDPHOTO_BENCH_SRC=dir (run the server from a scratch copy of src/),
 OLDPHOTO_BENCH_KEEP=1 (keep the servers' data dirs and logs).
@@ -121,9 +126,13 @@ async def _client(conn: Any, port: int, token: str, job_id: str, count: int, tim
 # -- one measurement ---------------------------------------------------------------------------------------------
 
 
-def measure(subscribers: int, seconds: float, procs: int, log_level: str) -> dict[str, Any]:
+DESIGNS = ("prepared", "asgi")
+
+
+def measure(subscribers: int, seconds: float, procs: int, log_level: str, design: str = "prepared") -> dict[str, Any]:
     env = {"OLDPHOTO_TEST_NODES": "1", "OLDPHOTO_WORKERS": "1", "OLDPHOTO_USER_CONCURRENCY": "5"}
-    with start_server(scratch_dir("fanout"), env, lift_connection_cap=True, log_level=log_level) as server:
+    asgi_only = design == "asgi"
+    with start_server(scratch_dir("fanout"), env, lift_connection_cap=True, asgi_only=asgi_only, log_level=log_level) as server:
         token = server.token("fan")
         image = png_bytes()
         blocker = submit(server, token, image, workflow=pause_workflow(60))["job_id"]
@@ -177,6 +186,7 @@ def measure(subscribers: int, seconds: float, procs: int, log_level: str) -> dic
     wall = t_done - t_live
     return {
         "subscribers": subscribers,
+        "design": design,
         "connected": min(connected, open_sockets),
         "live_events": len(seqs),
         "frames": len(live),
@@ -199,6 +209,20 @@ def measure(subscribers: int, seconds: float, procs: int, log_level: str) -> dic
     }
 
 
+def compare(rows: list[dict[str, Any]]) -> str:
+    """The previous design (asgi) over the served one (prepared), for each socket count both ran at."""
+    lines = []
+    for n in sorted({r["subscribers"] for r in rows}):
+        by = {r["design"]: r for r in rows if r["subscribers"] == n}
+        if set(DESIGNS) <= set(by):
+            old, new = by["asgi"], by["prepared"]
+            lines.append(
+                f"{n} sockets, asgi / prepared: p50 {old['p50_ms'] / new['p50_ms']:.1f}x, p99 {old['p99_ms'] / new['p99_ms']:.1f}x, "
+                f"CPU per frame {old['cpu_per_frame_us'] / new['cpu_per_frame_us']:.1f}x"
+            )
+    return "\n".join(lines)
+
+
 async def _warm_up(port: int, token: str, job_id: str, n: int = 20) -> None:
     """Open and close a few sockets first, so lazy imports and first-use caches are not counted per connection."""
     sockets = [await open_ws(port, f"/ws/progress?job_id={job_id}", token) for _ in range(n)]
@@ -215,6 +239,13 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--procs", type=int, default=4, help="client processes")
     parser.add_argument("--log-level", default="info", help="the server's --log-level (oldphoto serve's default: info)")
     parser.add_argument("--dump", type=Path, help="write every measurement, with per-event timings, to this JSON file")
+    parser.add_argument(
+        "--designs",
+        nargs="+",
+        choices=DESIGNS,
+        default=list(DESIGNS),
+        help="prepared: as served (prepared frames written from the publish loop); asgi: the design before it, every event through ASGI",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny run for the smoke test: 20 sockets, a 2 s job")
     args = parser.parse_args(argv)
     if args.quick:
@@ -222,15 +253,19 @@ def main(argv: list[str] | None = None) -> str:
     raise_fd_limit()
     print_header("WebSocket fan-out: N sockets following one job")
     rows = []
-    for n in args.subscribers:
-        result = measure(n, args.seconds, min(args.procs, n), args.log_level)
-        print(json.dumps({k: v for k, v in result.items() if k != "per_event"}), flush=True)
-        rows.append(result)
+    for i, n in enumerate(args.subscribers):
+        designs = args.designs if i % 2 == 0 else args.designs[::-1]  # alternate, so drift in load hits both alike
+        for design in designs:
+            result = measure(n, args.seconds, min(args.procs, n), args.log_level, design)
+            print(json.dumps({k: v for k, v in result.items() if k != "per_event"}), flush=True)
+            rows.append(result)
+    rows.sort(key=lambda r: (r["subscribers"], DESIGNS.index(r["design"])))
     if args.dump:
         args.dump.write_text(json.dumps(rows, indent=1))
     out = table(
         [
             "sockets",
+            "design",
             "live events",
             "frames received / missing",
             "latency p50 ms",
@@ -246,6 +281,7 @@ def main(argv: list[str] | None = None) -> str:
         [
             [
                 r["subscribers"],
+                r["design"],
                 r["live_events"],
                 f"{r['frames']} / {r['missing']}",
                 r["p50_ms"],
@@ -263,7 +299,10 @@ def main(argv: list[str] | None = None) -> str:
     )
     print()
     print(out)
-    biggest = rows[-1]
+    print()
+    print(compare(rows))
+    served = [r for r in rows if r["design"] == "prepared"] or rows
+    biggest = served[-1]
     print()
     print(
         f"targets at {biggest['subscribers']} sockets: p99 {biggest['p99_ms']:.1f} ms (target < {TARGETS['p99_ms']:.0f}): "

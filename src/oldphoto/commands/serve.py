@@ -8,6 +8,7 @@ import uvicorn
 from oldphoto.cli import EXIT_OK
 from oldphoto.server import redact
 from oldphoto.server.app import create_app
+from oldphoto.server.prepared import PreparedFrameProtocol
 from oldphoto.server.ws import GOING_AWAY
 from oldphoto.settings import Settings
 
@@ -30,7 +31,7 @@ def serve(args: argparse.Namespace) -> int:
         app,
         host=args.host,
         port=args.port,
-        ws="websockets",
+        ws=PreparedFrameProtocol,  # uvicorn's sans-I/O WebSocket protocol, plus prepared frames for fan-out
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
         ws_per_message_deflate=False,

@@ -3,27 +3,37 @@
 When it overflows, older `progress` events of a job give way to the newest (the bar only needs the latest), but
 `queued`, `complete`, `error` and `cancelled` are never dropped. The reader sees a jump in `seq` where that happened
 and can fetch what it skipped with `after_seq`.
+
+A `bypass` (a WebSocket's prepared-frame writer, server/prepared.py) takes an event at once, in the publisher's
+call, when nothing is queued or being sent before it (so order holds); when it declines, the event is queued.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 from oldphoto.protocol import ESSENTIAL_TYPES, JobEvent
 
 
 class Outbox:
-    def __init__(self, capacity: int = 256) -> None:
+    def __init__(self, capacity: int = 256, bypass: Callable[[JobEvent], bool] | None = None) -> None:
         self.capacity = capacity
         self.items: deque[JobEvent] = deque()
         self.ready = asyncio.Event()
         self.coalesced = 0
+        self.bypass = bypass
+        self.bypassed = 0
+        self.in_flight = False  # the reader took an event and has not finished with it (see `done`)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def deliver(self, event: JobEvent) -> None:
+        if self.bypass is not None and not self.items and not self.in_flight and self.bypass(event):
+            self.bypassed += 1
+            return
         if len(self.items) >= self.capacity and not self._make_room(event):
             self.coalesced += 1
             return
@@ -31,10 +41,15 @@ class Outbox:
         self.ready.set()
 
     async def get(self) -> JobEvent:
+        """The next event; the reader calls `done` once it has passed it on (until then nothing bypasses it)."""
         while not self.items:
             self.ready.clear()
             await self.ready.wait()
+        self.in_flight = True
         return self.items.popleft()
+
+    def done(self) -> None:
+        self.in_flight = False
 
     def _make_room(self, incoming: JobEvent) -> bool:
         """Drop the oldest droppable event; prefer one of the same job. False if the incoming one should go."""

@@ -31,6 +31,7 @@ from oldphoto.server.auth import COOKIE, Authenticator, Identity, Unauthorized
 from oldphoto.server.follow import Follower, follow, unfollow
 from oldphoto.server.origins import origin_allowed
 from oldphoto.server.outbox import Outbox
+from oldphoto.server.prepared import PreparedFrames, frame_writer
 from oldphoto.server.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,21 @@ class Hub:
 
     def __init__(self) -> None:
         self.connections: set[ProgressConnection] = set()
+        self.sockets: Counter[str] = Counter()
         self.streams: Counter[str] = Counter()
+        self.frames = PreparedFrames()
 
     def per_user(self, user: str) -> int:
-        return sum(1 for c in self.connections if c.identity.user == user) + self.streams[user]
+        return self.sockets[user] + self.streams[user]
+
+    def add(self, connection: ProgressConnection) -> None:
+        self.connections.add(connection)
+        self.sockets[connection.identity.user] += 1
+
+    def discard(self, connection: ProgressConnection) -> None:
+        if connection in self.connections:
+            self.connections.remove(connection)
+            _decrement(self.sockets, connection.identity.user)
 
     async def counted(self, user: str, stream: AsyncIterator[str]) -> AsyncIterator[str]:
         """An SSE stream that counts against its user's cap while it is open."""
@@ -71,12 +83,16 @@ class Hub:
             async for chunk in stream:
                 yield chunk
         finally:
-            self.streams[user] -= 1
-            if self.streams[user] <= 0:
-                del self.streams[user]
+            _decrement(self.streams, user)
 
     async def close_all(self, code: int = GOING_AWAY) -> None:
         await asyncio.gather(*(c.close(code, "server shutting down") for c in list(self.connections)), return_exceptions=True)
+
+
+def _decrement(counter: Counter[str], user: str) -> None:
+    counter[user] -= 1
+    if counter[user] <= 0:
+        del counter[user]
 
 
 @router.websocket("/ws/progress")
@@ -98,11 +114,14 @@ async def progress_socket(ws: WebSocket) -> None:
     await ws.accept(subprotocol="bearer" if offered and offered[0].lower() == "bearer" else None)
     lang = pick_language(ws.query_params.get("lang"), ws.headers.get("accept-language"))
     connection = ProgressConnection(ws, app.state.service, app.state.limiter, identity, lang, app.state.settings.ws_queue_size)
-    hub.connections.add(connection)
+    write = frame_writer(ws.scope)
+    if write is not None:  # served by `oldphoto serve`: events go out as prepared frames while the reader keeps up
+        connection.outbox.bypass = lambda event: write(hub.frames.frame(event, lang))
+    hub.add(connection)
     try:
         await connection.run(ws.query_params.get("job_id"), _int(ws.query_params.get("after_seq")))
     finally:
-        hub.connections.discard(connection)
+        hub.discard(connection)
 
 
 def _identify(auth: Authenticator, ws: WebSocket, offered: list[str]) -> Identity:
@@ -199,7 +218,10 @@ class ProgressConnection:
     async def _send_loop(self) -> None:
         while True:
             event = await self.outbox.get()
-            await self.ws.send_text(event.wire_text(self.lang))
+            try:
+                await self.ws.send_text(event.wire_text(self.lang))
+            finally:
+                self.outbox.done()
 
     async def _send(self, payload: dict[str, Any]) -> None:
         await self.ws.send_text(json.dumps(payload, ensure_ascii=False))
