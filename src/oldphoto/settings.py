@@ -20,10 +20,10 @@ class Settings(BaseSettings):
     input_size: int = Field(512, ge=64, le=2048, multiple_of=32)
     ab_upsample: Literal["nearest", "bilinear"] = "bilinear"
     # DDColor's runtime: auto (ONNX Runtime on the CPU when installed, else PyTorch), torch or onnx
-    # (docs/benchmarks-colorize.md has the measurements).
+    # (docs/benchmarks.md has the measurements).
     runtime: Literal["auto", "torch", "onnx"] = "auto"
     # Concurrent colorize jobs of one worker process sharing a forward pass: at most this many per pass (1: off,
-    # measured slower on a 2-core CPU), gathered for up to batch_wait_ms (docs/benchmarks-colorize.md).
+    # measured slower on a 2-core CPU), gathered for up to batch_wait_ms (docs/benchmarks.md).
     batch_max: int = Field(1, ge=1, le=64)
     batch_wait_ms: float = Field(20.0, ge=0, le=10_000)
 

@@ -1,5 +1,9 @@
+"""The job store on both of its databases: a SQLite file (embedded mode) and PostgreSQL (scale-out mode)."""
+
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -7,10 +11,32 @@ import pytest
 from oldphoto.jobs.lifecycle import IllegalTransition, JobStatus
 from oldphoto.jobs.store import JobStore, NewJob
 from oldphoto.protocol import JobEvent
+from tests.helpers.services import postgres_database
+
+StoreFactory = Callable[[], JobStore]
 
 
-def new_store(tmp_path: Path) -> JobStore:
-    return JobStore(f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.scaleout)])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """Opens the test's store (again and again, as several processes would); each opening is closed afterwards."""
+    opened: list[JobStore] = []
+
+    def open_with(url: str) -> StoreFactory:
+        def factory() -> JobStore:
+            opened.append(JobStore(url))
+            return opened[-1]
+
+        return factory
+
+    if request.param == "sqlite":
+        yield open_with(f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
+        for store in opened:
+            store.close()
+        return
+    with postgres_database() as url:
+        yield open_with(url)
+        for store in opened:
+            store.close()  # before the database is dropped
 
 
 def upload_event() -> JobEvent:
@@ -21,8 +47,8 @@ def progress(stage: str, value: int) -> dict:
     return {"type": "progress", "stage": stage, "message_key": stage, "progress": value}
 
 
-def test_events_get_consecutive_seqs_and_replay_after_any_point(tmp_path: Path) -> None:
-    store = new_store(tmp_path)
+def test_events_get_consecutive_seqs_and_replay_after_any_point(new_store: StoreFactory) -> None:
+    store = new_store()
     job = store.create(NewJob(owner="u", workflow="{}", input_path="x"), upload_event())
     store.set_status(job.id, JobStatus.RUNNING)
     for value in (5, 10, 50):
@@ -34,18 +60,18 @@ def test_events_get_consecutive_seqs_and_replay_after_any_point(tmp_path: Path) 
     assert finished.status == JobStatus.SUCCEEDED and finished.progress == 100 and finished.finished_at is not None
 
 
-def test_the_store_survives_reopening(tmp_path: Path) -> None:
-    store = new_store(tmp_path)
+def test_the_store_survives_reopening(new_store: StoreFactory) -> None:
+    store = new_store()
     job = store.create(NewJob(owner="u", workflow="{}", input_path="x"), upload_event())
     store.append(job.id, progress("queued", 0))
     store.close()
-    reopened = new_store(tmp_path)
+    reopened = new_store()
     assert reopened.get(job.id).owner == "u"
     assert [e.seq for e in reopened.events_after(job.id)] == [1, 2]
 
 
-def test_a_finished_job_cannot_change_state(tmp_path: Path) -> None:
-    store = new_store(tmp_path)
+def test_a_finished_job_cannot_change_state(new_store: StoreFactory) -> None:
+    store = new_store()
     job = store.create(NewJob(owner="u", workflow="{}", input_path="x"), upload_event())
     store.append(job.id, {"type": "cancelled", "stage": "queued", "message_key": "cancelled", "progress": 0}, JobStatus.CANCELLED)
     with pytest.raises(IllegalTransition):
@@ -53,7 +79,35 @@ def test_a_finished_job_cannot_change_state(tmp_path: Path) -> None:
     assert store.get(job.id).status == JobStatus.CANCELLED
 
 
-def test_job_ids_are_random_and_long(tmp_path: Path) -> None:
-    store = new_store(tmp_path)
+def test_job_ids_are_random_and_long(new_store: StoreFactory) -> None:
+    store = new_store()
     ids = {store.create(NewJob(owner="u", workflow="{}", input_path="x"), upload_event()).id for _ in range(50)}
     assert len(ids) == 50 and all(len(i) >= 22 for i in ids)
+
+
+def test_writers_in_several_processes_never_share_a_seq(new_store: StoreFactory) -> None:
+    """Workers and web nodes append to the same job at once (each with its own connection pool, as separate
+    processes): every event gets its own seq, and the log has no gap."""
+    first = new_store()
+    job = first.create(NewJob(owner="u", workflow="{}", input_path="x"), upload_event())
+    first.set_status(job.id, JobStatus.RUNNING)
+    writers = [new_store() for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def write(store: JobStore, writer: int) -> None:
+        try:
+            for i in range(25):
+                store.append(job.id, {**progress("inference", 1), "message_params": {"writer": writer, "i": i}})
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(store, n)) for n, store in enumerate(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    events = first.events_after(job.id)
+    assert [e.seq for e in events] == list(range(1, 102))
+    assert sorted((e.message_params["writer"], e.message_params["i"]) for e in events[1:]) == [(w, i) for w in range(4) for i in range(25)]
+    assert first.get(job.id).last_seq == 101

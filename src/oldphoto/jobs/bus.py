@@ -13,6 +13,17 @@ class Subscriber(Protocol):
         """Must not block: a slow reader may never slow the publisher."""
 
 
+class Bus(Protocol):
+    """Where recorded events go to be heard: `LocalBus` in one process, `distributed.events.RedisBus` across many."""
+
+    def subscribe(self, job_id: str, subscriber: Subscriber) -> None: ...
+    def unsubscribe(self, job_id: str, subscriber: Subscriber) -> None: ...
+    def publish(self, event: JobEvent) -> None: ...
+
+    @property
+    def subscription_count(self) -> int: ...
+
+
 class LocalBus:
     def __init__(self) -> None:
         self._subscribers: defaultdict[str, set[Subscriber]] = defaultdict(set)
@@ -26,6 +37,12 @@ class LocalBus:
             subscribers.discard(subscriber)
             if not subscribers:
                 del self._subscribers[job_id]
+
+    def has_subscribers(self, job_id: str) -> bool:
+        return job_id in self._subscribers
+
+    def subscribers(self, job_id: str) -> tuple[Subscriber, ...]:
+        return tuple(self._subscribers.get(job_id, ()))
 
     def publish(self, event: JobEvent) -> None:
         for subscriber in tuple(self._subscribers.get(event.job_id, ())):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from oldphoto.engine import RunOptions
-from oldphoto.jobs.bus import LocalBus
+from oldphoto.jobs.bus import Bus, LocalBus
 from oldphoto.jobs.errors import AlreadyFinished, JobNotFound, QueueFull, UserLimit
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.scheduler import FairQueue
@@ -60,13 +60,14 @@ def result_url(job_id: str) -> str:
 
 
 class JobService:
-    def __init__(self, config: ServiceConfig, store: JobStore, bus: LocalBus | None = None) -> None:
+    def __init__(self, config: ServiceConfig, store: JobStore, bus: Bus | None = None) -> None:
         self.config = config
         self.store = store
-        self.bus = bus or LocalBus()
+        self.bus: Bus = bus or LocalBus()
         self.queue = FairQueue()
         self.positions: dict[str, int] = {}
         self.floors: dict[str, int] = {}  # progress a re-run job must not fall below
+        self.running: set[str] = set()  # jobs handed to a worker whose outcome is not recorded yet
         self.pool: WorkerPool | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._janitor: asyncio.Task[None] | None = None
@@ -179,6 +180,7 @@ class JobService:
             self.store.set_status(job_id, JobStatus.RUNNING)
             self.floors.setdefault(job_id, job.progress)
             self.positions.pop(job_id, None)
+            self.running.add(job_id)
             self.pool.assign(place, self._work_item(job))
             moved = True
         if moved:
@@ -207,11 +209,14 @@ class JobService:
         if kind == "ready":
             self._dispatch()
             return
+        if job_id not in self.running:  # its outcome is recorded already (a time limit, say): late words are dropped
+            return
+        if kind == "note":  # the most frequent message by far: no store read
+            self._on_note(job_id, message[2])
+            return
+        self.running.discard(job_id)
         job = self.store.get(job_id)
         if job is None or job.status != JobStatus.RUNNING:
-            return
-        if kind == "note":
-            self._on_note(job, message[2])
             return
         if kind == "done":
             path = self.config.results_dir / f"{job_id}.png"
@@ -228,9 +233,9 @@ class JobService:
         self.floors.pop(job_id, None)
         self._dispatch()
 
-    def _on_note(self, job: Job, note: Note) -> None:
-        progress = max(note.progress, self.floors.get(job.id, 0))
-        self._record(job.id, note.model_copy(update={"progress": progress}).model_dump())
+    def _on_note(self, job_id: str, note: Note) -> None:
+        progress = max(note.progress, self.floors.get(job_id, 0))
+        self._record(job_id, note.model_copy(update={"progress": progress}).model_dump())
 
     # -- recording and telling --------------------------------------------------------------------------------
 

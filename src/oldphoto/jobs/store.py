@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, create_engine, delete, event, func, select
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -63,6 +63,25 @@ class EventRow(Base):
     body: Mapped[str] = mapped_column(Text)
 
 
+class QueueEntryRow(Base):
+    """A waiting job in the shared fair queue (jobs/sharedqueue.py); `ticket` orders one user's jobs."""
+
+    __tablename__ = "queue_entries"
+
+    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    ticket: Mapped[int] = mapped_column(BigInteger)
+
+
+class LaneRow(Base):
+    """A user with waiting jobs, and their turn: users take turns in `turn` order."""
+
+    __tablename__ = "queue_lanes"
+
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)
+    turn: Mapped[int] = mapped_column(BigInteger)
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -108,6 +127,7 @@ class JobStore:
         self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin_immediate)
         Base.metadata.create_all(self.engine)
 
     def close(self) -> None:
@@ -161,19 +181,32 @@ class JobStore:
         return self.append_many([(job_id, event, status, fields)])[0]
 
     def append_many(self, items: list[tuple[str, JobEvent | dict[str, Any], JobStatus | None, dict[str, Any]]]) -> list[JobEvent]:
-        """Several events in one transaction (a queue move changes many positions at once)."""
+        """Several events in one transaction (a queue move changes many positions at once).
+
+        Plain SQL statements rather than the ORM: this runs for every event of every job, on the web process's loop.
+        """
         recorded = []
-        with Session(self.engine) as session, session.begin():
+        with self.engine.begin() as connection:
             for job_id, event, status, fields in items:
-                row = session.get(JobRow, job_id, with_for_update=True)
-                if row is None:
+                current = connection.execute(
+                    select(JobRow.status, JobRow.last_seq).where(JobRow.id == job_id).with_for_update()
+                ).first()
+                if current is None:
                     raise KeyError(job_id)
                 data = event.model_dump() if isinstance(event, JobEvent) else dict(event)
-                data.update(job_id=job_id, seq=row.last_seq + 1)
+                data.update(job_id=job_id, seq=current.last_seq + 1)
                 recorded_event = JobEvent.model_validate(data)
-                row.last_seq = recorded_event.seq
-                _apply(row, recorded_event, status, fields)
-                session.add(EventRow(job_id=job_id, seq=recorded_event.seq, body=recorded_event.model_dump_json()))
+                changes = {
+                    "last_seq": recorded_event.seq,
+                    "stage": recorded_event.stage,
+                    "progress": recorded_event.progress,
+                    "message_key": recorded_event.message_key,
+                    "message_params": recorded_event.message_params,
+                    **(_status_changes(JobStatus(current.status), status) if status is not None else {}),
+                    **fields,
+                }
+                connection.execute(update(JobRow).where(JobRow.id == job_id).values(**changes))
+                connection.execute(insert(EventRow).values(job_id=job_id, seq=recorded_event.seq, body=recorded_event.model_dump_json()))
                 recorded.append(recorded_event)
         return recorded
 
@@ -203,6 +236,7 @@ class JobStore:
 
     def delete(self, job_id: str) -> None:
         with Session(self.engine) as session, session.begin():
+            session.execute(delete(QueueEntryRow).where(QueueEntryRow.job_id == job_id))
             session.execute(delete(EventRow).where(EventRow.job_id == job_id))
             session.execute(delete(JobRow).where(JobRow.id == job_id))
 
@@ -211,31 +245,37 @@ class JobStore:
             return [Job.of(row) for row in session.scalars(query)]
 
 
-def _apply(row: JobRow, event: JobEvent, status: JobStatus | None, fields: dict[str, Any]) -> None:
-    if status is not None:
-        _set_status(row, status)
-    row.stage = event.stage
-    row.progress = event.progress
-    row.message_key = event.message_key
-    row.message_params = event.message_params
-    for name, value in fields.items():
-        setattr(row, name, value)
+def set_status_in(session: Session, job_id: str, status: JobStatus) -> None:
+    """A status change inside a caller's transaction (the shared queue starts a job in the one that pops it)."""
+    row = session.get(JobRow, job_id, with_for_update=True)
+    if row is None:
+        raise KeyError(job_id)
+    _set_status(row, status)
 
 
 def _set_status(row: JobRow, status: JobStatus) -> None:
-    if status == row.status:
-        return
-    check_transition(JobStatus(row.status), status)
-    row.status = status
-    if status == JobStatus.RUNNING:
-        row.started_at = utcnow()
-    elif status.is_final:
-        row.finished_at = utcnow()
-    elif status == JobStatus.QUEUED:
-        row.started_at = None
+    for name, value in _status_changes(JobStatus(row.status), status).items():
+        setattr(row, name, value)
+
+
+def _status_changes(old: JobStatus, new: JobStatus) -> dict[str, Any]:
+    """The columns a status change sets (none when it stays the same); raises on a change the lifecycle forbids."""
+    if new == old:
+        return {}
+    check_transition(old, new)
+    changes: dict[str, Any] = {"status": new.value}
+    if new == JobStatus.RUNNING:
+        changes["started_at"] = utcnow()
+    elif new.is_final:
+        changes["finished_at"] = utcnow()
+    elif new == JobStatus.QUEUED:
+        changes["started_at"] = None
+    return changes
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    # Transactions are begun by `_sqlite_begin_immediate`, not by the driver.
+    connection.isolation_level = None
     # WAL lets readers (replays, status polls) go on while the writer records events.
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -243,3 +283,9 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    # SQLite ignores FOR UPDATE: a deferred transaction that reads a job's last seq and then writes could give a
+    # second process the same seq. IMMEDIATE takes the write lock first (others wait, up to the driver's timeout).
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -8,7 +8,7 @@ and a caller whose `cancelled()` turns true gets `Cancelled` in its own thread a
 goes on for the others (its rows are dropped from the batch from then on). An exception raised by a caller's
 `on_block` (a cancel check, say) ends that caller the same way.
 
-With `max_batch=1` (the default setting: batching measured slower on a two-core CPU, docs/benchmarks-colorize.md)
+With `max_batch=1` (the default setting: batching measured slower on a two-core CPU, docs/benchmarks.md)
 `infer` is the plain `Colorizer.infer` in the caller's thread, with the cancel check at each block.
 """
 

@@ -1,6 +1,6 @@
 """A loaded DDColor network on its device: gray RGB in, ab out, one forward pass at a time, on a chosen runtime.
 
-Runtimes (`OLDPHOTO_RUNTIME`; `docs/benchmarks-colorize.md` has the measurements behind the choice):
+Runtimes (`OLDPHOTO_RUNTIME`; `docs/benchmarks.md` has the measurements behind the choice):
 
 - `exact`: the network's own forward, progress from forward hooks; the authors' computation op for op. What a
   `Colorizer(network, device)` built directly gets (tests and references use it).

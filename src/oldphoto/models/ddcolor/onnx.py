@@ -1,6 +1,6 @@
 """DDColor on ONNX Runtime: the network exported once as 22 segments (one per reported block), cached on disk.
 
-Why: on the CPU, ONNX Runtime runs this network about twice as fast as eager PyTorch (docs/benchmarks-colorize.md).
+Why: on the CPU, ONNX Runtime runs this network 1.4-2.1x as fast as eager PyTorch (docs/benchmarks.md).
 Why segments: a single exported graph runs in one call, with no place to report a block or to stop on a cancel;
 run one after another, the segments keep both (`on_block` between segments, where the caller's cancel check runs).
 

@@ -1,0 +1,166 @@
+"""Job events between processes over Redis pub/sub, one channel per job.
+
+Pub/sub delivers at most once, so it is never trusted alone: every event is in the durable log before it is
+published (the store assigns its seq), and a subscriber that may have missed something is told to `resync` from
+the log: when its channel subscription is confirmed (events published just before were not heard), after a lost
+Redis connection is restored, and when a seq arrives out of turn. Subscribers drop what they already have by seq.
+
+`RedisBus` is the asyncio side, used by web nodes: it delivers to the process's own subscribers at once and
+forwards to Redis in publish order. `RedisPublisher` is the blocking side, for worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Protocol
+
+import redis
+import redis.asyncio as aioredis
+
+from oldphoto.jobs.bus import LocalBus
+from oldphoto.protocol import JobEvent
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "oldphoto"
+RECONNECT_DELAYS_S = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class Subscriber(Protocol):
+    def deliver(self, event: JobEvent) -> None: ...
+    def resync(self) -> None: ...
+
+
+def channel(prefix: str, job_id: str) -> str:
+    return f"{prefix}:events:{job_id}"
+
+
+class RedisPublisher:
+    """Publishes recorded events from a process without an event loop (a worker)."""
+
+    def __init__(self, url: str, prefix: str = DEFAULT_PREFIX) -> None:
+        self.prefix = prefix
+        self.redis = redis.Redis.from_url(url, client_name=f"{prefix}:worker")
+
+    def publish(self, event: JobEvent) -> None:
+        try:
+            self.redis.publish(channel(self.prefix, event.job_id), event.model_dump_json())
+        except redis.RedisError as exc:  # the event is recorded; readers find it in the log
+            log.warning("could not publish event %s/%s to Redis: %s", event.job_id, event.seq, exc)
+
+    def close(self) -> None:
+        self.redis.close()
+
+
+class RedisBus:
+    """The bus of a web node: its own subscribers, fed by every process's events."""
+
+    def __init__(self, url: str, prefix: str = DEFAULT_PREFIX) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.local = LocalBus()
+        self._redis: aioredis.Redis | None = None
+        self._pubsub: Any = None
+        self._commands: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._control = f"{prefix}:bus"  # always subscribed, so the reader always has a subscription to listen on
+
+    async def start(self) -> None:
+        self._redis = aioredis.Redis.from_url(self.url, client_name=f"{self.prefix}:web")  # named in CLIENT LIST
+        self._pubsub = self._redis.pubsub()
+        await self._pubsub.subscribe(self._control)
+        self._tasks = [asyncio.create_task(self._send_loop()), asyncio.create_task(self._read_loop())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    # -- the LocalBus interface ---------------------------------------------------------------------------------
+
+    def subscribe(self, job_id: str, subscriber: Subscriber) -> None:
+        first = not self.local.has_subscribers(job_id)
+        self.local.subscribe(job_id, subscriber)
+        if first:
+            self._commands.put_nowait(("subscribe", channel(self.prefix, job_id), None))
+
+    def unsubscribe(self, job_id: str, subscriber: Subscriber) -> None:
+        self.local.unsubscribe(job_id, subscriber)
+        if not self.local.has_subscribers(job_id):
+            self._commands.put_nowait(("unsubscribe", channel(self.prefix, job_id), None))
+
+    def publish(self, event: JobEvent) -> None:
+        self.local.publish(event)  # this node's readers at once; Redis brings it to the others
+        self._commands.put_nowait(("publish", channel(self.prefix, event.job_id), event.model_dump_json()))
+
+    @property
+    def subscription_count(self) -> int:
+        return self.local.subscription_count
+
+    # -- Redis ---------------------------------------------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        """Subscribes, unsubscribes and publishes strictly in the order they were asked for."""
+        assert self._redis is not None
+        while True:
+            command, name, data = await self._commands.get()
+            for delay in (*RECONNECT_DELAYS_S, None):
+                try:
+                    if command == "publish":
+                        await self._redis.publish(name, data)
+                    elif command == "subscribe":
+                        await self._pubsub.subscribe(name)
+                    elif not self.local.has_subscribers(_job_of(name)):  # nobody came back for it meanwhile
+                        await self._pubsub.unsubscribe(name)
+                    break
+                except (redis.RedisError, OSError) as exc:
+                    if delay is None:  # readers still find the event in the log
+                        log.warning("Redis %s %s failed: %s", command, name, exc)
+                        break
+                    await asyncio.sleep(delay)
+
+    async def _read_loop(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=None)
+                attempt = 0
+            except (redis.RedisError, OSError) as exc:
+                delay = RECONNECT_DELAYS_S[min(attempt, len(RECONNECT_DELAYS_S) - 1)]
+                attempt += 1
+                log.warning("Redis events: %s; reconnecting in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            if message is not None:
+                self._handle(message)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        name = _text(message.get("channel"))
+        if name == self._control:
+            return
+        job_id = _job_of(name)
+        if message["type"] == "message":
+            try:
+                event = JobEvent.model_validate_json(message["data"])
+            except ValueError:
+                log.warning("dropped a malformed event on %s", name)
+                return
+            self.local.publish(event)
+        elif message["type"] == "subscribe":  # heard from now on; what came before is in the log
+            for subscriber in self.local.subscribers(job_id):
+                subscriber.resync()
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
+
+
+def _job_of(name: str) -> str:
+    return name.rsplit(":", 1)[-1]
