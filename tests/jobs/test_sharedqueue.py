@@ -119,3 +119,21 @@ def test_workers_on_several_connections_never_start_the_same_job() -> None:
         assert all(admin.get(job).status == JobStatus.RUNNING for job in jobs)
         for store in (*workers, admin):
             store.close()
+
+
+def test_every_change_of_place_is_recorded_and_published_after_the_commit(store: JobStore) -> None:
+    published: list[JobEvent] = []
+    queue = SharedQueue(store, publish=published.append)
+    a0, a1, b0 = new_job(store, "a"), new_job(store, "a"), new_job(store, "b")
+    for job, owner in ((a0, "a"), (a1, "a"), (b0, "b")):
+        queue.push(job, owner)
+    # b0 arriving moves a1 from 2 to 3: a1 hears 2, then 3
+    assert [(e.job_id, e.position) for e in published] == [(a0, 1), (a1, 2), (b0, 2), (a1, 3)]
+    published.clear()
+    assert queue.start_next() == a0
+    assert sorted((e.job_id, e.position) for e in published) == sorted([(b0, 1), (a1, 2)])
+    published.clear()
+    assert queue.remove(b0)
+    assert [(e.job_id, e.position) for e in published] == [(a1, 1)]
+    logged = [e for e in store.events_after(a1) if e.type == "queued"]
+    assert [e.position for e in logged] == [2, 3, 2, 1] and [e.seq for e in logged] == [2, 3, 4, 5]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from oldphoto.engine import RunOptions
+from oldphoto.jobs import announcements
 from oldphoto.jobs.bus import Bus, LocalBus
 from oldphoto.jobs.errors import AlreadyFinished, JobNotFound, QueueFull, UserLimit
 from oldphoto.jobs.lifecycle import JobStatus
@@ -53,10 +54,6 @@ class ServiceConfig:
 class Admission:
     job: Job
     position: int  # its place in the queue when admitted (1: next to run)
-
-
-def result_url(job_id: str) -> str:
-    return f"/results/{job_id}.png"
 
 
 class JobService:
@@ -220,8 +217,7 @@ class JobService:
             return
         if kind == "done":
             path = self.config.results_dir / f"{job_id}.png"
-            event = {"type": "complete", "stage": "complete", "message_key": "complete", "progress": 100, "result_url": result_url(job_id)}
-            self._record(job_id, event, JobStatus.SUCCEEDED, result_path=str(path))
+            self._record(job_id, announcements.complete(job_id), JobStatus.SUCCEEDED, result_path=str(path))
         elif kind == "cancelled":
             self._record(job_id, self._final_event("cancelled", job), JobStatus.CANCELLED)
         elif kind == "failed":
@@ -247,14 +243,10 @@ class JobService:
     def _fail(self, job_id: str, code: str, message: str) -> None:
         job = self.store.get(job_id)
         stage = job.stage if job else "preprocess"
-        event = {"type": "error", "stage": stage, "message_key": "error", "message_params": {"error": message}, "progress": 0, "error": message, "code": code}
-        self._record(job_id, event, JobStatus.FAILED, error=message, code=code)
+        self._record(job_id, announcements.failed(stage, code, message), JobStatus.FAILED, error=message, code=code)
 
     def _final_event(self, kind: str, job: Job) -> dict[str, Any]:
-        return {"type": kind, "stage": job.stage, "message_key": kind, "progress": job.progress}
-
-    def _queued_event(self, position: int, progress: int) -> dict[str, Any]:
-        return {"type": "queued", "stage": "queued", "message_key": "queued", "message_params": {"position": position}, "progress": progress, "position": position}
+        return announcements.ended(kind, job.stage, job.progress)
 
     def _announce_positions(self) -> None:
         """A new `queued` event for every waiting job whose place changed, all in one transaction."""
@@ -263,7 +255,7 @@ class JobService:
         self.positions = positions
         if not changed:
             return
-        items = [(job_id, self._queued_event(p, self.floors.get(job_id, 0)), None, {}) for job_id, p in changed]
+        items = [(job_id, announcements.queued(p, self.floors.get(job_id, 0)), None, {}) for job_id, p in changed]
         for event in self.store.append_many(items):
             self.bus.publish(event)
 

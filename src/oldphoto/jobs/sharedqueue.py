@@ -7,27 +7,33 @@ tickets come from one counter, so no clock is involved and machines need not agr
 
 Every change runs in one transaction that first takes a transaction-level advisory lock on PostgreSQL, so web nodes
 admitting jobs and workers taking them never interleave. (On SQLite, which has one writer at a time anyway, the
-lock is not needed.)
+lock is not needed.) In that same transaction every waiting job whose place changed gets a `queued` event with its
+new place, so whichever machine moved the queue, each client hears its place, in order; the recorded events are
+handed to `publish` once the transaction is committed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
+from oldphoto.jobs import announcements
 from oldphoto.jobs.lifecycle import JobStatus
-from oldphoto.jobs.store import JobStore, LaneRow, QueueEntryRow, set_status_in
+from oldphoto.jobs.store import JobRow, JobStore, LaneRow, QueueEntryRow, set_status_in
+from oldphoto.protocol import JobEvent
 
 # pg_advisory_xact_lock takes a 64-bit key: this one is "oldphoto" read as eight bytes.
 LOCK_KEY = int.from_bytes(b"oldphoto", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 class SharedQueue:
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: JobStore, publish: Callable[[JobEvent], None] | None = None) -> None:
+        self.store = store
         self.engine = store.engine
+        self.publish = publish
 
     def __len__(self) -> int:
         with Session(self.engine) as session:
@@ -90,10 +96,32 @@ class SharedQueue:
 
     @contextmanager
     def _locked(self) -> Iterator[Session]:
+        """A locked transaction that announces the places it changed before it commits."""
+        recorded: list[JobEvent] = []
         with Session(self.engine) as session, session.begin():
             if self.engine.dialect.name == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
             yield session
+            session.flush()
+            recorded = self._announce(session)
+        if self.publish is not None:
+            for event in recorded:
+                self.publish(event)
+
+    def _announce(self, session: Session) -> list[JobEvent]:
+        order = _fair_order(session)
+        entries = {e.job_id: e for e in session.scalars(select(QueueEntryRow).where(QueueEntryRow.job_id.in_(order)))}
+        moved = []
+        for place, job_id in enumerate(order, 1):
+            if entries[job_id].position != place:
+                entries[job_id].position = place
+                moved.append((job_id, place))
+        if not moved:
+            return []
+        session.flush()
+        progress = dict(session.execute(select(JobRow.id, JobRow.progress).where(JobRow.id.in_([j for j, _ in moved]))).tuples().all())
+        items = [(job_id, announcements.queued(place, progress.get(job_id, 0)), None, {}) for job_id, place in moved]
+        return self.store.append_many(items, session.connection())
 
 
 def _fair_order(session: Session, limit: int | None = None) -> list[str]:

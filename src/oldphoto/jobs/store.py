@@ -12,11 +12,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text, create_engine, delete, event, func, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from oldphoto.jobs.lifecycle import FINAL_STATUSES, JobStatus, check_transition
 from oldphoto.protocol import JobEvent
+
+
+# (job id, event, new status or None, other columns to set)
+EventItem = tuple[str, "JobEvent | dict[str, Any]", "JobStatus | None", dict[str, Any]]
 
 
 def new_job_id() -> str:
@@ -71,6 +75,7 @@ class QueueEntryRow(Base):
     job_id: Mapped[str] = mapped_column(String(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     owner: Mapped[str] = mapped_column(String(128), index=True)
     ticket: Mapped[int] = mapped_column(BigInteger)
+    position: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the place last announced
 
 
 class LaneRow(Base):
@@ -180,34 +185,37 @@ class JobStore:
         """Record the next event of a job (its seq is assigned here) and move the job's state along with it."""
         return self.append_many([(job_id, event, status, fields)])[0]
 
-    def append_many(self, items: list[tuple[str, JobEvent | dict[str, Any], JobStatus | None, dict[str, Any]]]) -> list[JobEvent]:
-        """Several events in one transaction (a queue move changes many positions at once).
+    def append_many(self, items: list[EventItem], connection: Connection | None = None) -> list[JobEvent]:
+        """Several events in one transaction (a queue move changes many positions at once): their own, or the
+        caller's `connection` (the shared queue records moves in the transaction that makes them).
 
         Plain SQL statements rather than the ORM: this runs for every event of every job, on the web process's loop.
         """
+        if connection is None:
+            with self.engine.begin() as own:
+                return self.append_many(items, own)
         recorded = []
-        with self.engine.begin() as connection:
-            for job_id, event, status, fields in items:
-                current = connection.execute(
-                    select(JobRow.status, JobRow.last_seq).where(JobRow.id == job_id).with_for_update()
-                ).first()
-                if current is None:
-                    raise KeyError(job_id)
-                data = event.model_dump() if isinstance(event, JobEvent) else dict(event)
-                data.update(job_id=job_id, seq=current.last_seq + 1)
-                recorded_event = JobEvent.model_validate(data)
-                changes = {
-                    "last_seq": recorded_event.seq,
-                    "stage": recorded_event.stage,
-                    "progress": recorded_event.progress,
-                    "message_key": recorded_event.message_key,
-                    "message_params": recorded_event.message_params,
-                    **(_status_changes(JobStatus(current.status), status) if status is not None else {}),
-                    **fields,
-                }
-                connection.execute(update(JobRow).where(JobRow.id == job_id).values(**changes))
-                connection.execute(insert(EventRow).values(job_id=job_id, seq=recorded_event.seq, body=recorded_event.model_dump_json()))
-                recorded.append(recorded_event)
+        for job_id, event, status, fields in items:
+            current = connection.execute(
+                select(JobRow.status, JobRow.last_seq).where(JobRow.id == job_id).with_for_update()
+            ).first()
+            if current is None:
+                raise KeyError(job_id)
+            data = event.model_dump() if isinstance(event, JobEvent) else dict(event)
+            data.update(job_id=job_id, seq=current.last_seq + 1)
+            recorded_event = JobEvent.model_validate(data)
+            changes = {
+                "last_seq": recorded_event.seq,
+                "stage": recorded_event.stage,
+                "progress": recorded_event.progress,
+                "message_key": recorded_event.message_key,
+                "message_params": recorded_event.message_params,
+                **(_status_changes(JobStatus(current.status), status) if status is not None else {}),
+                **fields,
+            }
+            connection.execute(update(JobRow).where(JobRow.id == job_id).values(**changes))
+            connection.execute(insert(EventRow).values(job_id=job_id, seq=recorded_event.seq, body=recorded_event.model_dump_json()))
+            recorded.append(recorded_event)
         return recorded
 
     def set_status(self, job_id: str, status: JobStatus, **fields: Any) -> None:

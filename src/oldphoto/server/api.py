@@ -11,7 +11,8 @@ from fastapi.responses import FileResponse
 from oldphoto.engine.graph import parse_workflow
 from oldphoto.errors import BadInput, OldphotoError
 from oldphoto.jobs.errors import JobNotFound
-from oldphoto.jobs.service import JobService, result_url
+from oldphoto.jobs.announcements import result_url
+from oldphoto.jobs.service import JobService
 from oldphoto.jobs.store import Job
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.protocol import pick_language, translate
