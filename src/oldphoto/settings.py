@@ -45,6 +45,8 @@ class Settings(BaseSettings):
 
     broker_url: str | None = None
     database_url: str | None = None
+    # Redis keys and channels start with it: several deployments (or test runs) can share one Redis.
+    broker_prefix: str = Field("oldphoto", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
     ws_ping_interval_s: float = Field(20.0, gt=0)
     ws_ping_timeout_s: float = Field(20.0, gt=0)

@@ -1,16 +1,34 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
+import threading
 
-from oldphoto.cli import EXIT_USAGE
+from oldphoto.cli import EXIT_OK, EXIT_USAGE
 from oldphoto.settings import get_settings
 
 
 def worker(args: argparse.Namespace) -> int:
     settings = get_settings()
     if not settings.scale_out:
-        print("oldphoto worker needs OLDPHOTO_BROKER_URL and OLDPHOTO_DATABASE_URL (see docs/deploy.md).", file=sys.stderr)
+        print("oldphoto worker needs OLDPHOTO_BROKER_URL and OLDPHOTO_DATABASE_URL (see docs/scaleout.md).", file=sys.stderr)
         return EXIT_USAGE
-    print("The distributed engine is not part of this release yet; run `oldphoto serve` (embedded workers).", file=sys.stderr)
-    return EXIT_USAGE
+    from oldphoto.distributed.worker import WorkerNode
+    from oldphoto.jobs.store import JobStore
+    from oldphoto.server.app import service_config
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    store = JobStore(settings.database_url or "")
+    config = service_config(settings)
+    config.inputs_dir.mkdir(parents=True, exist_ok=True)
+    config.results_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        WorkerNode(config, store, settings.broker_url or "", settings.broker_prefix).run(stop)
+    finally:
+        store.close()
+    return EXIT_OK

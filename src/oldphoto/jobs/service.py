@@ -20,11 +20,12 @@ from oldphoto.jobs import announcements
 from oldphoto.jobs.bus import Bus, LocalBus
 from oldphoto.jobs.errors import AlreadyFinished, JobNotFound, QueueFull, UserLimit
 from oldphoto.jobs.lifecycle import JobStatus
+from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.scheduler import FairQueue
 from oldphoto.jobs.store import Job, JobStore, NewJob, new_job_id, utcnow
 from oldphoto.jobs.work import Message, WorkItem
 from oldphoto.jobs.workers import WorkerPool
-from oldphoto.protocol import JobEvent, Note
+from oldphoto.protocol import JobEvent
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,7 @@ class JobService:
         self.bus: Bus = bus or LocalBus()
         self.queue = FairQueue()
         self.positions: dict[str, int] = {}
-        self.floors: dict[str, int] = {}  # progress a re-run job must not fall below
-        self.running: set[str] = set()  # jobs handed to a worker whose outcome is not recorded yet
+        self.recorder = Recorder(store, self._publish, config.results_dir, config.job_timeout_s)
         self.pool: WorkerPool | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._janitor: asyncio.Task[None] | None = None
@@ -99,7 +99,7 @@ class JobService:
             else:
                 self.store.set_status(job.id, JobStatus.QUEUED, attempts=job.attempts + 1)
         for job in self.store.with_status(JobStatus.QUEUED):
-            self.floors.setdefault(job.id, job.progress)
+            self.recorder.floors.setdefault(job.id, job.progress)
             self.queue.push(job.id, job.owner)
         self._announce_positions()
 
@@ -175,9 +175,8 @@ class JobService:
             if job is None or job.status != JobStatus.QUEUED:
                 continue
             self.store.set_status(job_id, JobStatus.RUNNING)
-            self.floors.setdefault(job_id, job.progress)
+            self.recorder.started(job_id, job.progress)
             self.positions.pop(job_id, None)
-            self.running.add(job_id)
             self.pool.assign(place, self._work_item(job))
             moved = True
         if moved:
@@ -202,48 +201,19 @@ class JobService:
             self.loop.call_soon_threadsafe(self._on_worker_message, message)
 
     def _on_worker_message(self, message: Message) -> None:
-        kind, job_id = message[0], message[1]
-        if kind == "ready":
+        if message[0] == "ready" or self.recorder.on_message(message):
             self._dispatch()
-            return
-        if job_id not in self.running:  # its outcome is recorded already (a time limit, say): late words are dropped
-            return
-        if kind == "note":  # the most frequent message by far: no store read
-            self._on_note(job_id, message[2])
-            return
-        self.running.discard(job_id)
-        job = self.store.get(job_id)
-        if job is None or job.status != JobStatus.RUNNING:
-            return
-        if kind == "done":
-            path = self.config.results_dir / f"{job_id}.png"
-            self._record(job_id, announcements.complete(job_id), JobStatus.SUCCEEDED, result_path=str(path))
-        elif kind == "cancelled":
-            self._record(job_id, self._final_event("cancelled", job), JobStatus.CANCELLED)
-        elif kind == "failed":
-            self._fail(job_id, message[2], message[3])
-        elif kind == "crashed":
-            self._fail(job_id, "worker_crashed", f"The worker running this job stopped unexpectedly (exit code {message[2]}).")
-        elif kind == "timeout":
-            self._fail(job_id, "timeout", f"The job took longer than the limit of {self.config.job_timeout_s:g} seconds.")
-        self.floors.pop(job_id, None)
-        self._dispatch()
-
-    def _on_note(self, job_id: str, note: Note) -> None:
-        progress = max(note.progress, self.floors.get(job_id, 0))
-        self._record(job_id, note.model_copy(update={"progress": progress}).model_dump())
 
     # -- recording and telling --------------------------------------------------------------------------------
 
+    def _publish(self, event: JobEvent) -> None:
+        self.bus.publish(event)
+
     def _record(self, job_id: str, event: JobEvent | dict[str, Any], status: JobStatus | None = None, **fields: Any) -> JobEvent:
-        recorded = self.store.append(job_id, event, status, **fields)
-        self.bus.publish(recorded)
-        return recorded
+        return self.recorder.record(job_id, event, status, **fields)
 
     def _fail(self, job_id: str, code: str, message: str) -> None:
-        job = self.store.get(job_id)
-        stage = job.stage if job else "preprocess"
-        self._record(job_id, announcements.failed(stage, code, message), JobStatus.FAILED, error=message, code=code)
+        self.recorder.fail(job_id, code, message)
 
     def _final_event(self, kind: str, job: Job) -> dict[str, Any]:
         return announcements.ended(kind, job.stage, job.progress)
@@ -255,7 +225,7 @@ class JobService:
         self.positions = positions
         if not changed:
             return
-        items = [(job_id, announcements.queued(p, self.floors.get(job_id, 0)), None, {}) for job_id, p in changed]
+        items = [(job_id, announcements.queued(p, self.recorder.floors.get(job_id, 0)), None, {}) for job_id, p in changed]
         for event in self.store.append_many(items):
             self.bus.publish(event)
 

@@ -1,0 +1,122 @@
+"""`oldphoto worker`: takes jobs from the shared fair queue, runs them in this machine's worker processes (the same
+`WorkerPool` as embedded mode: crashes and time limits handled the same way), records what they say in the shared
+store and publishes it on Redis; a cancel published by any web node reaches the job wherever it runs.
+
+One thread does all the recording (the pool's and the cancel listener's messages are handed to it), so a job's
+notes are recorded in the order its worker sent them.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+import redis
+
+from oldphoto.distributed.events import DEFAULT_PREFIX, RedisPublisher
+from oldphoto.jobs.lifecycle import JobStatus
+from oldphoto.jobs.recorder import Recorder
+from oldphoto.jobs.service import ServiceConfig
+from oldphoto.jobs.sharedqueue import SharedQueue
+from oldphoto.jobs.store import JobStore
+from oldphoto.jobs.work import Message, WorkItem
+from oldphoto.jobs.workers import WorkerPool
+
+log = logging.getLogger(__name__)
+
+# How often an idle node looks at the queue again (a job admitted meanwhile waits at most this long).
+POLL_S = 0.5
+
+
+def cancel_channel(prefix: str) -> str:
+    return f"{prefix}:cancel"
+
+
+def request_cancel(client: redis.Redis, job_id: str, prefix: str = DEFAULT_PREFIX) -> None:
+    """What a web node does to cancel a running job, wherever it runs."""
+    client.publish(cancel_channel(prefix), job_id)
+
+
+class WorkerNode:
+    def __init__(self, config: ServiceConfig, store: JobStore, broker_url: str, prefix: str = DEFAULT_PREFIX) -> None:
+        self.config = config
+        self.store = store
+        self.broker_url = broker_url
+        self.prefix = prefix
+        self.publisher = RedisPublisher(broker_url, prefix)
+        self.queue = SharedQueue(store, publish=self.publisher.publish)
+        self.recorder = Recorder(store, self.publisher.publish, config.results_dir, config.job_timeout_s)
+        self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self.pool = WorkerPool(config.workers, self.inbox.put, job_timeout_s=config.job_timeout_s, slots=config.jobs_per_worker)
+
+    def run(self, stop: threading.Event) -> None:
+        self.pool.start()
+        listener = threading.Thread(target=self._listen_for_cancels, args=(stop,), name="oldphoto-cancels", daemon=True)
+        listener.start()
+        try:
+            while not stop.is_set():
+                self._start_what_fits()
+                try:
+                    message = self.inbox.get(timeout=POLL_S)
+                except queue.Empty:
+                    continue
+                if message[0] == "cancel-request":
+                    self.pool.cancel(message[1])
+                elif message[0] != "ready":
+                    self.recorder.on_message(message)
+        finally:
+            self.pool.stop()
+            self._give_back_unfinished()
+            self.publisher.close()
+
+    def _start_what_fits(self) -> None:
+        while (place := self.pool.idle()) is not None:
+            job_id = self.queue.start_next()
+            if job_id is None:
+                return
+            job = self.store.get(job_id)
+            if job is None:
+                continue
+            self.recorder.started(job_id, job.progress)
+            self.pool.assign(place, self._work_item(job_id, job.input_path, job.workflow, job.model))
+
+    def _work_item(self, job_id: str, input_path: str, workflow: str, model: str | None) -> WorkItem:
+        options = self.config.run_options
+        if model:
+            options = type(options)(**{**options.__dict__, "model": model})
+        return WorkItem(
+            job_id=job_id,
+            input_path=input_path,
+            result_path=str(self.config.results_dir / f"{job_id}.png"),
+            workflow=workflow,
+            options=options,
+            max_pixels=self.config.max_pixels,
+        )
+
+    def _give_back_unfinished(self) -> None:
+        """A node that stops hands its running jobs back to the queue for another node (no retry spent)."""
+        for job_id in list(self.recorder.running):
+            job = self.store.get(job_id)
+            if job is not None and job.status == JobStatus.RUNNING:
+                self.store.set_status(job_id, JobStatus.QUEUED)
+                self.queue.push(job_id, job.owner)
+
+    def _listen_for_cancels(self, stop: threading.Event) -> None:
+        client = redis.Redis.from_url(self.broker_url, client_name=f"{self.prefix}:worker")
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        while not stop.is_set():
+            try:
+                if not pubsub.subscribed:
+                    pubsub.subscribe(cancel_channel(self.prefix))
+                message = pubsub.get_message(timeout=POLL_S)
+            except (redis.RedisError, OSError) as exc:
+                log.warning("cancel listener: %s; retrying", exc)
+                stop.wait(POLL_S)
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                continue
+            if message and message.get("type") == "message":
+                data = message["data"]
+                self.inbox.put(("cancel-request", data.decode() if isinstance(data, bytes) else str(data)))
+        pubsub.close()
+        client.close()

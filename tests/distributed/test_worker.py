@@ -1,0 +1,143 @@
+"""`oldphoto worker` processes against a real PostgreSQL and Redis: jobs admitted into the shared store and queue
+run to their end with a gap-free event log, their events reach a web node's bus live, users take turns across
+workers, and a cancel published on Redis stops a running job."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import asyncio
+
+import pytest
+import redis
+
+from oldphoto.distributed.events import RedisBus
+from oldphoto.distributed.worker import request_cancel
+from oldphoto.jobs.lifecycle import JobStatus
+from oldphoto.jobs.sharedqueue import SharedQueue
+from oldphoto.jobs.store import Job, JobStore, NewJob
+from oldphoto.protocol import JobEvent
+from oldphoto.server.follow import Follower
+from oldphoto.server.outbox import Outbox
+from tests.helpers.images import png_bytes
+from tests.helpers.server import run_async
+from tests.helpers.services import postgres_database, redis_namespace
+from tests.jobs.conftest import pause_workflow
+
+pytestmark = [pytest.mark.scaleout, pytest.mark.slow]
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[tuple[JobStore, str, str, Path]]:
+    with postgres_database() as database, redis_namespace() as (broker, prefix):
+        store = JobStore(database)
+        yield store, database, broker, prefix, tmp_path  # type: ignore[misc]
+        store.close()
+
+
+@contextmanager
+def worker(database: str, broker: str, prefix: str, data_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "OLDPHOTO_DATABASE_URL": database,
+        "OLDPHOTO_BROKER_URL": broker,
+        "OLDPHOTO_BROKER_PREFIX": prefix,
+        "OLDPHOTO_DATA_DIR": str(data_dir),
+        "OLDPHOTO_TEST_NODES": "1",
+        "OLDPHOTO_WORKERS": "1",
+    }
+    log = open(data_dir / f"worker-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen([sys.executable, "-m", "oldphoto", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(20)
+        log.close()
+
+
+def admit(store: JobStore, queue: SharedQueue, data_dir: Path, owner: str, seconds: float) -> str:
+    """What a web node does on POST /api/jobs, as far as the store and the queue go."""
+    (data_dir / "inputs").mkdir(parents=True, exist_ok=True)
+    source = data_dir / "inputs" / f"{owner}-{time.monotonic_ns()}.png"
+    source.write_bytes(png_bytes(48, 32))
+    first = JobEvent(job_id="pending", seq=1, stage="upload", message_key="upload", progress=0)
+    job = store.create(NewJob(owner=owner, workflow=pause_workflow(seconds), input_path=str(source)), first)
+    queue.push(job.id, owner)
+    return job.id
+
+
+def outbox_final(seen: list[int], store: JobStore, job_id: str) -> bool:
+    """True while the follower has not yet heard the job's last event."""
+    job = store.get(job_id)
+    return job is None or not job.status.is_final or seen[-1] < job.last_seq
+
+
+def wait_final(store: JobStore, job_id: str, timeout: float = 90) -> Job:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = store.get(job_id)
+        if job is not None and job.status.is_final:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {store.get(job_id)}")
+
+
+def test_two_workers_run_every_job_with_a_gap_free_log_and_users_take_turns(deployment: tuple) -> None:
+    store, database, broker, prefix, data_dir = deployment
+    queue = SharedQueue(store)
+    jobs = [admit(store, queue, data_dir, owner, 0.3) for owner in ("ann", "ann", "ann", "bob")]
+
+    async def web_node_follows(job_id: str) -> list[int]:
+        """A web node's bus and follower, as `/ws/progress` uses them: every event, live, in order."""
+        bus = RedisBus(broker, prefix)
+        await bus.start()
+        outbox = Outbox()
+        bus.subscribe(job_id, Follower(job_id, outbox, 0, store.events_after))
+        with ExitStack() as stack:
+            for _ in range(2):
+                stack.enter_context(worker(database, broker, prefix, data_dir))
+            seen: list[int] = []
+            while not seen or outbox_final(seen, store, job_id):
+                seen.append((await asyncio.wait_for(outbox.get(), 90)).seq)
+            for job in jobs:
+                wait_final(store, job)
+        await bus.stop()
+        return seen
+
+    heard = run_async(web_node_follows(jobs[-1]))
+    finished = [wait_final(store, job) for job in jobs]
+    assert heard == [e.seq for e in store.events_after(jobs[-1])]
+    assert [job.status for job in finished] == [JobStatus.SUCCEEDED] * 4
+    for job in finished:
+        events = store.events_after(job.id)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert events[-1].type == "complete" and Path(job.result_path or "").is_file()
+        assert {"queued", "progress"} <= {e.type for e in events}
+    started = sorted(finished, key=lambda job: job.started_at)
+    assert started[1].owner == "bob" or started[0].owner == "bob"  # bob's one job does not wait behind ann's three
+
+
+def test_a_cancel_published_on_redis_stops_a_running_job(deployment: tuple) -> None:
+    store, database, broker, prefix, data_dir = deployment
+    queue = SharedQueue(store)
+    job_id = admit(store, queue, data_dir, "cy", 30)
+    with worker(database, broker, prefix, data_dir):
+        deadline = time.monotonic() + 60
+        while store.get(job_id).status != JobStatus.RUNNING or store.get(job_id).progress < 2:
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.1)
+        client = redis.Redis.from_url(broker)
+        asked = time.monotonic()
+        request_cancel(client, job_id, prefix)
+        job = wait_final(store, job_id, timeout=20)
+        took = time.monotonic() - asked
+        client.close()
+    assert job.status == JobStatus.CANCELLED and took < 5
+    assert store.events_after(job_id)[-1].type == "cancelled"
