@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +56,18 @@ class ServerProcess:
         return self.process.returncode
 
 
-def start_server(data_dir: Path, env: dict[str, str] | None = None, port: int | None = None, ready_timeout: float = 60) -> ServerProcess:
+def workers_ready(health: dict[str, Any]) -> bool:
+    return health.get("workers_ready", 0) >= 1
+
+
+def start_server(
+    data_dir: Path,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    ready_timeout: float = 60,
+    ready: Callable[[dict[str, Any]], bool] = workers_ready,
+) -> ServerProcess:
+    """`ready`: what /healthz must say first (a scale-out web node has no workers of its own: any answer will do)."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"server-{port}-{time.monotonic_ns()}.log"
@@ -74,7 +85,7 @@ def start_server(data_dir: Path, env: dict[str, str] | None = None, port: int | 
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
         try:
-            if httpx.get(f"{server.url}/healthz", timeout=1).json().get("workers_ready", 0) >= 1:
+            if ready(httpx.get(f"{server.url}/healthz", timeout=1).json()):
                 return server
         except (httpx.HTTPError, ValueError):
             pass

@@ -33,8 +33,15 @@ class Subscriber(Protocol):
     def resync(self) -> None: ...
 
 
+CANCEL = "cancel"  # the channel after the prefix that carries job ids to cancel wherever they run
+
+
 def channel(prefix: str, job_id: str) -> str:
     return f"{prefix}:events:{job_id}"
+
+
+def cancel_channel(prefix: str) -> str:
+    return f"{prefix}:{CANCEL}"
 
 
 class RedisPublisher:
@@ -99,6 +106,10 @@ class RedisBus:
     def publish(self, event: JobEvent) -> None:
         self.local.publish(event)  # this node's readers at once; Redis brings it to the others
         self._commands.put_nowait(("publish", channel(self.prefix, event.job_id), event.model_dump_json()))
+
+    def send(self, name: str, data: str) -> None:
+        """Publish other words than events (a cancel request), in order with the events."""
+        self._commands.put_nowait(("publish", f"{self.prefix}:{name}", data))
 
     @property
     def subscription_count(self) -> int:

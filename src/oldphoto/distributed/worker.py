@@ -14,7 +14,7 @@ import threading
 
 import redis
 
-from oldphoto.distributed.events import DEFAULT_PREFIX, RedisPublisher
+from oldphoto.distributed.events import DEFAULT_PREFIX, RedisPublisher, cancel_channel
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.service import ServiceConfig
@@ -27,10 +27,6 @@ log = logging.getLogger(__name__)
 
 # How often an idle node looks at the queue again (a job admitted meanwhile waits at most this long).
 POLL_S = 0.5
-
-
-def cancel_channel(prefix: str) -> str:
-    return f"{prefix}:cancel"
 
 
 def request_cancel(client: redis.Redis, job_id: str, prefix: str = DEFAULT_PREFIX) -> None:

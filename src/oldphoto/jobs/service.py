@@ -122,11 +122,15 @@ class JobService:
         upload = JobEvent(job_id=job_id, seq=1, stage="upload", message_key="upload", progress=0)
         job = self.store.create(NewJob(owner=owner, workflow=workflow, input_path=str(stored_input), model=model, id=job_id), upload)
         self.bus.publish(upload)
+        return Admission(job, self._enqueue(job_id, owner))
+
+    def _enqueue(self, job_id: str, owner: str) -> int:
+        """Put an admitted job in line, tell every moved job its place, start what can start; the job's place."""
         self.queue.push(job_id, owner)
         self._announce_positions()
         position = self.positions[job_id]
         self._dispatch()
-        return Admission(job, position)
+        return position
 
     def get(self, job_id: str, owner: str) -> Job:
         """Another user's job answers exactly as one that does not exist."""
@@ -159,9 +163,13 @@ class JobService:
         if job.status == JobStatus.QUEUED and self.queue.remove(job_id):
             self._record(job_id, self._final_event("cancelled", job), JobStatus.CANCELLED)
             self._announce_positions()
-        elif self.pool is not None:
-            self.pool.cancel(job_id)  # the worker stops at its next block or tile and says so
+        else:
+            self._cancel_running(job_id)
         return self.store.get(job_id) or job
+
+    def _cancel_running(self, job_id: str) -> None:
+        if self.pool is not None:
+            self.pool.cancel(job_id)  # the worker stops at its next block or tile and says so
 
     # -- the scheduling loop ----------------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = JobStore(settings.database_url or f"sqlite:///{settings.data_dir.resolve() / 'jobs.sqlite3'}")
-        service = JobService(service_config(settings), store)
+        service = _service(settings, store)
         await service.start()
         app.state.service = service
         try:
@@ -77,6 +77,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _service(settings: Settings, store: JobStore) -> JobService:
+    """Embedded: this process queues and runs jobs. Scale-out (both URLs set): it admits and streams; workers run."""
+    if settings.scale_out:
+        from oldphoto.distributed.web import SharedJobService
+
+        return SharedJobService(service_config(settings), store, settings.broker_url or "", settings.broker_prefix)
+    return JobService(service_config(settings), store)
 
 
 def service_config(settings: Settings) -> ServiceConfig:

@@ -1,0 +1,49 @@
+"""The job service of a web node in scale-out mode: it admits jobs into the shared store and fair queue, streams
+every process's events through Redis, and runs nothing itself (`oldphoto worker` processes do).
+
+What a client sees is the same as in embedded mode: the same admission limits (counted in the shared store), the
+same `queued` places (announced by whichever node moves the queue), the same events, and cancel from any node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from oldphoto.distributed.events import CANCEL, RedisBus
+from oldphoto.jobs.service import JobService, ServiceConfig
+from oldphoto.jobs.sharedqueue import SharedQueue
+from oldphoto.jobs.store import JobStore
+
+
+class SharedJobService(JobService):
+    def __init__(self, config: ServiceConfig, store: JobStore, broker_url: str, prefix: str) -> None:
+        self.redis_bus = RedisBus(broker_url, prefix)
+        super().__init__(config, store, self.redis_bus)
+        self.queue = SharedQueue(store, publish=self.redis_bus.publish)  # type: ignore[assignment]
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self.redis_bus.start()
+        self._janitor = asyncio.create_task(self._retention_loop())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._janitor is not None:
+            self._janitor.cancel()
+        await self.redis_bus.stop()  # running jobs belong to their workers: nothing to hand back
+
+    def position(self, job_id: str) -> int | None:
+        return self.queue.positions().get(job_id)
+
+    def _enqueue(self, job_id: str, owner: str) -> int:
+        self.queue.push(job_id, owner)  # announces every place it changed, this job's first
+        return self.queue.positions().get(job_id, 1)
+
+    def _announce_positions(self) -> None:
+        """The shared queue announces moves in the transaction that makes them."""
+
+    def _dispatch(self) -> None:
+        """Workers take jobs themselves."""
+
+    def _cancel_running(self, job_id: str) -> None:
+        self.redis_bus.send(CANCEL, job_id)
