@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     # Redis keys and channels start with it: several deployments (or test runs) can share one Redis.
     broker_prefix: str = Field("oldphoto", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # A worker node renews its running jobs' leases every lease_s / 6; a lease older than lease_s is taken back.
+    lease_s: float = Field(30.0, ge=1, le=3600)
 
     ws_ping_interval_s: float = Field(20.0, gt=0)
     ws_ping_timeout_s: float = Field(20.0, gt=0)

@@ -42,8 +42,9 @@ def deployment(tmp_path: Path) -> Iterator[tuple[JobStore, str, str, Path]]:
 
 
 @contextmanager
-def worker(database: str, broker: str, prefix: str, data_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+def worker(database: str, broker: str, prefix: str, data_dir: Path, lease_s: float = 30) -> Iterator[subprocess.Popen[bytes]]:
     env = {
+        "OLDPHOTO_LEASE_S": str(lease_s),
         **os.environ,
         "OLDPHOTO_DATABASE_URL": database,
         "OLDPHOTO_BROKER_URL": broker,
@@ -57,8 +58,9 @@ def worker(database: str, broker: str, prefix: str, data_dir: Path) -> Iterator[
     try:
         yield process
     finally:
-        process.terminate()
-        process.wait(20)
+        if process.poll() is None:
+            process.terminate()
+            process.wait(20)
         log.close()
 
 
@@ -141,3 +143,22 @@ def test_a_cancel_published_on_redis_stops_a_running_job(deployment: tuple) -> N
         client.close()
     assert job.status == JobStatus.CANCELLED and took < 5
     assert store.events_after(job_id)[-1].type == "cancelled"
+
+
+def test_a_job_whose_worker_node_is_killed_runs_again_on_another(deployment: tuple) -> None:
+    store, database, broker, prefix, data_dir = deployment
+    queue = SharedQueue(store)
+    job_id = admit(store, queue, data_dir, "dee", 4)
+    with worker(database, broker, prefix, data_dir, lease_s=2) as first:
+        deadline = time.monotonic() + 60
+        while store.get(job_id).status != JobStatus.RUNNING:
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.1)
+        with worker(database, broker, prefix, data_dir, lease_s=2):
+            first.kill()  # no goodbye: its lease goes stale and the other node takes the job back
+            job = wait_final(store, job_id, timeout=60)
+    assert job.status == JobStatus.SUCCEEDED and job.attempts == 1
+    events = store.events_after(job_id)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert [e.progress for e in events] == sorted(e.progress for e in events)  # a re-run never moves the bar back
+    assert sum(1 for e in events if e.type == "queued") >= 2  # queued again, with its place

@@ -28,7 +28,7 @@ def worker(args: argparse.Namespace) -> int:
     config.inputs_dir.mkdir(parents=True, exist_ok=True)
     config.results_dir.mkdir(parents=True, exist_ok=True)
     try:
-        WorkerNode(config, store, settings.broker_url or "", settings.broker_prefix).run(stop)
+        WorkerNode(config, store, settings.broker_url or "", settings.broker_prefix, settings.lease_s).run(stop)
     finally:
         store.close()
     return EXIT_OK

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from oldphoto.distributed.events import CANCEL, RedisBus
+from oldphoto.jobs.leases import Leases
 from oldphoto.jobs.service import JobService, ServiceConfig
 from oldphoto.jobs.sharedqueue import SharedQueue
 from oldphoto.jobs.store import JobStore
@@ -20,6 +21,7 @@ class SharedJobService(JobService):
         self.redis_bus = RedisBus(broker_url, prefix)
         super().__init__(config, store, self.redis_bus)
         self.queue = SharedQueue(store, publish=self.redis_bus.publish)  # type: ignore[assignment]
+        self.leases = Leases(store)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -46,4 +48,5 @@ class SharedJobService(JobService):
         """Workers take jobs themselves."""
 
     def _cancel_running(self, job_id: str) -> None:
+        self.leases.request_cancel(job_id)  # seen at the holder's next renewal even if the message below is lost
         self.redis_bus.send(CANCEL, job_id)

@@ -9,13 +9,17 @@ notes are recorded in the order its worker sent them.
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import socket
 import threading
+import time
+import uuid
 
 import redis
 
 from oldphoto.distributed.events import DEFAULT_PREFIX, RedisPublisher, cancel_channel
-from oldphoto.jobs.lifecycle import JobStatus
+from oldphoto.jobs.leases import Leases
 from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.service import ServiceConfig
 from oldphoto.jobs.sharedqueue import SharedQueue
@@ -35,11 +39,15 @@ def request_cancel(client: redis.Redis, job_id: str, prefix: str = DEFAULT_PREFI
 
 
 class WorkerNode:
-    def __init__(self, config: ServiceConfig, store: JobStore, broker_url: str, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, config: ServiceConfig, store: JobStore, broker_url: str, prefix: str = DEFAULT_PREFIX, lease_s: float = 30.0) -> None:
         self.config = config
         self.store = store
         self.broker_url = broker_url
         self.prefix = prefix
+        self.lease_s = lease_s
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.leases = Leases(store)
+        self._next_renewal = 0.0
         self.publisher = RedisPublisher(broker_url, prefix)
         self.queue = SharedQueue(store, publish=self.publisher.publish)
         self.recorder = Recorder(store, self.publisher.publish, config.results_dir, config.job_timeout_s)
@@ -52,6 +60,7 @@ class WorkerNode:
         listener.start()
         try:
             while not stop.is_set():
+                self._keep_leases()
                 self._start_what_fits()
                 try:
                     message = self.inbox.get(timeout=POLL_S)
@@ -59,8 +68,8 @@ class WorkerNode:
                     continue
                 if message[0] == "cancel-request":
                     self.pool.cancel(message[1])
-                elif message[0] != "ready":
-                    self.recorder.on_message(message)
+                elif message[0] != "ready" and self.recorder.on_message(message):
+                    self.leases.release(message[1])
         finally:
             self.pool.stop()
             self._give_back_unfinished()
@@ -68,7 +77,7 @@ class WorkerNode:
 
     def _start_what_fits(self) -> None:
         while (place := self.pool.idle()) is not None:
-            job_id = self.queue.start_next()
+            job_id = self.queue.start_next(self.holder)
             if job_id is None:
                 return
             job = self.store.get(job_id)
@@ -90,13 +99,28 @@ class WorkerNode:
             max_pixels=self.config.max_pixels,
         )
 
+    def _keep_leases(self) -> None:
+        """Every lease_s / 6: renew this node's leases (and hear cancels written on them), take back stale ones."""
+        now = time.monotonic()
+        if now < self._next_renewal:
+            return
+        self._next_renewal = now + self.lease_s / 6
+        for job_id in self.leases.renew(self.holder):
+            self.pool.cancel(job_id)
+        for job_id, owner, attempts in self.leases.stale(self.lease_s):
+            if not self.leases.take_back(job_id, self.lease_s):
+                continue  # another node took it first
+            if attempts >= 1:
+                self.recorder.fail(job_id, "interrupted", "The machine running this job stopped twice while running it.")
+            elif self.queue.requeue(job_id, owner, attempts=attempts + 1):
+                log.warning("job %s: its worker node stopped renewing its lease; back in the queue", job_id)
+
     def _give_back_unfinished(self) -> None:
         """A node that stops hands its running jobs back to the queue for another node (no retry spent)."""
         for job_id in list(self.recorder.running):
             job = self.store.get(job_id)
-            if job is not None and job.status == JobStatus.RUNNING:
-                self.store.set_status(job_id, JobStatus.QUEUED)
-                self.queue.push(job_id, job.owner)
+            if job is not None:
+                self.queue.requeue(job_id, job.owner)
 
     def _listen_for_cancels(self, stop: threading.Event) -> None:
         client = redis.Redis.from_url(self.broker_url, client_name=f"{self.prefix}:worker")

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from oldphoto.jobs import announcements
 from oldphoto.jobs.lifecycle import JobStatus
-from oldphoto.jobs.store import JobRow, JobStore, LaneRow, QueueEntryRow, set_status_in
+from oldphoto.jobs.store import JobRow, JobStore, LaneRow, LeaseRow, QueueEntryRow, set_status_in, utcnow
 from oldphoto.protocol import JobEvent
 
 # pg_advisory_xact_lock takes a 64-bit key: this one is "oldphoto" read as eight bytes.
@@ -45,25 +45,38 @@ class SharedQueue:
 
     def push(self, job_id: str, owner: str) -> None:
         with self._locked() as session:
-            if session.get(QueueEntryRow, job_id) is not None:
-                return
-            ticket = _next_number(session)
-            if session.get(LaneRow, owner) is None:
-                session.add(LaneRow(owner=owner, turn=ticket))
-            session.add(QueueEntryRow(job_id=job_id, owner=owner, ticket=ticket))
+            if session.get(QueueEntryRow, job_id) is None:
+                _enter(session, job_id, owner)
 
     def pop(self) -> str | None:
         """Take the next job out of the queue (its status is the caller's business: see `start_next`)."""
         with self._locked() as session:
             return self._pop(session)
 
-    def start_next(self) -> str | None:
-        """Take the next job and mark it running, in one transaction: a job is never out of the queue yet not running."""
+    def start_next(self, holder: str | None = None) -> str | None:
+        """Take the next job and mark it running, in one transaction: a job is never out of the queue yet not running.
+
+        With a `holder` (a worker node) the job is leased to it in the same transaction (see `leases.py`)."""
         with self._locked() as session:
             job_id = self._pop(session)
             if job_id is not None:
                 set_status_in(session, job_id, JobStatus.RUNNING)
+                if holder is not None:
+                    session.add(LeaseRow(job_id=job_id, holder=holder, renewed_at=utcnow(), cancel_requested=False))
             return job_id
+
+    def requeue(self, job_id: str, owner: str, **fields: object) -> bool:
+        """A running job back in line (its node stopped or vanished); False when it is not running any more."""
+        with self._locked() as session:
+            job = session.get(JobRow, job_id, with_for_update=True)
+            session.execute(delete(LeaseRow).where(LeaseRow.job_id == job_id))
+            if job is None or job.status != JobStatus.RUNNING:
+                return False
+            set_status_in(session, job_id, JobStatus.QUEUED)
+            for name, value in fields.items():
+                setattr(job, name, value)
+            _enter(session, job_id, owner)
+            return True
 
     def remove(self, job_id: str) -> bool:
         with self._locked() as session:
@@ -135,6 +148,14 @@ def _fair_order(session: Session, limit: int | None = None) -> list[str]:
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query))
+
+
+def _enter(session: Session, job_id: str, owner: str) -> None:
+    """Into its owner's lane, last; a user without waiting jobs gets a lane at the back of the line."""
+    ticket = _next_number(session)
+    if session.get(LaneRow, owner) is None:
+        session.add(LaneRow(owner=owner, turn=ticket))
+    session.add(QueueEntryRow(job_id=job_id, owner=owner, ticket=ticket))
 
 
 def _next_number(session: Session) -> int:

@@ -78,6 +78,17 @@ class QueueEntryRow(Base):
     position: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the place last announced
 
 
+class LeaseRow(Base):
+    """A running job's claim by one worker node, renewed while it runs (scale-out mode); a stale one is taken back."""
+
+    __tablename__ = "leases"
+
+    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128), index=True)
+    renewed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+
+
 class LaneRow(Base):
     """A user with waiting jobs, and their turn: users take turns in `turn` order."""
 
@@ -245,6 +256,7 @@ class JobStore:
     def delete(self, job_id: str) -> None:
         with Session(self.engine) as session, session.begin():
             session.execute(delete(QueueEntryRow).where(QueueEntryRow.job_id == job_id))
+            session.execute(delete(LeaseRow).where(LeaseRow.job_id == job_id))
             session.execute(delete(EventRow).where(EventRow.job_id == job_id))
             session.execute(delete(JobRow).where(JobRow.id == job_id))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +25,22 @@ CONTEXT = mp.get_context("spawn")  # fork after torch or CUDA has started is uns
 FINISHED = ("done", "failed", "cancelled")
 
 
-def _worker_main(conn: Connection, cancel_flags: list[Any], cores_shared_by: int) -> None:
+def _die_with_parent(parent: int) -> None:
+    """On Linux, have the kernel kill this process when its parent dies, even by SIGKILL: no orphan runs on."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _worker_main(conn: Connection, cancel_flags: list[Any], cores_shared_by: int, parent: int = 0) -> None:
+    if parent:
+        _die_with_parent(parent)
     from oldphoto.engine import CancelToken
     from oldphoto.jobs.work import execute
     from oldphoto.models.runtimes import configure_threads, threads_per_job
@@ -149,7 +165,7 @@ class WorkerPool:
     def _spawn(self, index: int) -> Worker:
         parent, child = CONTEXT.Pipe(duplex=True)
         flags = [CONTEXT.Event() for _ in range(self.slots)]
-        process = CONTEXT.Process(target=_worker_main, args=(child, flags, self.size), name=f"oldphoto-worker-{index}", daemon=True)
+        process = CONTEXT.Process(target=_worker_main, args=(child, flags, self.size, os.getpid()), name=f"oldphoto-worker-{index}", daemon=True)
         process.start()
         child.close()
         return Worker(index=index, process=process, conn=parent, cancel_flags=flags)

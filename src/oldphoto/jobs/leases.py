@@ -1,0 +1,51 @@
+"""Leases on running jobs (scale-out mode): a worker node renews the leases of the jobs it runs every few seconds;
+one that is not renewed for `lease_s` belonged to a node that vanished (killed, cut off), and any node takes the
+job back: into the queue once, then `interrupted`, as a restart does in embedded mode. The lease row also carries a
+cancel request, so a node that missed the pub/sub message sees it at its next renewal.
+
+Node clocks are compared (renewed_at is the renewing node's time), so they must agree within a few seconds, as NTP
+keeps them; the default lease of 30 s against a renewal every 5 s leaves that margin.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from oldphoto.jobs.store import JobRow, JobStore, LeaseRow, utcnow
+
+
+class Leases:
+    def __init__(self, store: JobStore) -> None:
+        self.engine = store.engine
+
+    def renew(self, holder: str) -> list[str]:
+        """Renew every lease of this node; the ids of its jobs that someone asked to cancel."""
+        with Session(self.engine) as session, session.begin():
+            session.execute(update(LeaseRow).where(LeaseRow.holder == holder).values(renewed_at=utcnow()))
+            return list(session.scalars(select(LeaseRow.job_id).where(LeaseRow.holder == holder, LeaseRow.cancel_requested)))
+
+    def request_cancel(self, job_id: str) -> bool:
+        """Mark a running job's lease; False when it has none (not running on a worker node)."""
+        with Session(self.engine) as session, session.begin():
+            return bool(session.execute(update(LeaseRow).where(LeaseRow.job_id == job_id).values(cancel_requested=True)).rowcount)
+
+    def take_back(self, job_id: str, lease_s: float) -> bool:
+        """Remove a stale lease; True for the one node that did (so only one node re-queues or fails the job)."""
+        cutoff = utcnow() - timedelta(seconds=lease_s)
+        with Session(self.engine) as session, session.begin():
+            removed = session.execute(delete(LeaseRow).where(LeaseRow.job_id == job_id, LeaseRow.renewed_at < cutoff))
+            return bool(removed.rowcount)
+
+    def release(self, job_id: str) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.execute(delete(LeaseRow).where(LeaseRow.job_id == job_id))
+
+    def stale(self, lease_s: float) -> list[tuple[str, str, int]]:
+        """(job id, owner, attempts) of the jobs whose lease has not been renewed for `lease_s` seconds."""
+        cutoff = utcnow() - timedelta(seconds=lease_s)
+        query = select(JobRow.id, JobRow.owner, JobRow.attempts).join(LeaseRow, LeaseRow.job_id == JobRow.id).where(LeaseRow.renewed_at < cutoff)
+        with Session(self.engine) as session:
+            return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
