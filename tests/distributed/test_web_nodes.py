@@ -5,6 +5,7 @@ queued client is told its place, and a cancel sent to either node stops the job 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -24,22 +25,23 @@ pytestmark = [pytest.mark.scaleout, pytest.mark.slow]
 
 @pytest.fixture
 def nodes(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    data = tmp_path / "data"  # every node shares the data dir (inputs and results) in this release
+    """Every node with a data dir of its own, as on separate machines: photos travel through the database."""
     with postgres_database() as database, redis_namespace() as (broker, prefix), ExitStack() as stack:
         env = {
             "OLDPHOTO_DATABASE_URL": database,
             "OLDPHOTO_BROKER_URL": broker,
             "OLDPHOTO_BROKER_PREFIX": prefix,
+            "OLDPHOTO_JWT_SECRET": secrets.token_urlsafe(32),  # one key for every node
             "OLDPHOTO_TEST_NODES": "1",
             "OLDPHOTO_USER_CONCURRENCY": "10",
         }
-        first = start_server(data, env, ready=lambda health: health.get("status") == "ok")
-        stack.callback(first.stop)
-        second = start_server(data, env, ready=lambda health: health.get("status") == "ok")  # after: the secret exists
-        stack.callback(second.stop)
-        for _ in range(2):
-            stack.enter_context(worker(database, broker, prefix, data))
-        yield first, second
+        web = [start_server(tmp_path / f"web-{i}", env, ready=lambda health: health.get("status") == "ok") for i in range(2)]
+        for node in web:
+            stack.callback(node.stop)
+        for i in range(2):
+            (tmp_path / f"worker-{i}").mkdir()
+            stack.enter_context(worker(database, broker, prefix, tmp_path / f"worker-{i}"))
+        yield web[0], web[1]
 
 
 def same_user_on(server: ServerProcess, client: Client) -> Client:

@@ -8,12 +8,15 @@ same `queued` places (announced by whichever node moves the queue), the same eve
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from oldphoto.distributed.events import CANCEL, RedisBus
+from oldphoto.imaging import write_atomic
 from oldphoto.jobs.leases import Leases
+from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.service import JobService, ServiceConfig
 from oldphoto.jobs.sharedqueue import SharedQueue
-from oldphoto.jobs.store import JobStore
+from oldphoto.jobs.store import Job, JobStore
 
 
 class SharedJobService(JobService):
@@ -38,8 +41,24 @@ class SharedJobService(JobService):
         return self.queue.positions().get(job_id)
 
     def _enqueue(self, job_id: str, owner: str) -> int:
+        # The photo goes into the database before the job can be taken: the worker may be on another machine.
+        local = self.config.inputs_dir / job_id
+        self.store.put_blob(job_id, "input", local.read_bytes())
+        local.unlink(missing_ok=True)
         self.queue.push(job_id, owner)  # announces every place it changed, this job's first
         return self.queue.positions().get(job_id, 1)
+
+    def result_path(self, job: Job) -> Path | None:
+        """The result, fetched from the database into this node's results folder the first time it is asked for."""
+        if job.status != JobStatus.SUCCEEDED:
+            return None
+        path = self.config.results_dir / f"{job.id}.png"
+        if not path.is_file():
+            data = self.store.get_blob(job.id, "result")
+            if data is None:
+                return None
+            write_atomic(path, data)
+        return path
 
     def _announce_positions(self) -> None:
         """The shared queue announces moves in the transaction that makes them."""
@@ -50,3 +69,7 @@ class SharedJobService(JobService):
     def _cancel_running(self, job_id: str) -> None:
         self.leases.request_cancel(job_id)  # seen at the holder's next renewal even if the message below is lost
         self.redis_bus.send(CANCEL, job_id)
+
+    def _local_files(self, job: Job) -> list[Path]:
+        """Paths in the store are the worker's; on this node there is at most the result fetched for a client."""
+        return [self.config.inputs_dir / job.id, self.config.results_dir / f"{job.id}.png"]

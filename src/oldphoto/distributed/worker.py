@@ -16,9 +16,12 @@ import threading
 import time
 import uuid
 
+from pathlib import Path
+
 import redis
 
 from oldphoto.distributed.events import DEFAULT_PREFIX, RedisPublisher, cancel_channel
+from oldphoto.imaging import write_atomic
 from oldphoto.jobs.leases import Leases
 from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.service import ServiceConfig
@@ -68,12 +71,39 @@ class WorkerNode:
                     continue
                 if message[0] == "cancel-request":
                     self.pool.cancel(message[1])
-                elif message[0] != "ready" and self.recorder.on_message(message):
-                    self.leases.release(message[1])
+                elif message[0] != "ready":
+                    self._on_message(message)
         finally:
             self.pool.stop()
             self._give_back_unfinished()
             self.publisher.close()
+
+    def _on_message(self, message: Message) -> None:
+        kind, job_id = message[0], message[1]
+        if kind == "done" and job_id in self.recorder.running:
+            # The result goes into the database before `complete` is recorded: a client fetches it right after.
+            try:
+                self.store.put_blob(job_id, "result", self._result(job_id).read_bytes())
+            except OSError as exc:
+                message = ("failed", job_id, "internal_error", f"The result could not be read back: {exc}")
+        if self.recorder.on_message(message):
+            self.leases.release(job_id)
+            for local in (self._input(job_id), self._result(job_id)):
+                local.unlink(missing_ok=True)
+
+    def _input(self, job_id: str) -> Path:
+        return self.config.inputs_dir / job_id
+
+    def _result(self, job_id: str) -> Path:
+        return self.config.results_dir / f"{job_id}.png"
+
+    def _local_input(self, job_id: str, recorded_path: str) -> str:
+        """The photo from the database onto this machine (a job admitted with a shared data dir has none there)."""
+        data = self.store.get_blob(job_id, "input")
+        if data is None:
+            return recorded_path
+        write_atomic(self._input(job_id), data)
+        return str(self._input(job_id))
 
     def _start_what_fits(self) -> None:
         while (place := self.pool.idle()) is not None:
@@ -84,7 +114,7 @@ class WorkerNode:
             if job is None:
                 continue
             self.recorder.started(job_id, job.progress)
-            self.pool.assign(place, self._work_item(job_id, job.input_path, job.workflow, job.model))
+            self.pool.assign(place, self._work_item(job_id, self._local_input(job_id, job.input_path), job.workflow, job.model))
 
     def _work_item(self, job_id: str, input_path: str, workflow: str, model: str | None) -> WorkItem:
         options = self.config.run_options
@@ -93,7 +123,7 @@ class WorkerNode:
         return WorkItem(
             job_id=job_id,
             input_path=input_path,
-            result_path=str(self.config.results_dir / f"{job_id}.png"),
+            result_path=str(self._result(job_id)),
             workflow=workflow,
             options=options,
             max_pixels=self.config.max_pixels,

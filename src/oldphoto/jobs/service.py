@@ -250,8 +250,10 @@ class JobService:
         """Remove finished jobs older than the retention time, with their files. Returns how many."""
         expired = self.store.finished_before(utcnow() - timedelta(seconds=self.config.retention_s))
         for job in expired:
-            for path in (job.input_path, job.result_path):
-                if path:
-                    Path(path).unlink(missing_ok=True)
+            for path in self._local_files(job):
+                path.unlink(missing_ok=True)
             self.store.delete(job.id)
         return len(expired)
+
+    def _local_files(self, job: Job) -> list[Path]:
+        return [Path(path) for path in (job.input_path, job.result_path) if path]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Text, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -76,6 +76,16 @@ class QueueEntryRow(Base):
     owner: Mapped[str] = mapped_column(String(128), index=True)
     ticket: Mapped[int] = mapped_column(BigInteger)
     position: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the place last announced
+
+
+class BlobRow(Base):
+    """A job's photo kept in the database (scale-out mode: no filesystem shared between machines)."""
+
+    __tablename__ = "blobs"
+
+    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # "input" or "result"
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class LeaseRow(Base):
@@ -257,8 +267,18 @@ class JobStore:
         with Session(self.engine) as session, session.begin():
             session.execute(delete(QueueEntryRow).where(QueueEntryRow.job_id == job_id))
             session.execute(delete(LeaseRow).where(LeaseRow.job_id == job_id))
+            session.execute(delete(BlobRow).where(BlobRow.job_id == job_id))
             session.execute(delete(EventRow).where(EventRow.job_id == job_id))
             session.execute(delete(JobRow).where(JobRow.id == job_id))
+
+    def put_blob(self, job_id: str, kind: str, data: bytes) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.merge(BlobRow(job_id=job_id, kind=kind, data=data))
+
+    def get_blob(self, job_id: str, kind: str) -> bytes | None:
+        with Session(self.engine) as session:
+            row = session.get(BlobRow, (job_id, kind))
+            return bytes(row.data) if row is not None else None
 
     def _jobs(self, query: Any) -> list[Job]:
         with Session(self.engine) as session:
