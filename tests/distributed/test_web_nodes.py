@@ -96,3 +96,13 @@ def test_a_queued_job_is_told_its_place_and_can_be_cancelled_from_the_other_node
         assert read_until_final(ws, timeout=10)[-1]["type"] == "cancelled"
     for job in blockers:
         on_second.http.delete(f"/api/jobs/{job}")
+
+
+def test_a_web_node_reports_the_shared_queue_and_every_nodes_jobs(nodes: tuple[ServerProcess, ServerProcess]) -> None:
+    on_first = Client(nodes[0])
+    on_second = same_user_on(nodes[1], on_first)
+    job_id = on_first.submit(png_bytes(40, 30), workflow=pause_workflow(0.2))["job_id"]
+    assert on_second.follow(job_id, timeout=60)[-1]["type"] == "complete"
+    health = httpx.get(f"{nodes[1].url}/healthz").json()
+    assert health["status"] == "ok" and health["workers"] == 0 and health["queued"] == 0 and health["running"] == 0
+    assert 'oldphoto_jobs{status="succeeded"} 1.0' in httpx.get(f"{nodes[0].url}/metrics").text

@@ -40,6 +40,11 @@ class SharedJobService(JobService):
     def position(self, job_id: str) -> int | None:
         return self.queue.positions().get(job_id)
 
+    def capacity(self) -> dict[str, int]:
+        """The shared queue and every node's running jobs; this node runs no workers of its own."""
+        running = self.store.count_by_status().get(JobStatus.RUNNING.value, 0)
+        return {"workers": 0, "workers_ready": 0, "queued": len(self.queue), "running": running}
+
     def _enqueue(self, job_id: str, owner: str) -> int:
         # The photo goes into the database before the job can be taken: the worker may be on another machine.
         local = self.config.inputs_dir / job_id

@@ -145,6 +145,13 @@ class JobService:
     def position(self, job_id: str) -> int | None:
         return self.positions.get(job_id)
 
+    def capacity(self) -> dict[str, int]:
+        """What /healthz and /metrics say of the workers: processes alive, ready, jobs waiting and running."""
+        pool = self.pool
+        alive = sum(1 for w in pool.workers if w.process.is_alive()) if pool else 0
+        ready = pool.ready_count() if pool else 0
+        return {"workers": alive, "workers_ready": ready, "queued": len(self.queue), "running": len(pool.running()) if pool else 0}
+
     def events_after(self, job_id: str, seq: int = 0) -> list[JobEvent]:
         return self.store.events_after(job_id, seq)
 

@@ -130,10 +130,7 @@ async def list_models(request: Request) -> dict[str, Any]:
 
 @router.get("/healthz")
 async def health(service: Service) -> dict[str, Any]:
-    pool = service.pool
-    alive = sum(1 for w in pool.workers if w.process.is_alive()) if pool else 0
-    ready = pool.ready_count() if pool else 0
-    return {"status": "ok", "workers": alive, "workers_ready": ready, "queued": len(service.queue), "running": len(pool.running()) if pool else 0}
+    return {"status": "ok", **service.capacity()}
 
 
 def job_view(job: Job, service: JobService, lang: str) -> dict[str, Any]:

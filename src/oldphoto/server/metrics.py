@@ -17,11 +17,10 @@ class ServiceCollector:
         self.connections = connections
 
     def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily("oldphoto_queue_depth", "Jobs waiting for a worker.", value=len(self.service.queue))
-        pool = self.service.pool
-        yield GaugeMetricFamily("oldphoto_jobs_running", "Jobs running now.", value=len(pool.running()) if pool else 0)
-        alive = sum(1 for w in pool.workers if w.process.is_alive()) if pool else 0
-        yield GaugeMetricFamily("oldphoto_workers_alive", "Worker processes alive.", value=alive)
+        capacity = self.service.capacity()
+        yield GaugeMetricFamily("oldphoto_queue_depth", "Jobs waiting for a worker.", value=capacity["queued"])
+        yield GaugeMetricFamily("oldphoto_jobs_running", "Jobs running now.", value=capacity["running"])
+        yield GaugeMetricFamily("oldphoto_workers_alive", "Worker processes alive (on this node).", value=capacity["workers"])
         yield GaugeMetricFamily("oldphoto_asyncio_tasks", "Tasks alive on the server's event loop.", value=len(asyncio.all_tasks()))
         yield GaugeMetricFamily("oldphoto_ws_connections", "Open progress WebSockets.", value=len(self.connections))
         yield GaugeMetricFamily("oldphoto_subscriptions", "Job subscriptions (WebSocket and SSE).", value=self.service.bus.subscription_count)
