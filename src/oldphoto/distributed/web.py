@@ -75,6 +75,14 @@ class SharedJobService(JobService):
         self.leases.request_cancel(job_id)  # seen at the holder's next renewal even if the message below is lost
         self.redis_bus.send(CANCEL, job_id)
 
+    def purge_expired(self) -> int:
+        """Expired jobs, and this node's copies of results whose job another node has already purged."""
+        purged = super().purge_expired()
+        for copy in self.config.results_dir.glob("*.png"):
+            if self.store.get(copy.stem) is None:
+                copy.unlink(missing_ok=True)
+        return purged
+
     def _local_files(self, job: Job) -> list[Path]:
         """Paths in the store are the worker's; on this node there is at most the result fetched for a client."""
         return [self.config.inputs_dir / job.id, self.config.results_dir / f"{job.id}.png"]

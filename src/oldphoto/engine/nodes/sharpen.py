@@ -7,6 +7,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from oldphoto.engine.context import NodeContext
+from oldphoto.engine.nodes.bands import in_bands
 from oldphoto.engine.nodes.base import Node
 
 # Rows per band: progress and cancel come once per band.
@@ -34,17 +35,10 @@ class Sharpen(Node):
     def run(self, ctx: NodeContext, *, image: np.ndarray) -> tuple[np.ndarray]:
         ctx.report.stage("preprocess")
         ctx.report.stage("inference", amount=self.options.amount)
-        out = np.empty_like(image)
-        height = image.shape[0]
         # Bands keep the float copies small on an upscaled photo and let cancel in between. A band borrows the
         # blur kernel's reach (OpenCV sizes a float Gaussian to 4 sigma per side) so its seams match a whole pass.
         margin = math.ceil(4 * self.options.radius) + 1
-        tops = range(0, height, BAND_ROWS)
-        for i, top in enumerate(tops):
-            lo, hi = max(0, top - margin), min(height, top + BAND_ROWS + margin)
-            bottom = min(height, top + BAND_ROWS)
-            out[top:bottom] = self._sharpen(image[lo:hi])[top - lo : bottom - lo]
-            ctx.report.step((i + 1) / len(tops))
+        out = in_bands(image, self._sharpen, rows=BAND_ROWS, margin=margin, after_band=ctx.report.step)
         ctx.report.stage("postprocess")
         return (out,)
 
