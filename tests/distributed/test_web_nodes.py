@@ -104,5 +104,6 @@ def test_a_web_node_reports_the_shared_queue_and_every_nodes_jobs(nodes: tuple[S
     job_id = on_first.submit(png_bytes(40, 30), workflow=pause_workflow(0.2))["job_id"]
     assert on_second.follow(job_id, timeout=60)[-1]["type"] == "complete"
     health = httpx.get(f"{nodes[1].url}/healthz").json()
-    assert health["status"] == "ok" and health["workers"] == 0 and health["queued"] == 0 and health["running"] == 0
+    assert health["status"] == "ok" and health["worker_nodes"] == 2 and health["workers"] == 2  # one slot each
+    assert health["queued"] == 0 and health["running"] == 0
     assert 'oldphoto_jobs{status="succeeded"} 1.0' in httpx.get(f"{nodes[0].url}/metrics").text

@@ -20,7 +20,8 @@ from oldphoto.jobs.store import Job, JobStore
 
 
 class SharedJobService(JobService):
-    def __init__(self, config: ServiceConfig, store: JobStore, broker_url: str, prefix: str) -> None:
+    def __init__(self, config: ServiceConfig, store: JobStore, broker_url: str, prefix: str, lease_s: float = 30.0) -> None:
+        self.lease_s = lease_s
         self.redis_bus = RedisBus(broker_url, prefix)
         super().__init__(config, store, self.redis_bus)
         self.queue = SharedQueue(store, publish=self.redis_bus.publish)  # type: ignore[assignment]
@@ -41,9 +42,10 @@ class SharedJobService(JobService):
         return self.queue.positions().get(job_id)
 
     def capacity(self) -> dict[str, int]:
-        """The shared queue and every node's running jobs; this node runs no workers of its own."""
+        """The whole deployment: worker nodes alive (and their job slots), the shared queue, every node's running jobs."""
+        nodes, slots = self.leases.live_nodes(self.lease_s)
         running = self.store.count_by_status().get(JobStatus.RUNNING.value, 0)
-        return {"workers": 0, "workers_ready": 0, "queued": len(self.queue), "running": running}
+        return {"workers": slots, "workers_ready": slots, "worker_nodes": nodes, "queued": len(self.queue), "running": running}
 
     def _enqueue(self, job_id: str, owner: str) -> int:
         # The photo goes into the database before the job can be taken: the worker may be on another machine.

@@ -76,6 +76,7 @@ class WorkerNode:
         finally:
             self.pool.stop()
             self._give_back_unfinished()
+            self.leases.node_gone(self.holder)
             self.publisher.close()
 
     def _on_message(self, message: Message) -> None:
@@ -135,6 +136,7 @@ class WorkerNode:
         if now < self._next_renewal:
             return
         self._next_renewal = now + self.lease_s / 6
+        self.leases.node_seen(self.holder, self.pool.size * self.pool.slots, len(self.recorder.running))
         for job_id in self.leases.renew(self.holder):
             self.pool.cancel(job_id)
         for job_id, owner, attempts in self.leases.stale(self.lease_s):

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from oldphoto.jobs.store import JobRow, JobStore, LeaseRow, utcnow
+from oldphoto.jobs.store import JobRow, JobStore, LeaseRow, WorkerNodeRow, utcnow
 
 
 class Leases:
@@ -49,3 +49,20 @@ class Leases:
         query = select(JobRow.id, JobRow.owner, JobRow.attempts).join(LeaseRow, LeaseRow.job_id == JobRow.id).where(LeaseRow.renewed_at < cutoff)
         with Session(self.engine) as session:
             return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
+
+    def node_seen(self, holder: str, slots: int, running: int) -> None:
+        """A worker node says it is alive, with its room and load."""
+        with Session(self.engine) as session, session.begin():
+            session.merge(WorkerNodeRow(holder=holder, seen_at=utcnow(), slots=slots, running=running))
+
+    def node_gone(self, holder: str) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.execute(delete(WorkerNodeRow).where(WorkerNodeRow.holder == holder))
+
+    def live_nodes(self, lease_s: float) -> tuple[int, int]:
+        """(worker nodes, their job slots) seen within `lease_s`; older records are forgotten."""
+        cutoff = utcnow() - timedelta(seconds=lease_s)
+        with Session(self.engine) as session, session.begin():
+            session.execute(delete(WorkerNodeRow).where(WorkerNodeRow.seen_at < utcnow() - timedelta(seconds=10 * lease_s)))
+            nodes, slots = session.execute(select(func.count(), func.coalesce(func.sum(WorkerNodeRow.slots), 0)).where(WorkerNodeRow.seen_at >= cutoff)).one()
+            return int(nodes), int(slots)

@@ -99,6 +99,17 @@ class LeaseRow(Base):
     cancel_requested: Mapped[bool] = mapped_column(default=False)
 
 
+class WorkerNodeRow(Base):
+    """A worker node of the scale-out mode, as it said at its last lease renewal (for /healthz and /metrics)."""
+
+    __tablename__ = "worker_nodes"
+
+    holder: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    slots: Mapped[int] = mapped_column(Integer)
+    running: Mapped[int] = mapped_column(Integer)
+
+
 class LaneRow(Base):
     """A user with waiting jobs, and their turn: users take turns in `turn` order."""
 

@@ -84,7 +84,7 @@ def _service(settings: Settings, store: JobStore) -> JobService:
     if settings.scale_out:
         from oldphoto.distributed.web import SharedJobService
 
-        return SharedJobService(service_config(settings), store, settings.broker_url or "", settings.broker_prefix)
+        return SharedJobService(service_config(settings), store, settings.broker_url or "", settings.broker_prefix, settings.lease_s)
     return JobService(service_config(settings), store)
 
 
