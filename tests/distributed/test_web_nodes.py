@@ -107,3 +107,20 @@ def test_a_web_node_reports_the_shared_queue_and_every_nodes_jobs(nodes: tuple[S
     assert health["status"] == "ok" and health["worker_nodes"] == 2 and health["workers"] == 2  # one slot each
     assert health["queued"] == 0 and health["running"] == 0
     assert 'oldphoto_jobs{status="succeeded"} 1.0' in httpx.get(f"{nodes[0].url}/metrics").text
+
+
+def test_server_sent_events_on_the_other_node_stream_the_job_live(nodes: tuple[ServerProcess, ServerProcess]) -> None:
+    on_first = Client(nodes[0])
+    on_second = same_user_on(nodes[1], on_first)
+    job_id = on_first.submit(png_bytes(40, 30), workflow=pause_workflow(1.5))["job_id"]
+    seqs: list[int] = []
+    with on_second.http.stream("GET", f"/api/jobs/{job_id}/events", timeout=60) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                event = json.loads(line[6:])
+                seqs.append(event["seq"])
+                if event["type"] in ("complete", "error", "cancelled"):
+                    break
+    assert event["type"] == "complete" and seqs == list(range(1, len(seqs) + 1))
+    assert len(seqs) > 10  # upload, queued, the Pause node's steps, complete
