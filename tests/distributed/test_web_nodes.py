@@ -124,3 +124,9 @@ def test_server_sent_events_on_the_other_node_stream_the_job_live(nodes: tuple[S
                     break
     assert event["type"] == "complete" and seqs == list(range(1, len(seqs) + 1))
     assert len(seqs) > 10  # upload, queued, the Pause node's steps, complete
+
+
+def test_rate_limits_hold_across_web_nodes(nodes: tuple[ServerProcess, ServerProcess]) -> None:
+    """30 sessions a minute per address: counted in Redis, so alternating between nodes does not double it."""
+    answers = [httpx.post(f"{nodes[i % 2].url}/api/session").status_code for i in range(32)]
+    assert answers.count(200) <= 30 and answers[-1] == 429

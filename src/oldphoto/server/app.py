@@ -55,7 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="oldphoto", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.auth = Authenticator(settings)
-    app.state.limiter = RateLimiter()
+    # Scale-out: limits counted in Redis, across every web node (a connection's message rate included: one place).
+    app.state.limiter = RateLimiter(settings.broker_url, namespace=settings.broker_prefix) if settings.scale_out else RateLimiter()
     app.state.hub = ws.Hub()
     _install_error_handlers(app)
     app.add_middleware(OriginGuard, settings=settings)

@@ -1,4 +1,5 @@
-"""Per-user and per-address rate limits (the `limits` library, moving windows, in memory)."""
+"""Per-user and per-address rate limits (the `limits` library, moving windows): in memory, or in Redis in scale-out
+mode, so that a user's limits hold across every web node."""
 
 from __future__ import annotations
 
@@ -30,16 +31,17 @@ RULES: dict[str, str] = {
 
 
 class RateLimiter:
-    def __init__(self, storage_url: str | None = None, rules: dict[str, str] | None = None) -> None:
+    def __init__(self, storage_url: str | None = None, rules: dict[str, str] | None = None, namespace: str = "oldphoto") -> None:
         self.storage = storage_from_string(storage_url) if storage_url else MemoryStorage()
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.rules: dict[str, RateLimitItem] = {name: parse(rule) for name, rule in (rules or RULES).items()}
+        self.namespace = namespace  # deployments sharing one Redis keep their counts apart
 
     def hit(self, rule: str, key: str) -> None:
         item = self.rules[rule]
-        if not self.limiter.hit(item, rule, key):
-            reset, _ = self.limiter.get_window_stats(item, rule, key)
+        if not self.limiter.hit(item, self.namespace, rule, key):
+            reset, _ = self.limiter.get_window_stats(item, self.namespace, rule, key)
             raise RateLimited("Too many requests; slow down a little.", retry_after=max(1, math.ceil(reset - time.time())))
 
     def allow(self, rule: str, key: str) -> bool:
-        return self.limiter.hit(self.rules[rule], rule, key)
+        return self.limiter.hit(self.rules[rule], self.namespace, rule, key)
