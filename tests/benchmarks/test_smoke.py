@@ -46,3 +46,11 @@ def test_cancel_latency_quick() -> None:
     out = cancel_latency.main(["--quick"])
     assert _is_table(out, "running")
     assert "| DDColor inference | 2 |" in out  # a cancel may lose the race with a 128 px job: not checked
+
+
+@pytest.mark.scaleout
+def test_scaleout_latency_quick() -> None:
+    from benchmarks import scaleout_latency
+
+    out = scaleout_latency.main(["--quick"])
+    assert _is_table(out, "design") and "scale-out" in out and "embedded" in out
