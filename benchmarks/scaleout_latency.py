@@ -10,8 +10,8 @@ reports a step every 50 ms. Latency = the client's `time.time()` when a frame ar
 the event was made, in the process that records it; same clock, same machine): p50, p99, max over every (event,
 socket), and the ratio of the scale-out figures to the embedded ones.
 
-Needs the PostgreSQL and Redis of the machine (OLDPHOTO_BENCH_POSTGRES, default postgresql://postgres@127.0.0.1:5432/
-postgres; OLDPHOTO_BENCH_REDIS, default redis://127.0.0.1:6379/0).
+Needs the PostgreSQL and Redis of the machine, found as the tests find them (tests/helpers/services.py:
+OLDPHOTO_TEST_POSTGRES, OLDPHOTO_TEST_REDIS).
 
 Run: .venv/bin/python benchmarks/scaleout_latency.py [--sockets 16] [--seconds 5] [--rounds 3] [--quick]
 """
@@ -47,23 +47,10 @@ from benchmarks._common import (  # noqa: E402
     submit,
     table,
 )
+from tests.helpers.services import postgres_database  # noqa: E402
 
-POSTGRES = os.environ.get("OLDPHOTO_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS = os.environ.get("OLDPHOTO_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+REDIS = os.environ.get("OLDPHOTO_TEST_REDIS", "redis://127.0.0.1:6379/0")
 DESIGNS = ("embedded", "scale-out")
-
-
-@contextmanager
-def database() -> Iterator[str]:
-    import psycopg
-
-    name = f"oldphoto_bench_{secrets.token_hex(6)}"
-    with psycopg.connect(POSTGRES, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"{POSTGRES.rsplit('/', 1)[0].replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
@@ -92,7 +79,7 @@ def deployment(design: str) -> Iterator[tuple[Server, Server]]:
             server = stack.enter_context(start_server(scratch_dir("scaleout-embedded"), base, log_level="warning"))
             yield server, server
             return
-        url = stack.enter_context(database())
+        url = stack.enter_context(postgres_database())
         secret = secrets.token_urlsafe(32)
         env = {**base, "OLDPHOTO_DATABASE_URL": url, "OLDPHOTO_BROKER_URL": REDIS, "OLDPHOTO_BROKER_PREFIX": f"bench-{secrets.token_hex(4)}", "OLDPHOTO_JWT_SECRET": secret}
         stack.enter_context(worker_node(env, scratch_dir("scaleout-worker")))  # first: a web node is ready when a worker is alive

@@ -165,6 +165,7 @@ class WorkerNode:
             except (redis.RedisError, OSError) as exc:
                 log.warning("cancel listener: %s; retrying", exc)
                 stop.wait(POLL_S)
+                pubsub.close()  # its connection is broken: a fresh one subscribes again
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 continue
             if message and message.get("type") == "message":
