@@ -227,13 +227,13 @@ class JobStore:
             with self.engine.begin() as own:
                 return self.append_many(items, own)
         recorded = []
-        for job_id, event, status, fields in items:
+        for job_id, said, status, fields in items:
             current = connection.execute(
                 select(JobRow.status, JobRow.last_seq).where(JobRow.id == job_id).with_for_update()
             ).first()
             if current is None:
                 raise KeyError(job_id)
-            data = event.model_dump() if isinstance(event, JobEvent) else dict(event)
+            data = said.model_dump() if isinstance(said, JobEvent) else dict(said)
             data.update(job_id=job_id, seq=current.last_seq + 1)
             recorded_event = JobEvent.model_validate(data)
             changes = {
