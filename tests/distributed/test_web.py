@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from oldphoto.distributed.web import SharedJobService
 from oldphoto.engine import RunOptions
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.service import ServiceConfig
 from oldphoto.jobs.store import JobStore, NewJob
 from oldphoto.protocol import JobEvent
+from oldphoto.wiring import scale_out_service
+from tests.helpers.server import run_async
 from tests.helpers.services import postgres_database, redis_namespace
 
 pytestmark = pytest.mark.scaleout
@@ -22,7 +23,7 @@ def test_retention_on_two_nodes_removes_a_job_its_photos_and_each_nodes_copy(tmp
     with postgres_database() as database, redis_namespace() as (broker, prefix):
         store = JobStore(database)
         nodes = [
-            SharedJobService(ServiceConfig(data_dir=tmp_path / f"web-{i}", run_options=RunOptions(), retention_s=0), store, broker, prefix)
+            scale_out_service(ServiceConfig(data_dir=tmp_path / f"web-{i}", run_options=RunOptions(), retention_s=0), store, broker, prefix)
             for i in range(2)
         ]
         first = JobEvent(job_id="pending", seq=1, stage="upload", message_key="upload", progress=0)
@@ -31,11 +32,11 @@ def test_retention_on_two_nodes_removes_a_job_its_photos_and_each_nodes_copy(tmp
         store.put_blob(job.id, "result", b"\x89PNG result")
         store.set_status(job.id, JobStatus.RUNNING)
         store.append(job.id, {"type": "complete", "stage": "complete", "message_key": "complete", "progress": 100}, JobStatus.SUCCEEDED)
-        cached = nodes[1].result_path(store.get(job.id))  # a client fetched the result through the second node
+        cached = run_async(nodes[1].result_path(store.get(job.id)))  # a client fetched the result through the second node
         assert cached is not None and cached.read_bytes() == b"\x89PNG result"
-        assert nodes[0].purge_expired() == 1
+        assert run_async(nodes[0].purge_expired()) == 1
         assert store.get(job.id) is None and store.get_blob(job.id, "result") is None and store.get_blob(job.id, "input") is None
         assert cached.exists()
-        assert nodes[1].purge_expired() == 0  # already gone from the store: nothing twice, no error ...
+        assert run_async(nodes[1].purge_expired()) == 0  # already gone from the store: nothing twice, no error ...
         assert not cached.exists()  # ... and the second node's copy goes too
         store.close()

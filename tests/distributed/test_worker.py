@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import redis
 
 from oldphoto.distributed.events import RedisBus
 from oldphoto.distributed.worker import request_cancel
+from oldphoto.jobs.admission import AdmissionRules
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.sharedqueue import SharedQueue
 from oldphoto.jobs.store import Job, JobStore, NewJob
@@ -69,12 +70,19 @@ def admit(store: JobStore, queue: SharedQueue, data_dir: Path, owner: str, secon
     (data_dir / "inputs").mkdir(parents=True, exist_ok=True)
     source = data_dir / "inputs" / f"{owner}-{time.monotonic_ns()}.png"
     source.write_bytes(png_bytes(48, 32))
-    first = JobEvent(job_id="pending", seq=1, stage="upload", message_key="upload", progress=0)
-    job = store.create(NewJob(owner=owner, workflow=pause_workflow(seconds), input_path=str(source)), first)
-    store.put_blob(job.id, "input", source.read_bytes())
+    new = NewJob(owner=owner, workflow=pause_workflow(seconds), input_path=str(source))
+    job, _, _ = queue.admit(new, AdmissionRules(user_concurrency=100), source.read_bytes())
     source.unlink()  # the worker must take the photo from the database
-    queue.push(job.id, owner)
     return job.id
+
+
+def history(store: JobStore) -> Callable[[str, int], Awaitable[list[JobEvent]]]:
+    """The log as a web node reads it: off the loop."""
+
+    async def read(job_id: str, after: int) -> list[JobEvent]:
+        return await asyncio.to_thread(store.events_after, job_id, after)
+
+    return read
 
 
 def outbox_final(seen: list[int], store: JobStore, job_id: str) -> bool:
@@ -103,7 +111,7 @@ def test_two_workers_run_every_job_with_a_gap_free_log_and_users_take_turns(depl
         bus = RedisBus(broker, prefix)
         await bus.start()
         outbox = Outbox()
-        bus.subscribe(job_id, Follower(job_id, outbox, 0, store.events_after))
+        bus.subscribe(job_id, Follower(job_id, outbox, 0, history(store)))
         with ExitStack() as stack:
             for _ in range(2):
                 stack.enter_context(worker(database, broker, prefix, data_dir))

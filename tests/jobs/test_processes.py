@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers.server import ServerProcess, running_server, start_server
 from tests.jobs.conftest import TEST_ENV, crash_workflow, pause_workflow
-from tests.server.conftest import Client, png_bytes, read_until_final
+from tests.server.conftest import Client, png_bytes, read_until_final, recorded
 
 
 def wait_final(client: Client, job_id: str, timeout: float = 60) -> dict:
@@ -127,10 +127,10 @@ def test_kill_9_then_restart_loses_no_job_and_no_event(tmp_path: Path) -> None:
         for job in jobs:
             assert wait_final(client, job)["status"] == "succeeded"
         rest = client.follow(jobs[0], after_seq=seen[-1]["seq"])
-        seqs = [e["seq"] for e in seen + rest]
+        seqs = [e["seq"] for e in recorded(seen + rest)]
         assert seqs == list(range(1, len(seqs) + 1))
         for job in jobs[1:]:
-            events = client.follow(job)
+            events = recorded(client.follow(job))
             assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
             assert events[-1]["type"] == "complete"
     finally:

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select
 
+from oldphoto.jobs.admission import AdmissionRules
+from oldphoto.jobs.errors import QueueFull, UserLimit
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.scheduler import FairQueue
 from oldphoto.jobs.sharedqueue import SharedQueue
@@ -76,6 +78,7 @@ def test_the_same_order_and_places_as_the_in_memory_fair_queue(store: JobStore, 
             job = pushed[argument % len(pushed)]
             assert shared.remove(job) == reference.remove(job)
         assert shared.positions() == reference.positions()
+        assert all(shared.place_of(job) == reference.place_of(job) for job in pushed)
         assert len(shared) == len(reference)
 
 
@@ -121,19 +124,30 @@ def test_workers_on_several_connections_never_start_the_same_job() -> None:
             store.close()
 
 
-def test_every_change_of_place_is_recorded_and_published_after_the_commit(store: JobStore) -> None:
-    published: list[JobEvent] = []
-    queue = SharedQueue(store, publish=published.append)
-    a0, a1, b0 = new_job(store, "a"), new_job(store, "a"), new_job(store, "b")
-    for job, owner in ((a0, "a"), (a1, "a"), (b0, "b")):
-        queue.push(job, owner)
-    # b0 arriving moves a1 from 2 to 3: a1 hears 2, then 3
-    assert [(e.job_id, e.position) for e in published] == [(a0, 1), (a1, 2), (b0, 2), (a1, 3)]
-    published.clear()
-    assert queue.start_next() == a0
-    assert sorted((e.job_id, e.position) for e in published) == sorted([(b0, 1), (a1, 2)])
-    published.clear()
-    assert queue.remove(b0)
-    assert [(e.job_id, e.position) for e in published] == [(a1, 1)]
-    logged = [e for e in store.events_after(a1) if e.type == "queued"]
-    assert [e.position for e in logged] == [2, 3, 2, 1] and [e.seq for e in logged] == [2, 3, 4, 5]
+def test_admission_records_the_place_once_and_a_move_records_nothing_for_the_others(store: JobStore) -> None:
+    queue, rules = SharedQueue(store), AdmissionRules(user_concurrency=5, queue_max=100)
+    admitted = [queue.admit(NewJob(owner=owner, workflow="{}", input_path="x"), rules, b"photo") for owner in ("a", "a", "b")]
+    (a0, _, p0), (a1, events, p1), (b0, _, p2) = admitted
+    assert (p0, p1, p2) == (1, 2, 2)  # b0 goes before a1: users take turns
+    assert [(e.type, e.seq, e.position) for e in events] == [("progress", 1, None), ("queued", 2, 2)]
+    assert store.get_blob(a1.id, "input") == b"photo"
+    rows = count_events(store)
+    assert queue.start_next() == a0.id
+    assert queue.withdraw(b0.id, {"type": "cancelled", "stage": "queued", "message_key": "cancelled", "progress": 0}).seq == 3
+    assert count_events(store) == rows + 1  # only the cancelled job's own event: a1 moved from 3 to 1 in silence
+    assert queue.positions() == {a1.id: 1}
+
+
+def test_admission_applies_the_rules_in_its_transaction(store: JobStore) -> None:
+    queue = SharedQueue(store)
+    queue.admit(NewJob(owner="a", workflow="{}", input_path="x"), AdmissionRules(user_concurrency=1), None)
+    with pytest.raises(UserLimit):
+        queue.admit(NewJob(owner="a", workflow="{}", input_path="x"), AdmissionRules(user_concurrency=1), None)
+    with pytest.raises(QueueFull):
+        queue.admit(NewJob(owner="b", workflow="{}", input_path="x"), AdmissionRules(queue_max=1), None)
+    assert len(queue) == 1 and store.count_active() == 1  # refused jobs leave nothing behind
+
+
+def count_events(store: JobStore) -> int:
+    with store.engine.connect() as connection:
+        return connection.scalar(select(func.count()).select_from(EventRow)) or 0

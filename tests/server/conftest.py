@@ -48,6 +48,11 @@ class Client:
             return read_until_final(ws, timeout)
 
 
+def recorded(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events of the job's log, without live ones (a changed queue place repeats the last recorded seq)."""
+    return [e for e in events if not e.get("live")]
+
+
 def read_until_final(ws: ClientConnection, timeout: float = 120) -> list[dict[str, Any]]:
     events = []
     while True:

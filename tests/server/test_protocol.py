@@ -10,7 +10,7 @@ import httpx
 from PIL import Image
 
 from tests.helpers.server import ServerProcess
-from tests.server.conftest import Client, png_bytes, read_until_final
+from tests.server.conftest import Client, png_bytes, read_until_final, recorded
 
 SEED_STAGE_ORDER = ["upload", "queued", "preprocess", "load_model", "inference", "postprocess", "complete"]
 
@@ -57,7 +57,7 @@ def test_resume_after_disconnect_gives_every_event_exactly_once(client: Client) 
         first = [json.loads(ws.recv(timeout=60)) for _ in range(4)]
     last_seq = first[-1]["seq"]
     rest = client.follow(job["job_id"], after_seq=last_seq)
-    seqs = [e["seq"] for e in first + rest]
+    seqs = [e["seq"] for e in recorded(first + rest)]
     assert seqs == list(range(1, len(seqs) + 1))
     assert rest[-1]["type"] == "complete"
 

@@ -17,7 +17,7 @@ def worker(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     from oldphoto.distributed.worker import WorkerNode
     from oldphoto.jobs.store import JobStore
-    from oldphoto.server.app import service_config
+    from oldphoto.wiring import service_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import redis
@@ -34,6 +36,7 @@ class Subscriber(Protocol):
 
 
 CANCEL = "cancel"  # the channel after the prefix that carries job ids to cancel wherever they run
+QUEUE = "queue"  # the channel after the prefix that says the shared queue moved (the Unix time it did)
 
 
 def channel(prefix: str, job_id: str) -> str:
@@ -42,6 +45,10 @@ def channel(prefix: str, job_id: str) -> str:
 
 def cancel_channel(prefix: str) -> str:
     return f"{prefix}:{CANCEL}"
+
+
+def queue_channel(prefix: str) -> str:
+    return f"{prefix}:{QUEUE}"
 
 
 class RedisPublisher:
@@ -56,6 +63,13 @@ class RedisPublisher:
             self.redis.publish(channel(self.prefix, event.job_id), event.model_dump_json())
         except redis.RedisError as exc:  # the event is recorded; readers find it in the log
             log.warning("could not publish event %s/%s to Redis: %s", event.job_id, event.seq, exc)
+
+    def queue_moved(self, at: float) -> None:
+        """Tell every web node that the shared queue moved: each works out its followers' places itself."""
+        try:
+            self.redis.publish(queue_channel(self.prefix), repr(at))
+        except redis.RedisError as exc:  # the places are right again at the next move
+            log.warning("could not publish a queue move to Redis: %s", exc)
 
     def close(self) -> None:
         self.redis.close()
@@ -73,11 +87,13 @@ class RedisBus:
         self._commands: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._control = f"{prefix}:bus"  # always subscribed, so the reader always has a subscription to listen on
+        self._queue = queue_channel(prefix)
+        self.on_queue_moved: Callable[[float], None] | None = None
 
     async def start(self) -> None:
         self._redis = aioredis.Redis.from_url(self.url, client_name=f"{self.prefix}:web")  # named in CLIENT LIST
         self._pubsub = self._redis.pubsub()
-        await self._pubsub.subscribe(self._control)
+        await self._pubsub.subscribe(self._control, self._queue)
         self._tasks = [asyncio.create_task(self._send_loop()), asyncio.create_task(self._read_loop())]
 
     async def stop(self) -> None:
@@ -106,6 +122,16 @@ class RedisBus:
     def publish(self, event: JobEvent) -> None:
         self.local.publish(event)  # this node's readers at once; Redis brings it to the others
         self._commands.put_nowait(("publish", channel(self.prefix, event.job_id), event.model_dump_json()))
+
+    def tell(self, event: JobEvent) -> None:
+        self.local.tell(event)
+
+    def followed_jobs(self) -> Iterable[str]:
+        return self.local.followed_jobs()
+
+    def queue_moved(self, at: float) -> None:
+        """This node moved the shared queue: the other nodes hear it through Redis."""
+        self.send(QUEUE, repr(at))
 
     def send(self, name: str, data: str) -> None:
         """Publish other words than events (a cancel request), in order with the events."""
@@ -156,6 +182,10 @@ class RedisBus:
         name = _text(message.get("channel"))
         if name == self._control:
             return
+        if name == self._queue:
+            if message["type"] == "message" and self.on_queue_moved is not None:
+                self.on_queue_moved(_moment(message["data"]))
+            return
         job_id = _job_of(name)
         if message["type"] == "message":
             try:
@@ -171,6 +201,13 @@ class RedisBus:
 
 def _text(value: bytes | str | None) -> str:
     return value.decode() if isinstance(value, bytes) else (value or "")
+
+
+def _moment(data: bytes | str) -> float:
+    try:
+        return float(_text(data))
+    except ValueError:
+        return time.time()
 
 
 def _job_of(name: str) -> str:

@@ -52,7 +52,7 @@ class WorkerNode:
         self.leases = Leases(store)
         self._next_renewal = 0.0
         self.publisher = RedisPublisher(broker_url, prefix)
-        self.queue = SharedQueue(store, publish=self.publisher.publish)
+        self.queue = SharedQueue(store)
         self.recorder = Recorder(store, self.publisher.publish, config.results_dir, config.job_timeout_s)
         self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self.pool = WorkerPool(config.workers, self.inbox.put, job_timeout_s=config.job_timeout_s, slots=config.jobs_per_worker)
@@ -111,6 +111,7 @@ class WorkerNode:
             job_id = self.queue.start_next(self.holder)
             if job_id is None:
                 return
+            self.publisher.queue_moved(time.time())  # every web node tells its followers their new places
             job = self.store.get(job_id)
             if job is None:
                 continue
@@ -144,7 +145,7 @@ class WorkerNode:
                 continue  # another node took it first
             if attempts >= 1:
                 self.recorder.fail(job_id, "interrupted", "The machine running this job stopped twice while running it.")
-            elif self.queue.requeue(job_id, owner, attempts=attempts + 1):
+            elif self._put_back(job_id, owner, attempts=attempts + 1):
                 log.warning("job %s: its worker node stopped renewing its lease; back in the queue", job_id)
 
     def _give_back_unfinished(self) -> None:
@@ -152,7 +153,16 @@ class WorkerNode:
         for job_id in list(self.recorder.running):
             job = self.store.get(job_id)
             if job is not None:
-                self.queue.requeue(job_id, job.owner)
+                self._put_back(job_id, job.owner)
+
+    def _put_back(self, job_id: str, owner: str, **fields: object) -> bool:
+        """A running job back in line, its place recorded and told; False when it is not running any more."""
+        told = self.queue.requeue(job_id, owner, **fields)
+        if told is None:
+            return False
+        self.publisher.publish(told)
+        self.publisher.queue_moved(time.time())
+        return True
 
     def _listen_for_cancels(self, stop: threading.Event) -> None:
         client = redis.Redis.from_url(self.broker_url, client_name=f"{self.prefix}:worker")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Protocol
 
 from oldphoto.protocol import JobEvent
@@ -19,6 +20,10 @@ class Bus(Protocol):
     def subscribe(self, job_id: str, subscriber: Subscriber) -> None: ...
     def unsubscribe(self, job_id: str, subscriber: Subscriber) -> None: ...
     def publish(self, event: JobEvent) -> None: ...
+    def tell(self, event: JobEvent) -> None:
+        """A live event to this process's followers only (every process works out its own)."""
+
+    def followed_jobs(self) -> Iterable[str]: ...
 
     @property
     def subscription_count(self) -> int: ...
@@ -47,6 +52,11 @@ class LocalBus:
     def publish(self, event: JobEvent) -> None:
         for subscriber in tuple(self._subscribers.get(event.job_id, ())):
             subscriber.deliver(event)
+
+    tell = publish
+
+    def followed_jobs(self) -> Iterable[str]:
+        return self._subscribers.keys()
 
     @property
     def subscription_count(self) -> int:

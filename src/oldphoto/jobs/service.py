@@ -1,30 +1,35 @@
-"""JobService: the one door to the job system. Admits jobs, schedules them fairly onto worker processes, records
-every event durably before anyone sees it, and recovers what a restart interrupted.
+"""JobService: the one door to the job system, the same class in both wirings.
 
-All of its methods run on the event loop's thread; worker messages are handed over to that thread, so the queue,
-the store's event sequence and the bus never race.
+What differs between running jobs on this machine (embedded) and on worker nodes anywhere (scale-out) is two parts
+handed in: the `Queue` (the in-memory fair queue kept with the store, or the shared one in the database) and the
+`Runner` (this machine's worker processes, or the worker nodes reached through Redis). Everything else is shared:
+admission rules, the recorder, live places, retention, and the rule that the event loop never waits: every change
+goes to the writer thread of `Offload` (in order: it owns the queue), every read to its reader threads, and what the
+writer records is published back on the loop in the order it was recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import shutil
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from oldphoto.engine import RunOptions
 from oldphoto.jobs import announcements
-from oldphoto.jobs.bus import Bus, LocalBus
-from oldphoto.jobs.errors import AlreadyFinished, JobNotFound, QueueFull, UserLimit
+from oldphoto.jobs.admission import AdmissionRules
+from oldphoto.jobs.bus import Bus
+from oldphoto.jobs.errors import AlreadyFinished, JobNotFound
 from oldphoto.jobs.lifecycle import JobStatus
+from oldphoto.jobs.offload import Offload
+from oldphoto.jobs.places import Places
 from oldphoto.jobs.recorder import Recorder
-from oldphoto.jobs.scheduler import FairQueue
 from oldphoto.jobs.store import Job, JobStore, NewJob, new_job_id, utcnow
-from oldphoto.jobs.work import Message, WorkItem
-from oldphoto.jobs.workers import WorkerPool
 from oldphoto.protocol import JobEvent
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,7 @@ class ServiceConfig:
     retention_s: float = 24 * 3600.0
     max_pixels: int = 40_000_000
     jobs_per_worker: int = 1  # more than one only when colorize batching is on
+    places_interval_s: float = 0.1  # queue places are told at most this often (coalesced)
 
     @property
     def inputs_dir(self) -> Path:
@@ -50,22 +56,82 @@ class ServiceConfig:
     def results_dir(self) -> Path:
         return self.data_dir / "results"
 
+    @property
+    def retry_after_s(self) -> int:
+        return max(5, min(300, int(self.job_timeout_s // 10)))
+
 
 @dataclass(frozen=True)
 class Admission:
     job: Job
-    position: int  # its place in the queue when admitted (1: next to run)
+    position: int  # its place in the queue when admitted (1: next to run), as recorded in its `queued` event
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What /healthz and /metrics say of the workers: job slots alive and ready, jobs waiting and running."""
+
+    workers: int
+    workers_ready: int
+    queued: int
+    running: int
+    worker_nodes: int | None = None  # scale-out only
+
+    @property
+    def degraded(self) -> bool:
+        return self.workers_ready == 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+class Queue(Protocol):
+    """A fair queue kept with the job store. Its changes run on the service's writer thread only."""
+
+    # True when `positions` and `len` may be read from a reader thread (the database answers); False when the
+    # queue lives in the writer's memory and is read there.
+    reads_anywhere: bool
+
+    def __len__(self) -> int: ...
+
+    def admit(self, new: NewJob, rules: AdmissionRules, blob: bytes | None) -> tuple[Job, list[JobEvent], int]:
+        """Check the rules and record the job, its `upload` and `queued` events and its place, in one transaction."""
+
+    def withdraw(self, job_id: str, final: dict[str, Any]) -> JobEvent | None:
+        """Take a waiting job out and record its final event, in one step; None when it is not waiting."""
+
+    def positions(self) -> dict[str, int]: ...
+
+
+class Runner(Protocol):
+    """Where admitted jobs run. Methods other than start/stop run on the service's threads, never the loop's."""
+
+    async def start(self, service: JobService) -> None: ...
+    async def stop(self) -> None: ...
+
+    def take_input(self, job_id: str, upload: Path) -> tuple[str, bytes | None]:
+        """Keep the uploaded photo: the path the job records, and the bytes to store with it (None: kept on disk)."""
+
+    def queue_changed(self, at: float) -> None:
+        """The queue moved (writer thread): start what fits here, or tell the worker nodes."""
+
+    def cancel_running(self, job_id: str) -> None: ...
+    def result_path(self, job: Job) -> Path | None: ...
+    def capacity(self, queued: int) -> Capacity: ...
+    def local_files(self, job: Job) -> list[Path]: ...
 
 
 class JobService:
-    def __init__(self, config: ServiceConfig, store: JobStore, bus: Bus | None = None) -> None:
+    def __init__(self, config: ServiceConfig, store: JobStore, bus: Bus, queue: Queue, runner: Runner, offload: Offload | None = None) -> None:
         self.config = config
         self.store = store
-        self.bus: Bus = bus or LocalBus()
-        self.queue = FairQueue()
-        self.positions: dict[str, int] = {}
-        self.recorder = Recorder(store, self._publish, config.results_dir, config.job_timeout_s)
-        self.pool: WorkerPool | None = None
+        self.bus = bus
+        self.queue = queue
+        self.runner = runner
+        self.offload = offload or Offload()
+        self.rules = AdmissionRules(config.user_concurrency, config.queue_max, config.retry_after_s)
+        self.recorder = Recorder(store, self.publish, config.results_dir, config.job_timeout_s)
+        self.places = Places(bus, self._positions, self._workers_running, interval_s=config.places_interval_s)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._janitor: asyncio.Task[None] | None = None
         self._stopping = False
@@ -76,191 +142,151 @@ class JobService:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self._recover()
-        self.pool = WorkerPool(self.config.workers, self._from_pool, job_timeout_s=self.config.job_timeout_s, slots=self.config.jobs_per_worker)
-        await asyncio.to_thread(self.pool.start)
-        self._dispatch()
+        await self.runner.start(self)
+        self.places.start()
         self._janitor = asyncio.create_task(self._retention_loop())
 
     async def stop(self) -> None:
         self._stopping = True
         if self._janitor is not None:
             self._janitor.cancel()
-        if self.pool is not None:
-            await asyncio.to_thread(self.pool.stop)
-        # A graceful stop is no failure of the job: it waits for the next start without spending its one retry.
-        for job in self.store.with_status(JobStatus.RUNNING):
-            self.store.set_status(job.id, JobStatus.QUEUED)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._janitor
+        await self.places.stop()
+        await self.runner.stop()
+        await asyncio.to_thread(self.offload.close)
 
-    def _recover(self) -> None:
-        for job in self.store.with_status(JobStatus.RUNNING):
-            if job.attempts >= 1:
-                self._fail(job.id, "interrupted", "The server stopped twice while running this job.")
-            else:
-                self.store.set_status(job.id, JobStatus.QUEUED, attempts=job.attempts + 1)
-        for job in self.store.with_status(JobStatus.QUEUED):
-            self.recorder.floors.setdefault(job.id, job.progress)
-            self.queue.push(job.id, job.owner)
-        self._announce_positions()
+    # -- what fronts call (on the loop; nothing here waits on the store but through `offload`) ---------------
 
-    # -- what fronts call -------------------------------------------------------------------------------------
+    async def submit(self, owner: str, input_file: Path, workflow: str, model: str | None = None) -> Admission:
+        """Admit a job. Its input, row, `upload` event and place are durable before this returns."""
+        job, position = await self.offload.write(self._admit, owner, input_file, workflow, model)
+        return Admission(job, position)
 
-    def submit(self, owner: str, input_file: Path, workflow: str, model: str | None = None) -> Admission:
-        """Admit a job. Its input, row and first event are durable before this returns."""
-        active = self.store.count_active(owner)
-        if active >= self.config.user_concurrency:
-            raise UserLimit(
-                f"You already have {active} jobs queued or running; the limit is {self.config.user_concurrency}. "
-                "Wait for one to finish or cancel one.",
-                retry_after=self._retry_after(),
-            )
-        if len(self.queue) >= self.config.queue_max:
-            raise QueueFull("The queue is full right now. Please try again in a little while.", retry_after=self._retry_after())
-        job_id = new_job_id()
-        stored_input = self.config.inputs_dir / job_id
-        shutil.move(str(input_file), stored_input)
-        upload = JobEvent(job_id=job_id, seq=1, stage="upload", message_key="upload", progress=0)
-        job = self.store.create(NewJob(owner=owner, workflow=workflow, input_path=str(stored_input), model=model, id=job_id), upload)
-        self.bus.publish(upload)
-        return Admission(job, self._enqueue(job_id, owner))
-
-    def _enqueue(self, job_id: str, owner: str) -> int:
-        """Put an admitted job in line, tell every moved job its place, start what can start; the job's place."""
-        self.queue.push(job_id, owner)
-        self._announce_positions()
-        position = self.positions[job_id]
-        self._dispatch()
-        return position
-
-    def get(self, job_id: str, owner: str) -> Job:
+    async def get(self, job_id: str, owner: str) -> Job:
         """Another user's job answers exactly as one that does not exist."""
-        job = self.store.get(job_id)
+        job = await self.offload.read(self.store.get, job_id)
         if job is None or job.owner != owner:
             raise JobNotFound()
         return job
 
-    def list(self, owner: str, limit: int = 50) -> list[Job]:
-        return self.store.list_for(owner, limit)
+    async def list(self, owner: str, limit: int = 50) -> list[Job]:
+        return await self.offload.read(self.store.list_for, owner, limit)
 
-    def position(self, job_id: str) -> int | None:
-        return self.positions.get(job_id)
-
-    def capacity(self) -> dict[str, int]:
-        """What /healthz and /metrics say of the workers: processes alive, ready, jobs waiting and running."""
-        pool = self.pool
-        alive = sum(1 for w in pool.workers if w.process.is_alive()) if pool else 0
-        ready = pool.ready_count() if pool else 0
-        return {"workers": alive, "workers_ready": ready, "queued": len(self.queue), "running": len(pool.running()) if pool else 0}
-
-    def events_after(self, job_id: str, seq: int = 0) -> list[JobEvent]:
-        return self.store.events_after(job_id, seq)
-
-    def result_path(self, job: Job) -> Path | None:
-        if job.status != JobStatus.SUCCEEDED or not job.result_path:
-            return None
-        path = Path(job.result_path)
-        return path if path.is_file() else None
-
-    def cancel(self, job_id: str, owner: str) -> Job:
-        job = self.get(job_id, owner)
+    async def cancel(self, job_id: str, owner: str) -> Job:
+        job = await self.get(job_id, owner)
         if job.status == JobStatus.CANCELLED:
             return job
         if job.status.is_final:
             raise AlreadyFinished(f"This job has already {job.status.value}; there is nothing to cancel.")
-        if job.status == JobStatus.QUEUED and self.queue.remove(job_id):
-            self._record(job_id, self._final_event("cancelled", job), JobStatus.CANCELLED)
-            self._announce_positions()
+        return await self.offload.write(self._cancel, job)
+
+    async def events_after(self, job_id: str, seq: int = 0) -> list[JobEvent]:
+        return await self.offload.read(self.store.events_after, job_id, seq)
+
+    async def result_path(self, job: Job) -> Path | None:
+        if job.status != JobStatus.SUCCEEDED:
+            return None
+        return await self.offload.read(self.runner.result_path, job)
+
+    async def capacity(self) -> Capacity:
+        # An in-memory queue's len() read from a reader thread races harmlessly: it is one number.
+        return await self.offload.read(lambda: self.runner.capacity(len(self.queue)))
+
+    async def job_counts(self) -> dict[str, int]:
+        return await self.offload.read(self.store.count_by_status)
+
+    def position(self, job_id: str) -> int | None:
+        """The live place (no I/O: as of the last pass of `Places`)."""
+        return self.places.position(job_id)
+
+    def place_event(self, job_id: str, position: int) -> JobEvent:
+        return self.places.event(job_id, position)
+
+    async def purge_expired(self) -> int:
+        """Remove finished jobs older than the retention time, with their files. Returns how many."""
+        return await self.offload.write(self._purge)
+
+    # -- for the runners, on any thread --------------------------------------------------------------------------
+
+    def publish(self, event: JobEvent) -> None:
+        """Recorded events reach the bus on the loop, in the order the writer recorded them."""
+        self.call_on_loop(self.bus.publish, event)
+
+    def call_on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        if _running_on(loop):
+            fn(*args)
         else:
-            self._cancel_running(job_id)
-        return self.store.get(job_id) or job
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is left to tell
+                loop.call_soon_threadsafe(fn, *args)
 
-    def _cancel_running(self, job_id: str) -> None:
-        if self.pool is not None:
-            self.pool.cancel(job_id)  # the worker stops at its next block or tile and says so
+    def queue_changed(self) -> None:
+        """On the writer thread, after any move of the queue: the runner reacts, and the places are told."""
+        at = time.time()
+        self.runner.queue_changed(at)
+        self.call_on_loop(self.places.moved, at)
 
-    # -- the scheduling loop ----------------------------------------------------------------------------------
+    # -- the writer's side -----------------------------------------------------------------------------------
 
-    def _dispatch(self) -> None:
-        if self.pool is None:
-            return
-        moved = False
-        while len(self.queue) and (place := self.pool.idle()) is not None:
-            job_id = self.queue.pop()
-            job = self.store.get(job_id) if job_id else None
-            if job is None or job.status != JobStatus.QUEUED:
-                continue
-            self.store.set_status(job_id, JobStatus.RUNNING)
-            self.recorder.started(job_id, job.progress)
-            self.positions.pop(job_id, None)
-            self.pool.assign(place, self._work_item(job))
-            moved = True
-        if moved:
-            self._announce_positions()
+    def _admit(self, owner: str, upload: Path, workflow: str, model: str | None) -> tuple[Job, int]:
+        job_id = new_job_id()
+        input_path, blob = self.runner.take_input(job_id, upload)
+        try:
+            job, events, position = self.queue.admit(NewJob(owner, workflow, input_path, model, id=job_id), self.rules, blob)
+        except BaseException:
+            Path(input_path).unlink(missing_ok=True)
+            raise
+        for event in events:
+            self.publish(event)
+        self.queue_changed()
+        return job, position
 
-    def _work_item(self, job: Job) -> WorkItem:
-        options = self.config.run_options
-        if job.model:
-            options = RunOptions(**{**options.__dict__, "model": job.model})
-        return WorkItem(
-            job_id=job.id,
-            input_path=job.input_path,
-            result_path=str(self.config.results_dir / f"{job.id}.png"),
-            workflow=job.workflow,
-            options=options,
-            max_pixels=self.config.max_pixels,
-        )
+    def _cancel(self, job: Job) -> Job:
+        withdrawn = self.queue.withdraw(job.id, announcements.ended("cancelled", job.stage, job.progress))
+        if withdrawn is not None:
+            self.publish(withdrawn)
+            self.queue_changed()
+        else:
+            self.runner.cancel_running(job.id)  # it stops at its next block or tile and says so
+        return self.store.get(job.id) or job
 
-    def _from_pool(self, message: Message) -> None:
-        """Called on the pool's thread: hand the message over to the loop's thread."""
-        if self.loop is not None and not self.loop.is_closed() and not self._stopping:
-            self.loop.call_soon_threadsafe(self._on_worker_message, message)
+    def _purge(self) -> int:
+        expired = self.store.finished_before(utcnow() - timedelta(seconds=self.config.retention_s))
+        for job in expired:
+            for path in self.runner.local_files(job):
+                path.unlink(missing_ok=True)
+            self.store.delete(job.id)
+        # Results whose job is gone (purged by another node, or left by a crash) go too.
+        for copy in self.config.results_dir.glob("*.png"):
+            if self.store.get(copy.stem) is None:
+                copy.unlink(missing_ok=True)
+        return len(expired)
 
-    def _on_worker_message(self, message: Message) -> None:
-        if message[0] == "ready" or self.recorder.on_message(message):
-            self._dispatch()
+    # -- places and retention --------------------------------------------------------------------------------
 
-    # -- recording and telling --------------------------------------------------------------------------------
+    async def _positions(self) -> dict[str, int]:
+        if self.queue.reads_anywhere:
+            return await self.offload.read(self.queue.positions)
+        return await self.offload.write(self.queue.positions)
 
-    def _publish(self, event: JobEvent) -> None:
-        self.bus.publish(event)
-
-    def _record(self, job_id: str, event: JobEvent | dict[str, Any], status: JobStatus | None = None, **fields: Any) -> JobEvent:
-        return self.recorder.record(job_id, event, status, **fields)
-
-    def _fail(self, job_id: str, code: str, message: str) -> None:
-        self.recorder.fail(job_id, code, message)
-
-    def _final_event(self, kind: str, job: Job) -> dict[str, Any]:
-        return announcements.ended(kind, job.stage, job.progress)
-
-    def _announce_positions(self) -> None:
-        """A new `queued` event for every waiting job whose place changed, all in one transaction."""
-        positions = self.queue.positions()
-        changed = [(job_id, p) for job_id, p in positions.items() if self.positions.get(job_id) != p]
-        self.positions = positions
-        if not changed:
-            return
-        items = [(job_id, announcements.queued(p, self.recorder.floors.get(job_id, 0)), None, {}) for job_id, p in changed]
-        for event in self.store.append_many(items):
-            self.bus.publish(event)
-
-    def _retry_after(self) -> int:
-        return max(5, min(300, int(self.config.job_timeout_s // 10)))
+    async def _workers_running(self) -> bool:
+        return not (await self.capacity()).degraded
 
     async def _retention_loop(self) -> None:
         interval = max(1.0, min(600.0, self.config.retention_s / 10))
         while True:
-            self.purge_expired()
+            try:
+                await self.purge_expired()
+            except Exception:  # the store may be away for a moment; the next round tries again
+                log.exception("retention purge failed")
             await asyncio.sleep(interval)
 
-    def purge_expired(self) -> int:
-        """Remove finished jobs older than the retention time, with their files. Returns how many."""
-        expired = self.store.finished_before(utcnow() - timedelta(seconds=self.config.retention_s))
-        for job in expired:
-            for path in self._local_files(job):
-                path.unlink(missing_ok=True)
-            self.store.delete(job.id)
-        return len(expired)
 
-    def _local_files(self, job: Job) -> list[Path]:
-        return [Path(path) for path in (job.input_path, job.result_path) if path]
+def _running_on(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

@@ -5,24 +5,27 @@ user's jobs go first come first served. Each user with waiting jobs has a lane w
 (its rank in its owner's lane, the lane's turn). Starting a job sends its lane to the back of the line. Turns and
 tickets come from one counter, so no clock is involved and machines need not agree on the time.
 
-Every change runs in one transaction that first takes a transaction-level advisory lock on PostgreSQL, so web nodes
+Every change runs in one transaction that takes a transaction-level advisory lock on PostgreSQL, so web nodes
 admitting jobs and workers taking them never interleave. (On SQLite, which has one writer at a time anyway, the
-lock is not needed.) In that same transaction every waiting job whose place changed gets a `queued` event with its
-new place, so whichever machine moved the queue, each client hears its place, in order; the recorded events are
-handed to `publish` once the transaction is committed.
+lock is not needed.) A move records nothing for the other waiting jobs: their places are live state, worked out by
+each web node when it hears that the queue moved (jobs/places.py). Only a job's own place when it enters the line
+(admitted, or put back) is recorded, as its `queued` event, in the transaction that puts it there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import case, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from oldphoto.jobs import announcements
+from oldphoto.jobs.admission import AdmissionRules
 from oldphoto.jobs.lifecycle import JobStatus
-from oldphoto.jobs.store import JobRow, JobStore, LaneRow, LeaseRow, QueueEntryRow, set_status_in, utcnow
+from oldphoto.jobs.store import Job, JobRow, JobStore, LaneRow, LeaseRow, NewJob, QueueEntryRow, set_status_in, utcnow
 from oldphoto.protocol import JobEvent
 
 # pg_advisory_xact_lock takes a 64-bit key: this one is "oldphoto" read as eight bytes.
@@ -30,10 +33,11 @@ LOCK_KEY = int.from_bytes(b"oldphoto", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 class SharedQueue:
-    def __init__(self, store: JobStore, publish: Callable[[JobEvent], None] | None = None) -> None:
+    reads_anywhere = True
+
+    def __init__(self, store: JobStore) -> None:
         self.store = store
         self.engine = store.engine
-        self.publish = publish
 
     def __len__(self) -> int:
         with Session(self.engine) as session:
@@ -43,7 +47,27 @@ class SharedQueue:
         with Session(self.engine) as session:
             return session.get(QueueEntryRow, job_id) is not None
 
+    def admit(self, new: NewJob, rules: AdmissionRules, blob: bytes | None) -> tuple[Job, list[JobEvent], int]:
+        """The job, its photo, its place and its first two events, in one transaction, if the rules allow.
+
+        The photo is written before the queue's lock is taken, so a large one does not hold up everyone else."""
+        upload = JobEvent(job_id=new.id, seq=1, stage="upload", message_key="upload", progress=0)
+        with Session(self.engine) as session, session.begin():
+            connection = session.connection()
+            job = self.store.create(new, upload, connection)
+            if blob is not None:
+                self.store.put_blob(new.id, "input", blob, connection)
+            self._lock(session)
+            active = self.store.count_active(new.owner, connection) - 1  # less the job just written
+            rules.check(active, session.scalar(select(func.count()).select_from(QueueEntryRow)) or 0)
+            _enter(session, new.id, new.owner)
+            session.flush()
+            position = _place_of(session, new.id)
+            queued = self.store.append_many([(new.id, announcements.queued(position, 0), None, {})], connection)
+        return replace(job, last_seq=2), [upload, *queued], position
+
     def push(self, job_id: str, owner: str) -> None:
+        """Into the line without a word (tests and tools; admission is `admit`)."""
         with self._locked() as session:
             if session.get(QueueEntryRow, job_id) is None:
                 _enter(session, job_id, owner)
@@ -51,103 +75,110 @@ class SharedQueue:
     def pop(self) -> str | None:
         """Take the next job out of the queue (its status is the caller's business: see `start_next`)."""
         with self._locked() as session:
-            return self._pop(session)
+            return _pop(session)
 
     def start_next(self, holder: str | None = None) -> str | None:
         """Take the next job and mark it running, in one transaction: a job is never out of the queue yet not running.
 
         With a `holder` (a worker node) the job is leased to it in the same transaction (see `leases.py`)."""
         with self._locked() as session:
-            job_id = self._pop(session)
+            job_id = _pop(session)
             if job_id is not None:
                 set_status_in(session, job_id, JobStatus.RUNNING)
                 if holder is not None:
                     session.add(LeaseRow(job_id=job_id, holder=holder, renewed_at=utcnow(), cancel_requested=False))
             return job_id
 
-    def requeue(self, job_id: str, owner: str, **fields: object) -> bool:
-        """A running job back in line (its node stopped or vanished); False when it is not running any more."""
+    def requeue(self, job_id: str, owner: str, **fields: object) -> JobEvent | None:
+        """A running job back in line (its node stopped or vanished), with its place recorded; None when it is not
+        running any more."""
         with self._locked() as session:
             job = session.get(JobRow, job_id, with_for_update=True)
             session.execute(delete(LeaseRow).where(LeaseRow.job_id == job_id))
             if job is None or job.status != JobStatus.RUNNING:
-                return False
+                return None
             set_status_in(session, job_id, JobStatus.QUEUED)
             for name, value in fields.items():
                 setattr(job, name, value)
             _enter(session, job_id, owner)
-            return True
+            session.flush()
+            said = announcements.queued(_place_of(session, job_id), job.progress)
+            return self.store.append_many([(job_id, said, None, {})], session.connection())[0]
+
+    def withdraw(self, job_id: str, final: dict[str, Any]) -> JobEvent | None:
+        with self._locked() as session:
+            if not _leave(session, job_id):
+                return None
+            return self.store.append_many([(job_id, final, JobStatus.CANCELLED, {})], session.connection())[0]
 
     def remove(self, job_id: str) -> bool:
         with self._locked() as session:
-            entry = session.get(QueueEntryRow, job_id)
-            if entry is None:
-                return False
-            session.delete(entry)
-            session.flush()
-            _close_lane_if_empty(session, entry.owner)
-            return True
+            return _leave(session, job_id)
 
     def positions(self) -> dict[str, int]:
         """Each waiting job's 1-based place: the order in which `pop` would hand them out."""
         with Session(self.engine) as session:
             return {job_id: place for place, job_id in enumerate(_fair_order(session), 1)}
 
-    def _pop(self, session: Session) -> str | None:
-        order = _fair_order(session, limit=1)
-        if not order:
-            return None
-        entry = session.get(QueueEntryRow, order[0])
-        assert entry is not None
-        session.delete(entry)
-        session.flush()
-        if not _close_lane_if_empty(session, entry.owner):
-            lane = session.get(LaneRow, entry.owner)
-            assert lane is not None
-            lane.turn = _next_number(session)  # served: to the back of the line
-        return entry.job_id
+    def place_of(self, job_id: str) -> int | None:
+        with Session(self.engine) as session:
+            return _place_of(session, job_id) if session.get(QueueEntryRow, job_id) is not None else None
 
     @contextmanager
     def _locked(self) -> Iterator[Session]:
-        """A locked transaction that announces the places it changed before it commits."""
-        recorded: list[JobEvent] = []
         with Session(self.engine) as session, session.begin():
-            if self.engine.dialect.name == "postgresql":
-                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+            self._lock(session)
             yield session
-            session.flush()
-            recorded = self._announce(session)
-        if self.publish is not None:
-            for event in recorded:
-                self.publish(event)
 
-    def _announce(self, session: Session) -> list[JobEvent]:
-        order = _fair_order(session)
-        entries = {e.job_id: e for e in session.scalars(select(QueueEntryRow).where(QueueEntryRow.job_id.in_(order)))}
-        moved = []
-        for place, job_id in enumerate(order, 1):
-            if entries[job_id].position != place:
-                entries[job_id].position = place
-                moved.append((job_id, place))
-        if not moved:
-            return []
-        session.flush()
-        progress = dict(session.execute(select(JobRow.id, JobRow.progress).where(JobRow.id.in_([j for j, _ in moved]))).tuples().all())
-        items = [(job_id, announcements.queued(place, progress.get(job_id, 0)), None, {}) for job_id, place in moved]
-        return self.store.append_many(items, session.connection())
+    def _lock(self, session: Session) -> None:
+        if self.engine.dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
 
 
-def _fair_order(session: Session, limit: int | None = None) -> list[str]:
+def _fair_order(session: Session) -> list[str]:
     depth = func.row_number().over(partition_by=QueueEntryRow.owner, order_by=QueueEntryRow.ticket)
     ranked = (
         select(QueueEntryRow.job_id, depth.label("depth"), LaneRow.turn)
         .join(LaneRow, LaneRow.owner == QueueEntryRow.owner)
         .subquery()
     )
-    query = select(ranked.c.job_id).order_by(ranked.c.depth, ranked.c.turn)
-    if limit is not None:
-        query = query.limit(limit)
-    return list(session.scalars(query))
+    return list(session.scalars(select(ranked.c.job_id).order_by(ranked.c.depth, ranked.c.turn)))
+
+
+def _pop(session: Session) -> str | None:
+    """The first job of the lane whose turn it is: every lane has one, so that is the head of the fair order.
+    Two index look-ups, whatever the length of the queue."""
+    owner = session.scalar(select(LaneRow.owner).order_by(LaneRow.turn).limit(1))
+    if owner is None:
+        return None
+    entry = session.scalars(select(QueueEntryRow).where(QueueEntryRow.owner == owner).order_by(QueueEntryRow.ticket).limit(1)).one()
+    session.delete(entry)
+    session.flush()
+    if not _close_lane_if_empty(session, owner):
+        lane = session.get(LaneRow, owner)
+        assert lane is not None
+        lane.turn = _next_number(session)  # served: to the back of the line
+    return entry.job_id
+
+
+def _place_of(session: Session, job_id: str) -> int:
+    """One job's place: every lane's jobs shallower than it, and the lanes ahead of its own that reach as deep."""
+    entry = session.get(QueueEntryRow, job_id)
+    assert entry is not None
+    lane = session.get(LaneRow, entry.owner)
+    assert lane is not None
+    depth = session.scalar(
+        select(func.count()).select_from(QueueEntryRow).where(QueueEntryRow.owner == entry.owner, QueueEntryRow.ticket < entry.ticket)
+    ) or 0
+    lanes_ahead = select(func.count()).select_from(LaneRow).where(LaneRow.turn < lane.turn)
+    if depth == 0:  # every lane holds a job at depth 0: the lanes ahead, then this one
+        return (session.scalar(lanes_ahead) or 0) + 1
+    sizes = select(QueueEntryRow.owner, func.count().label("size")).group_by(QueueEntryRow.owner).subquery()
+    shallower = session.scalar(select(func.coalesce(func.sum(case((sizes.c.size < depth, sizes.c.size), else_=depth)), 0)).where(sizes.c.owner != entry.owner)) or 0
+    deep_lanes_ahead = session.scalar(
+        select(func.count()).select_from(sizes).join(LaneRow, LaneRow.owner == sizes.c.owner).where(LaneRow.turn < lane.turn, sizes.c.size > depth)
+    ) or 0
+    return int(shallower) + depth + int(deep_lanes_ahead) + 1
 
 
 def _enter(session: Session, job_id: str, owner: str) -> None:
@@ -156,6 +187,16 @@ def _enter(session: Session, job_id: str, owner: str) -> None:
     if session.get(LaneRow, owner) is None:
         session.add(LaneRow(owner=owner, turn=ticket))
     session.add(QueueEntryRow(job_id=job_id, owner=owner, ticket=ticket))
+
+
+def _leave(session: Session, job_id: str) -> bool:
+    entry = session.get(QueueEntryRow, job_id)
+    if entry is None:
+        return False
+    session.delete(entry)
+    session.flush()
+    _close_lane_if_empty(session, entry.owner)
+    return True
 
 
 def _next_number(session: Session) -> int:
@@ -172,3 +213,4 @@ def _close_lane_if_empty(session: Session, owner: str) -> bool:
         return False
     session.execute(delete(LaneRow).where(LaneRow.owner == owner))
     return True
+

@@ -74,8 +74,7 @@ class QueueEntryRow(Base):
 
     job_id: Mapped[str] = mapped_column(String(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     owner: Mapped[str] = mapped_column(String(128), index=True)
-    ticket: Mapped[int] = mapped_column(BigInteger)
-    position: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the place last announced
+    ticket: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
 class BlobRow(Base):
@@ -116,7 +115,7 @@ class LaneRow(Base):
     __tablename__ = "queue_lanes"
 
     owner: Mapped[str] = mapped_column(String(128), primary_key=True)
-    turn: Mapped[int] = mapped_column(BigInteger)
+    turn: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
 @dataclass(frozen=True)
@@ -170,29 +169,35 @@ class JobStore:
     def close(self) -> None:
         self.engine.dispose()
 
-    def create(self, new: NewJob, first: JobEvent) -> Job:
-        """The job and its first event, in one transaction."""
-        with Session(self.engine) as session, session.begin():
-            row = JobRow(
-                id=new.id,
-                owner=new.owner,
-                status=JobStatus.QUEUED,
-                stage=first.stage,
-                progress=first.progress,
-                message_key=first.message_key,
-                message_params=first.message_params,
-                workflow=new.workflow,
-                model=new.model,
-                input_path=new.input_path,
-                attempts=0,
-                last_seq=1,
-                created_at=utcnow(),
-            )
-            session.add(row)
-            session.flush()  # the job row first: the event refers to it
-            session.add(EventRow(job_id=new.id, seq=1, body=first.model_dump_json()))
-            session.flush()
-            return Job.of(row)
+    def create(self, new: NewJob, first: JobEvent, connection: Connection | None = None) -> Job:
+        """The job and its first event, in one transaction: its own, or the caller's `connection` (admission)."""
+        if connection is None:
+            with self.engine.begin() as own:
+                return self.create(new, first, own)
+        values = {
+            "id": new.id,
+            "owner": new.owner,
+            "status": JobStatus.QUEUED.value,
+            "stage": first.stage,
+            "progress": first.progress,
+            "message_key": first.message_key,
+            "message_params": first.message_params,
+            "workflow": new.workflow,
+            "model": new.model,
+            "input_path": new.input_path,
+            "result_path": None,
+            "error": None,
+            "code": None,
+            "attempts": 0,
+            "last_seq": 1,
+            "created_at": utcnow(),
+            "started_at": None,
+            "finished_at": None,
+        }
+        connection.execute(insert(JobRow).values(**values))
+        recorded = first.model_copy(update={"job_id": new.id, "seq": 1})
+        connection.execute(insert(EventRow).values(job_id=new.id, seq=1, body=recorded.model_dump_json()))
+        return Job(**{**values, "status": JobStatus.QUEUED})
 
     def get(self, job_id: str) -> Job | None:
         with Session(self.engine) as session:
@@ -206,12 +211,14 @@ class JobStore:
     def with_status(self, *statuses: JobStatus) -> list[Job]:
         return self._jobs(select(JobRow).where(JobRow.status.in_(statuses)).order_by(JobRow.created_at))
 
-    def count_active(self, owner: str | None = None) -> int:
+    def count_active(self, owner: str | None = None, connection: Connection | None = None) -> int:
         query = select(func.count()).select_from(JobRow).where(JobRow.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
         if owner is not None:
             query = query.where(JobRow.owner == owner)
-        with Session(self.engine) as session:
-            return session.scalar(query) or 0
+        if connection is not None:
+            return connection.scalar(query) or 0
+        with self.engine.connect() as own:
+            return own.scalar(query) or 0
 
     def append(self, job_id: str, event: JobEvent | dict[str, Any], status: JobStatus | None = None, **fields: Any) -> JobEvent:
         """Record the next event of a job (its seq is assigned here) and move the job's state along with it."""
@@ -282,9 +289,12 @@ class JobStore:
             session.execute(delete(EventRow).where(EventRow.job_id == job_id))
             session.execute(delete(JobRow).where(JobRow.id == job_id))
 
-    def put_blob(self, job_id: str, kind: str, data: bytes) -> None:
-        with Session(self.engine) as session, session.begin():
-            session.merge(BlobRow(job_id=job_id, kind=kind, data=data))
+    def put_blob(self, job_id: str, kind: str, data: bytes, connection: Connection | None = None) -> None:
+        if connection is None:
+            with Session(self.engine) as session, session.begin():
+                session.merge(BlobRow(job_id=job_id, kind=kind, data=data))
+            return
+        connection.execute(insert(BlobRow).values(job_id=job_id, kind=kind, data=data))
 
     def get_blob(self, job_id: str, kind: str) -> bytes | None:
         with Session(self.engine) as session:

@@ -18,7 +18,7 @@ EventType = Literal["queued", "progress", "complete", "error", "cancelled", "pon
 Stage = Literal["upload", "queued", "preprocess", "load_model", "inference", "postprocess", "complete"]
 Source = Literal["colorize", "denoise", "upscale", "sharpen", "system"]
 FINAL_TYPES: frozenset[str] = frozenset({"complete", "error", "cancelled"})
-# Never coalesced or dropped by a slow connection's queue.
+# Never coalesced or dropped by a slow connection's queue (a live event is: only its newest value matters).
 ESSENTIAL_TYPES: frozenset[str] = FINAL_TYPES | {"queued"}
 
 
@@ -44,6 +44,10 @@ class JobEvent(Note):
     result_url: str | None = None
     error: str | None = None
     code: str | None = None
+    # A live event (a queue place that changed since the last recorded one) is not in the durable log and is not
+    # replayed: it repeats the `seq` of the follower's last recorded event, and a subscriber gets the current
+    # place when it subscribes instead (docs/protocol.md, "Live and recorded events").
+    live: bool | None = None
 
     # One event goes to every follower: its JSON is made once per language, not once per socket.
     _wire_text: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -51,6 +55,10 @@ class JobEvent(Note):
     @property
     def is_final(self) -> bool:
         return self.type in FINAL_TYPES
+
+    @property
+    def is_essential(self) -> bool:
+        return self.type in ESSENTIAL_TYPES and not self.live
 
     def message(self, lang: str = DEFAULT_LANG) -> str:
         return translate(self.message_key, lang, **self.message_params)

@@ -13,6 +13,10 @@ LANGUAGES = ("en", "zh-CN")
 CATALOG: dict[str, dict[str, str]] = {
     "upload": {"en": "Image uploaded, getting ready to process", "zh-CN": "图像已上传，准备处理"},
     "queued": {"en": "Waiting in the queue: position {position}", "zh-CN": "排队等待中：第 {position} 位"},
+    "queued.no_worker": {
+        "en": "Waiting in the queue: position {position}. No worker is running right now; your photo starts when one is back",
+        "zh-CN": "排队等待中：第 {position} 位。目前没有运行中的处理节点，节点恢复后将开始处理",
+    },
     "preprocess": {"en": "Preprocessing the image...", "zh-CN": "正在预处理图像..."},
     "load_model": {"en": "Loading the DDColor model...", "zh-CN": "加载DDColor模型中..."},
     "load_model.memory": {"en": "DDColor model ready (already in memory)", "zh-CN": "DDColor模型已在内存中，直接使用"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Any
 
@@ -82,9 +83,9 @@ async def create_job(request: Request, service: Service, caller: Caller) -> dict
     try:
         workflow = _workflow_text(upload.fields)
         model = _model_name(upload.fields.get("model"), request)
-        admission = service.submit(caller.user, upload.path, workflow, model)
+        admission = await service.submit(caller.user, upload.path, workflow, model)
     finally:
-        upload.path.unlink(missing_ok=True)
+        await asyncio.to_thread(upload.path.unlink, missing_ok=True)
     job = admission.job
     return {
         "job_id": job.id,
@@ -99,22 +100,22 @@ async def create_job(request: Request, service: Service, caller: Caller) -> dict
 @router.get("/api/jobs")
 async def list_jobs(request: Request, service: Service, caller: Caller) -> list[dict[str, Any]]:
     lang = _lang(request)
-    return [job_view(job, service, lang) for job in service.list(caller.user)]
+    return [job_view(job, service, lang) for job in await service.list(caller.user)]
 
 
 @router.get("/api/jobs/{job_id}")
 async def get_job(job_id: str, request: Request, service: Service, caller: Caller) -> dict[str, Any]:
-    return job_view(service.get(job_id, caller.user), service, _lang(request))
+    return job_view(await service.get(job_id, caller.user), service, _lang(request))
 
 
 @router.delete("/api/jobs/{job_id}", status_code=202)
 async def cancel_job(job_id: str, request: Request, service: Service, caller: Caller) -> dict[str, Any]:
-    return job_view(service.cancel(job_id, caller.user), service, _lang(request))
+    return job_view(await service.cancel(job_id, caller.user), service, _lang(request))
 
 
 @router.get("/results/{job_id}.png")
 async def get_result(job_id: str, service: Service, caller: Caller) -> FileResponse:
-    path = service.result_path(service.get(job_id, caller.user))
+    path = await service.result_path(await service.get(job_id, caller.user))
     if path is None:
         raise JobNotFound()
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
@@ -130,7 +131,10 @@ async def list_models(request: Request) -> dict[str, Any]:
 
 @router.get("/healthz")
 async def health(service: Service) -> dict[str, Any]:
-    return {"status": "ok", **service.capacity()}
+    """`degraded` (still 200: the web node itself is fine) when no worker is ready to run a job."""
+    capacity = await service.capacity()
+    reason = {"reason": "No worker is running: queued jobs wait until one starts."} if capacity.degraded else {}
+    return {"status": "degraded" if capacity.degraded else "ok", **reason, **capacity.as_dict()}
 
 
 def job_view(job: Job, service: JobService, lang: str) -> dict[str, Any]:
@@ -141,7 +145,7 @@ def job_view(job: Job, service: JobService, lang: str) -> dict[str, Any]:
         "stage": job.stage,
         "message": translate(job.message_key, lang, **job.message_params),
         "progress": job.progress,
-        "position": service.position(job.id),
+        "position": service.position(job.id) if job.status == JobStatus.QUEUED else None,
         "result_url": result_url(job.id) if succeeded else None,
         "error": job.error,
         "code": job.code,

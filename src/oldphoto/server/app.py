@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,17 +18,18 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oldphoto import __version__
-from oldphoto.engine.context import RunOptions
 from oldphoto.errors import OldphotoError
-from oldphoto.jobs.service import JobService, ServiceConfig
+from oldphoto.jobs.service import JobService
 from oldphoto.jobs.store import JobStore
 from oldphoto.server import api, sse, ws
 from oldphoto.server.auth import Authenticator
 from oldphoto.server.inspect import INSPECTOR
-from oldphoto.server.metrics import render
+from oldphoto.server.looplag import LoopLag
+from oldphoto.server.metrics import Snapshot, render
 from oldphoto.server.origins import origin_allowed
 from oldphoto.server.ratelimit import RateLimiter
 from oldphoto.settings import Settings, get_settings
+from oldphoto.wiring import job_service, store_url
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -40,17 +42,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = JobStore(settings.database_url or f"sqlite:///{settings.data_dir.resolve() / 'jobs.sqlite3'}")
-        service = _service(settings, store)
+        store = await asyncio.to_thread(JobStore, store_url(settings))
+        service = job_service(settings, store)
         await service.start()
         app.state.service = service
+        app.state.loop_lag.start()
         try:
             yield
         finally:
+            await app.state.loop_lag.stop()
             await app.state.hub.close_all()
             INSPECTOR.close()
             await service.stop()
-            store.close()
+            await asyncio.to_thread(store.close)
 
     app = FastAPI(title="oldphoto", version=__version__, lifespan=lifespan)
     app.state.settings = settings
@@ -58,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Scale-out: limits counted in Redis, across every web node (a connection's message rate included: one place).
     app.state.limiter = RateLimiter(settings.broker_url, namespace=settings.broker_prefix) if settings.scale_out else RateLimiter()
     app.state.hub = ws.Hub()
+    app.state.loop_lag = LoopLag()
     _install_error_handlers(app)
     app.add_middleware(OriginGuard, settings=settings)
     if settings.origins:
@@ -70,7 +75,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
-        return Response(render(request.app.state.service, request.app.state.hub.connections), media_type="text/plain; version=0.0.4")
+        service: JobService = request.app.state.service
+        snapshot = Snapshot(
+            capacity=await service.capacity(),
+            jobs_by_status=await service.job_counts(),
+            connections=len(request.app.state.hub.connections),
+            subscriptions=service.bus.subscription_count,
+            places_broadcasts=service.places.broadcasts,
+        )
+        return Response(render(snapshot, request.app.state.loop_lag), media_type="text/plain; version=0.0.4")
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -78,38 +91,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
-
-
-def _service(settings: Settings, store: JobStore) -> JobService:
-    """Embedded: this process queues and runs jobs. Scale-out (both URLs set): it admits and streams; workers run."""
-    if settings.scale_out:
-        from oldphoto.distributed.web import SharedJobService
-
-        return SharedJobService(service_config(settings), store, settings.broker_url or "", settings.broker_prefix, settings.lease_s)
-    return JobService(service_config(settings), store)
-
-
-def service_config(settings: Settings) -> ServiceConfig:
-    return ServiceConfig(
-        data_dir=settings.data_dir,
-        run_options=RunOptions(
-            model=settings.model,
-            models_dir=settings.models_dir,
-            device=settings.device,
-            input_size=settings.input_size,
-            ab_upsample=settings.ab_upsample,
-            runtime=settings.runtime,
-            batch_max=settings.batch_max,
-            batch_wait_ms=settings.batch_wait_ms,
-        ),
-        workers=settings.workers,
-        user_concurrency=settings.user_concurrency,
-        queue_max=settings.queue_max,
-        job_timeout_s=settings.job_timeout_s,
-        retention_s=settings.retention_hours * 3600,
-        max_pixels=settings.max_pixels,
-        jobs_per_worker=settings.batch_max,
-    )
 
 
 def error_body(exc: OldphotoError) -> tuple[dict[str, Any], dict[str, str]]:

@@ -1,55 +1,130 @@
+"""Following one job: every recorded event after `last_seq`, each exactly once and in order, plus its live place.
+
+The replay is read off the event loop, so a follower subscribes first and reads the log second: an event recorded
+before the read is in the log, one recorded after it is published after the subscription, and the seq drops what
+came both ways. Events from another process (scale-out) may be missed or come out of turn: a seq past the next
+one, or a `resync` from the bus, fills in from the log, while newer events wait their turn.
+"""
+
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 
 from oldphoto.jobs.service import JobService
 from oldphoto.protocol import JobEvent
 from oldphoto.server.outbox import Outbox
 
-History = Callable[[str, int], list[JobEvent]]  # (job id, after seq) -> the recorded events after it
+History = Callable[[str, int], Awaitable[list[JobEvent]]]  # (job id, after seq) -> the recorded events after it
+WAITING_STAGES = frozenset({"upload", "queued"})
 
 
 class Follower:
-    """One reader following one job: every event after `last_seq`, each exactly once, in order.
-
-    Events from another process (scale-out) may be missed or come out of turn; a seq past the next one, or a
-    `resync` from the bus, fills in from the durable log first.
-    """
-
-    def __init__(self, job_id: str, outbox: Outbox, last_seq: int, history: History | None = None) -> None:
+    def __init__(self, job_id: str, outbox: Outbox, last_seq: int, history: History) -> None:
         self.job_id = job_id
         self.outbox = outbox
         self.last_seq = last_seq
         self.history = history
+        self.waiting = True  # not started as far as this reader knows: a live place may still be news
+        self.progress = 0
+        self.position: int | None = None
+        self.message_key: str | None = None
+        self._held: list[JobEvent] = []  # newer events that wait while the log is read
+        self._held_place: JobEvent | None = None
+        self._resync: asyncio.Task[None] | None = None
+        self._again = False
 
     def deliver(self, event: JobEvent) -> None:
-        if event.seq > self.last_seq + 1 and self.history is not None:
+        if event.live:
+            self._place(event)
+        elif self._resync is not None:
+            self._held.append(event)
+        elif event.seq > self.last_seq + 1:
+            self._held.append(event)
             self.resync()
-        if event.seq > self.last_seq:
-            self.last_seq = event.seq
-            self.outbox.deliver(event)
+        elif event.seq > self.last_seq:
+            self._emit(event)
 
     def resync(self) -> None:
-        if self.history is None:
+        """Fill in from the durable log, off the loop; whatever arrives meanwhile waits its turn."""
+        if self._resync is not None:
+            self._again = True
             return
-        for event in self.history(self.job_id, self.last_seq):
+        self._resync = asyncio.get_running_loop().create_task(self._fill_in())
+
+    async def catch_up(self) -> None:
+        """The first replay (or the one under way), to its end."""
+        if self._resync is None:
+            self.resync()
+        while self._resync is not None:
+            await asyncio.shield(self._resync)
+
+    def close(self) -> None:
+        if self._resync is not None:
+            self._resync.cancel()
+
+    async def _fill_in(self) -> None:
+        try:
+            while True:
+                self._again = False
+                for event in await self.history(self.job_id, self.last_seq):
+                    if event.seq > self.last_seq:
+                        self._emit(event)
+                if not self._release_held() and not self._again:
+                    break
+        finally:
+            self._resync = None
+        if self._held_place is not None:
+            place, self._held_place = self._held_place, None
+            self._place(place)
+
+    def _release_held(self) -> bool:
+        """Send what waited, in seq order, up to a gap; True when a gap is left (the log is read again)."""
+        held, self._held = sorted(self._held, key=lambda e: e.seq), []
+        for i, event in enumerate(held):
+            if event.seq > self.last_seq + 1:
+                self._held = held[i:]
+                return True
             if event.seq > self.last_seq:
-                self.last_seq = event.seq
-                self.outbox.deliver(event)
+                self._emit(event)
+        return False
+
+    def _emit(self, event: JobEvent) -> None:
+        self.last_seq = event.seq
+        self.progress = max(self.progress, event.progress)
+        self.waiting = event.stage in WAITING_STAGES and not event.is_final
+        self.position = event.position if event.type == "queued" else None
+        self.message_key = event.message_key
+        self.outbox.deliver(event)
+
+    def _place(self, event: JobEvent) -> None:
+        """A live place: news only while the job waits, and only when it differs from what this reader has."""
+        if self._resync is not None:
+            self._held_place = event
+            return
+        if not self.waiting or (event.position == self.position and event.message_key == self.message_key):
+            return
+        self.position, self.message_key = event.position, event.message_key
+        mine = event.model_copy(update={"seq": max(1, self.last_seq), "progress": self.progress})
+        mine._wire_text = {}  # the copy would share the original's cache of wire texts
+        self.outbox.deliver(mine)
 
 
-def follow(service: JobService, job_id: str, after_seq: int, outbox: Outbox) -> Follower:
-    """Replay the durable log, then go live.
-
-    Runs with no await inside, on the loop that records and publishes every event, so nothing this process
-    publishes can come between the replay and the subscription: no gap and no duplicate. (Other processes' events
-    reach it through the bus, which resyncs from the log where they could have been missed.)
-    """
+async def follow(service: JobService, job_id: str, after_seq: int, outbox: Outbox) -> Follower:
+    """Subscribe, replay the log after `after_seq`, then the job's current place if it waits."""
     follower = Follower(job_id, outbox, after_seq, service.events_after)
-    follower.resync()
     service.bus.subscribe(job_id, follower)
+    try:
+        await follower.catch_up()
+    except BaseException:
+        unfollow(service, follower)
+        raise
+    position = service.position(job_id)
+    if position is not None:
+        follower.deliver(service.place_event(job_id, position))
     return follower
 
 
 def unfollow(service: JobService, follower: Follower) -> None:
+    follower.close()
     service.bus.unsubscribe(follower.job_id, follower)

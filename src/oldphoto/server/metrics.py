@@ -1,36 +1,53 @@
-"""`/metrics`: Prometheus text, read from the live state at scrape time."""
+"""`/metrics`: Prometheus text, read from the live state at scrape time (what needs the store is read off the loop
+by the caller and handed in)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from oldphoto.jobs.service import JobService
+from oldphoto.jobs.service import Capacity
+from oldphoto.server.looplag import LoopLag
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    capacity: Capacity
+    jobs_by_status: dict[str, int]
+    connections: int
+    subscriptions: int
+    places_broadcasts: int
 
 
 class ServiceCollector:
-    def __init__(self, service: JobService, connections: set) -> None:
-        self.service = service
-        self.connections = connections
+    def __init__(self, snapshot: Snapshot, lag: LoopLag) -> None:
+        self.snapshot = snapshot
+        self.lag = lag
 
     def collect(self) -> Iterator[Metric]:
-        capacity = self.service.capacity()
-        yield GaugeMetricFamily("oldphoto_queue_depth", "Jobs waiting for a worker.", value=capacity["queued"])
-        yield GaugeMetricFamily("oldphoto_jobs_running", "Jobs running now.", value=capacity["running"])
-        yield GaugeMetricFamily("oldphoto_workers_alive", "Worker processes alive (on this node).", value=capacity["workers"])
+        snap, capacity = self.snapshot, self.snapshot.capacity
+        yield GaugeMetricFamily("oldphoto_queue_depth", "Jobs waiting for a worker.", value=capacity.queued)
+        yield GaugeMetricFamily("oldphoto_jobs_running", "Jobs running now.", value=capacity.running)
+        yield GaugeMetricFamily("oldphoto_workers_alive", "Worker job slots alive (this node's, or every worker node's).", value=capacity.workers)
+        if capacity.worker_nodes is not None:
+            yield GaugeMetricFamily("oldphoto_worker_nodes", "Worker nodes seen alive.", value=capacity.worker_nodes)
+        yield GaugeMetricFamily("oldphoto_degraded", "1 when no worker is ready to run a job.", value=int(capacity.degraded))
         yield GaugeMetricFamily("oldphoto_asyncio_tasks", "Tasks alive on the server's event loop.", value=len(asyncio.all_tasks()))
-        yield GaugeMetricFamily("oldphoto_ws_connections", "Open progress WebSockets.", value=len(self.connections))
-        yield GaugeMetricFamily("oldphoto_subscriptions", "Job subscriptions (WebSocket and SSE).", value=self.service.bus.subscription_count)
+        yield GaugeMetricFamily("oldphoto_ws_connections", "Open progress WebSockets.", value=snap.connections)
+        yield GaugeMetricFamily("oldphoto_subscriptions", "Job subscriptions (WebSocket and SSE).", value=snap.subscriptions)
+        yield GaugeMetricFamily("oldphoto_place_broadcasts", "Passes that told followers their new queue places.", value=snap.places_broadcasts)
         jobs = GaugeMetricFamily("oldphoto_jobs", "Jobs in the store by status.", labels=["status"])
-        for status, count in self.service.store.count_by_status().items():
+        for status, count in snap.jobs_by_status.items():
             jobs.add_metric([status], count)
         yield jobs
+        yield from self.lag.collect()
 
 
-def render(service: JobService, connections: set) -> bytes:
+def render(snapshot: Snapshot, lag: LoopLag) -> bytes:
     registry = CollectorRegistry()
-    registry.register(ServiceCollector(service, connections))
+    registry.register(ServiceCollector(snapshot, lag))
     return generate_latest(registry)

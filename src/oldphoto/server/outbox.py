@@ -1,8 +1,9 @@
 """A bounded queue of events for one slow reader.
 
 When it overflows, older `progress` events of a job give way to the newest (the bar only needs the latest), but
-`queued`, `complete`, `error` and `cancelled` are never dropped. The reader sees a jump in `seq` where that happened
-and can fetch what it skipped with `after_seq`.
+recorded `queued`, `complete`, `error` and `cancelled` are never dropped. The reader sees a jump in `seq` where that
+happened and can fetch what it skipped with `after_seq`. A live event (a queue place) still waiting to be sent is
+replaced by the job's next one in place: a reader behind by many places hears only the newest.
 
 A `bypass` (a WebSocket's prepared-frame writer, server/prepared.py) takes an event at once, in the publisher's
 call, when nothing is queued or being sent before it (so order holds); when it declines, the event is queued.
@@ -14,7 +15,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-from oldphoto.protocol import ESSENTIAL_TYPES, JobEvent
+from oldphoto.protocol import JobEvent
 
 
 class Outbox:
@@ -34,6 +35,8 @@ class Outbox:
         if self.bypass is not None and not self.items and not self.in_flight and self.bypass(event):
             self.bypassed += 1
             return
+        if event.live and self._replace_live(event):
+            return
         if len(self.items) >= self.capacity and not self._make_room(event):
             self.coalesced += 1
             return
@@ -51,13 +54,21 @@ class Outbox:
     def done(self) -> None:
         self.in_flight = False
 
+    def _replace_live(self, event: JobEvent) -> bool:
+        for i, waiting in enumerate(self.items):
+            if waiting.live and waiting.job_id == event.job_id and waiting.type == event.type:
+                self.items[i] = event
+                self.coalesced += 1
+                return True
+        return False
+
     def _make_room(self, incoming: JobEvent) -> bool:
         """Drop the oldest droppable event; prefer one of the same job. False if the incoming one should go."""
-        droppable = [i for i, e in enumerate(self.items) if e.type not in ESSENTIAL_TYPES]
+        droppable = [i for i, e in enumerate(self.items) if not e.is_essential]
         same_job = [i for i in droppable if self.items[i].job_id == incoming.job_id]
         victims = same_job or droppable
         if not victims:
-            return incoming.type in ESSENTIAL_TYPES  # essentials may exceed the bound; progress may not
+            return incoming.is_essential  # essentials may exceed the bound; progress and live places may not
         del self.items[victims[0]]
         self.coalesced += 1
         return True

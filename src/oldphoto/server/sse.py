@@ -20,7 +20,7 @@ router = APIRouter()
 
 @router.get("/api/jobs/{job_id}/events")
 async def job_events(job_id: str, request: Request, service: Service, caller: Caller) -> Response:
-    job = service.get(job_id, caller.user)
+    job = await service.get(job_id, caller.user)
     resume_from = request.headers.get("last-event-id") or request.query_params.get("after_seq") or "0"
     after_seq = int(resume_from) if resume_from.isdigit() else 0
     if job.status.is_final and after_seq >= job.last_seq:
@@ -37,7 +37,7 @@ async def job_events(job_id: str, request: Request, service: Service, caller: Ca
 
 async def _stream(service: JobService, job_id: str, after_seq: int, lang: str, capacity: int, heartbeat_s: float) -> AsyncIterator[str]:
     outbox = Outbox(capacity)
-    follower = follow(service, job_id, after_seq, outbox)
+    follower = await follow(service, job_id, after_seq, outbox)
     try:
         yield "retry: 2000\n\n"
         while True:
@@ -46,7 +46,8 @@ async def _stream(service: JobService, job_id: str, after_seq: int, lang: str, c
             except TimeoutError:
                 yield ": heartbeat\n\n"
                 continue
-            yield f"id: {event.seq}\ndata: {event.wire_text(lang)}\n\n"
+            # A live event has no place in the log: no `id:`, so Last-Event-ID stays the last recorded seq.
+            yield f"data: {event.wire_text(lang)}\n\n" if event.live else f"id: {event.seq}\ndata: {event.wire_text(lang)}\n\n"
             if event.is_final and not len(outbox):
                 return
     finally:

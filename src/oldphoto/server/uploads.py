@@ -68,12 +68,18 @@ async def receive_upload(request: Request, *, max_bytes: int, max_pixels: int, t
 
 
 async def _spool(upload: UploadFile, tmp_dir: Path, max_bytes: int) -> Path:
+    """Onto disk in a thread: the loop does not wait on the file system."""
+    return await asyncio.to_thread(_spool_blocking, upload, tmp_dir, max_bytes)
+
+
+def _spool_blocking(upload: UploadFile, tmp_dir: Path, max_bytes: int) -> Path:
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=tmp_dir, prefix="upload-", delete=False)
+    handle = tempfile.NamedTemporaryFile(dir=tmp_dir, prefix="upload-", delete=False)  # noqa: SIM115 - closed below
     path = Path(handle.name)
     try:
         with handle:
-            await asyncio.to_thread(shutil.copyfileobj, upload.file, handle, 1024 * 1024)
+            upload.file.seek(0)
+            shutil.copyfileobj(upload.file, handle, 1024 * 1024)
         if path.stat().st_size > max_bytes:
             raise _too_large(max_bytes)
     except BaseException:

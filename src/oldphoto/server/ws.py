@@ -202,18 +202,25 @@ class ProgressConnection:
                 if follower:
                     unfollow(self.service, follower)
             elif isinstance(message, Cancel):
-                self.service.cancel(message.job_id, self.identity.user)
+                await self.service.cancel(message.job_id, self.identity.user)
         except OldphotoError as exc:
             job_id = getattr(message, "job_id", None)
             await self._send({"type": "error", "job_id": job_id, "code": exc.code, "error": exc.message, "progress": 0})
 
     async def _subscribe(self, message: Subscribe) -> None:
-        self.service.get(message.job_id, self.identity.user)  # ownership: another's job is "not found"
+        await self.service.get(message.job_id, self.identity.user)  # ownership: another's job is "not found"
         if message.job_id in self.followers:
             unfollow(self.service, self.followers.pop(message.job_id))
         if len(self.followers) >= MAX_SUBSCRIPTIONS:
             raise OldphotoError(f"At most {MAX_SUBSCRIPTIONS} jobs can be followed on one connection.", code="too_many_subscriptions")
-        self.followers[message.job_id] = follow(self.service, message.job_id, message.after_seq, self.outbox)
+        follower = await follow(self.service, message.job_id, message.after_seq, self.outbox)
+        previous = self.followers.pop(message.job_id, None)  # the same job asked for twice at once: the newer wins
+        if previous is not None:
+            unfollow(self.service, previous)
+        if self.closed:
+            unfollow(self.service, follower)
+            return
+        self.followers[message.job_id] = follower
 
     async def _send_loop(self) -> None:
         while True:

@@ -32,6 +32,8 @@ export function isFinal(state) {
 
 export function applyEvent(state, event) {
   if (isFinal(state)) return state; // a job ends once; anything after that is not news
+  // A live place is news only while the job waits (it may arrive just after the job started).
+  if (event.live && state.status !== "queued" && state.status !== "cancelling") return state;
   const next = {
     ...state,
     stage: event.stage ?? state.stage,

@@ -126,6 +126,11 @@ export class ProgressSocket {
       return;
     }
     if (event.type === "pong" || !this.lastSeq.has(event.job_id)) return;
+    // A live event (a new queue place) is not in the job's log: it repeats the last seq and is never replayed.
+    if (event.live) {
+      this.onEvent(event);
+      return;
+    }
     // Events without a seq (a refused subscription, say) are not part of the job's log: pass them on as they are.
     if (Number.isInteger(event.seq)) {
       if (event.seq <= this.lastSeq.get(event.job_id)) return;

@@ -1,0 +1,25 @@
+"""The limits a job must pass to be admitted, the same in both wirings (the counts come from where each keeps them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from oldphoto.jobs.errors import QueueFull, UserLimit
+
+
+@dataclass(frozen=True)
+class AdmissionRules:
+    user_concurrency: int = 3
+    queue_max: int = 1000
+    retry_after_s: int = 60
+
+    def check(self, active_of_owner: int, waiting: int) -> None:
+        """`active_of_owner`: the owner's queued and running jobs; `waiting`: every queued job."""
+        if active_of_owner >= self.user_concurrency:
+            raise UserLimit(
+                f"You already have {active_of_owner} jobs queued or running; the limit is {self.user_concurrency}. "
+                "Wait for one to finish or cancel one.",
+                retry_after=self.retry_after_s,
+            )
+        if waiting >= self.queue_max:
+            raise QueueFull("The queue is full right now. Please try again in a little while.", retry_after=self.retry_after_s)

@@ -1,0 +1,185 @@
+"""The embedded wiring's parts: the fair queue in memory, kept with the store, and this machine's worker processes.
+
+Both are used from the service's writer thread only (the worker pool's own thread hands its messages there), so
+the queue, the job states and the pool's slots change in one order, and the event loop never waits on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from oldphoto.jobs import announcements
+from oldphoto.jobs.admission import AdmissionRules
+from oldphoto.jobs.lifecycle import JobStatus
+from oldphoto.jobs.scheduler import FairQueue
+from oldphoto.jobs.store import Job, JobStore, NewJob
+from oldphoto.jobs.work import Message, WorkItem
+from oldphoto.jobs.workers import WorkerPool
+from oldphoto.protocol import JobEvent
+
+if TYPE_CHECKING:
+    from oldphoto.jobs.service import Capacity, JobService, ServiceConfig
+
+log = logging.getLogger(__name__)
+WAITING_STAGES = ("upload", "queued")
+
+
+class LocalQueue:
+    """`FairQueue` in memory; each admission and withdrawal recorded in the store in the same step."""
+
+    reads_anywhere = False
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        self.fair = FairQueue()
+
+    def __len__(self) -> int:
+        return len(self.fair)
+
+    def admit(self, new: NewJob, rules: AdmissionRules, blob: bytes | None) -> tuple[Job, list[JobEvent], int]:
+        upload = _uploaded(new.id)
+        try:
+            with self.store.engine.begin() as connection:
+                rules.check(self.store.count_active(new.owner, connection), len(self.fair))
+                job = self.store.create(new, upload, connection)
+                self.fair.push(job.id, job.owner)
+                position = self.fair.place_of(job.id) or 1
+                queued = self.store.append_many([(job.id, announcements.queued(position, 0), None, {})], connection)
+        except BaseException:
+            self.fair.remove(new.id)  # not durable, so not waiting
+            raise
+        return replace(job, last_seq=2), [upload, *queued], position
+
+    def withdraw(self, job_id: str, final: dict[str, Any]) -> JobEvent | None:
+        if not self.fair.remove(job_id):
+            return None
+        return self.store.append(job_id, final, JobStatus.CANCELLED)
+
+    def start_next(self) -> Job | None:
+        """The next waiting job, marked running; jobs that stopped waiting meanwhile are skipped."""
+        while (job_id := self.fair.pop()) is not None:
+            job = self.store.get(job_id)
+            if job is not None and job.status == JobStatus.QUEUED:
+                self.store.set_status(job_id, JobStatus.RUNNING)
+                return job
+        return None
+
+    def put_back(self, job: Job) -> JobEvent | None:
+        """A job that waits again after a restart; one that had started hears its place (its view moves back)."""
+        self.fair.push(job.id, job.owner)
+        if job.stage in WAITING_STAGES:
+            return None
+        return self.store.append(job.id, announcements.queued(self.fair.place_of(job.id) or 1, job.progress))
+
+    def positions(self) -> dict[str, int]:
+        return self.fair.positions()
+
+
+class LocalWorkers:
+    """This machine's worker processes (`WorkerPool`) as the service's runner."""
+
+    def __init__(self, config: ServiceConfig, queue: LocalQueue) -> None:
+        self.config = config
+        self.queue = queue
+        self.store = queue.store
+        self.pool = WorkerPool(config.workers, self._from_pool, job_timeout_s=config.job_timeout_s, slots=config.jobs_per_worker)
+        self.service: JobService | None = None
+        self._stopping = False
+
+    async def start(self, service: JobService) -> None:
+        self.service = service
+        await service.offload.write(self._recover)
+        await asyncio.to_thread(self.pool.start)
+        await service.offload.write(service.queue_changed)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await asyncio.to_thread(self.pool.stop)
+        assert self.service is not None
+        await self.service.offload.write(self._hand_back)
+
+    def take_input(self, job_id: str, upload: Path) -> tuple[str, bytes | None]:
+        stored = self.config.inputs_dir / job_id
+        shutil.move(str(upload), stored)
+        return str(stored), None
+
+    def queue_changed(self, at: float) -> None:
+        """Start what fits: the next jobs in fair order, onto free worker slots."""
+        assert self.service is not None
+        recorder = self.service.recorder
+        while (place := self.pool.idle()) is not None:
+            job = self.queue.start_next()
+            if job is None:
+                return
+            recorder.started(job.id, job.progress)
+            self.pool.assign(place, self._work_item(job))
+
+    def cancel_running(self, job_id: str) -> None:
+        self.pool.cancel(job_id)
+
+    def result_path(self, job: Job) -> Path | None:
+        path = Path(job.result_path) if job.result_path else None
+        return path if path is not None and path.is_file() else None
+
+    def capacity(self, queued: int) -> Capacity:
+        from oldphoto.jobs.service import Capacity
+
+        alive = sum(1 for w in self.pool.workers if w.process.is_alive())
+        return Capacity(workers=alive, workers_ready=self.pool.ready_count(), queued=queued, running=len(self.pool.running()))
+
+    def local_files(self, job: Job) -> list[Path]:
+        return [Path(path) for path in (job.input_path, job.result_path) if path]
+
+    # -- the writer's side -------------------------------------------------------------------------------------
+
+    def _from_pool(self, message: Message) -> None:
+        """On the pool's thread: the writer records it, in the order the pool heard it."""
+        if self.service is not None and not self._stopping:
+            self.service.offload.write_later(self._on_message, message)
+
+    def _on_message(self, message: Message) -> None:
+        assert self.service is not None
+        if message[0] == "ready" or self.service.recorder.on_message(message):
+            self.service.queue_changed()  # a slot is free (or a new worker is ready): the next job starts
+
+    def _recover(self) -> None:
+        """After a restart: jobs that were running wait again once, then are `interrupted`; all waiting ones queue."""
+        assert self.service is not None
+        recorder = self.service.recorder
+        for job in self.store.with_status(JobStatus.RUNNING):
+            if job.attempts >= 1:
+                recorder.fail(job.id, "interrupted", "The server stopped twice while running this job.")
+            else:
+                self.store.set_status(job.id, JobStatus.QUEUED, attempts=job.attempts + 1)
+        for job in self.store.with_status(JobStatus.QUEUED):
+            recorder.floors.setdefault(job.id, job.progress)
+            told = self.queue.put_back(job)
+            if told is not None:
+                self.service.publish(told)
+
+    def _hand_back(self) -> None:
+        """A graceful stop is no failure of the job: it waits for the next start without spending its one retry."""
+        for job in self.store.with_status(JobStatus.RUNNING):
+            self.store.set_status(job.id, JobStatus.QUEUED)
+
+    def _work_item(self, job: Job) -> WorkItem:
+        options = self.config.run_options
+        if job.model:
+            options = replace(options, model=job.model)
+        return WorkItem(
+            job_id=job.id,
+            input_path=job.input_path,
+            result_path=str(self.config.results_dir / f"{job.id}.png"),
+            workflow=job.workflow,
+            options=options,
+            max_pixels=self.config.max_pixels,
+        )
+
+
+def _uploaded(job_id: str) -> JobEvent:
+    return JobEvent(job_id=job_id, seq=1, stage="upload", message_key="upload", progress=0)

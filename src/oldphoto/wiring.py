@@ -1,0 +1,63 @@
+"""The two wirings of the one job service, assembled in one place from settings (used by `serve` and `worker`).
+
+Embedded: the fair queue in memory with the SQLite (or any SQL) store, and this machine's worker processes.
+Scale-out (database and broker URLs set): the shared fair queue in PostgreSQL, Redis for events, worker nodes.
+"""
+
+from __future__ import annotations
+
+from oldphoto.engine.context import RunOptions
+from oldphoto.jobs.service import JobService, ServiceConfig
+from oldphoto.jobs.store import JobStore
+from oldphoto.settings import Settings
+
+
+def service_config(settings: Settings) -> ServiceConfig:
+    return ServiceConfig(
+        data_dir=settings.data_dir,
+        run_options=RunOptions(
+            model=settings.model,
+            models_dir=settings.models_dir,
+            device=settings.device,
+            input_size=settings.input_size,
+            ab_upsample=settings.ab_upsample,
+            runtime=settings.runtime,
+            batch_max=settings.batch_max,
+            batch_wait_ms=settings.batch_wait_ms,
+        ),
+        workers=settings.workers,
+        user_concurrency=settings.user_concurrency,
+        queue_max=settings.queue_max,
+        job_timeout_s=settings.job_timeout_s,
+        retention_s=settings.retention_hours * 3600,
+        max_pixels=settings.max_pixels,
+        jobs_per_worker=settings.batch_max,
+    )
+
+
+def store_url(settings: Settings) -> str:
+    return settings.database_url or f"sqlite:///{settings.data_dir.resolve() / 'jobs.sqlite3'}"
+
+
+def job_service(settings: Settings, store: JobStore) -> JobService:
+    config = service_config(settings)
+    if settings.scale_out:
+        return scale_out_service(config, store, settings.broker_url or "", settings.broker_prefix, settings.lease_s)
+    return embedded_service(config, store)
+
+
+def embedded_service(config: ServiceConfig, store: JobStore) -> JobService:
+    from oldphoto.jobs.bus import LocalBus
+    from oldphoto.jobs.embedded import LocalQueue, LocalWorkers
+
+    queue = LocalQueue(store)
+    return JobService(config, store, LocalBus(), queue, LocalWorkers(config, queue))
+
+
+def scale_out_service(config: ServiceConfig, store: JobStore, broker_url: str, prefix: str, lease_s: float = 30.0) -> JobService:
+    from oldphoto.distributed.events import RedisBus
+    from oldphoto.distributed.web import WorkerNodes
+    from oldphoto.jobs.sharedqueue import SharedQueue
+
+    bus = RedisBus(broker_url, prefix)
+    return JobService(config, store, bus, SharedQueue(store), WorkerNodes(config, store, bus, lease_s))

@@ -1,0 +1,120 @@
+"""A follower reads the log off the loop, yet every recorded event reaches its reader exactly once and in order,
+and a live place reaches it only while the job waits."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from oldphoto.jobs import announcements
+from oldphoto.protocol import JobEvent
+from oldphoto.server.follow import Follower
+from oldphoto.server.outbox import Outbox
+
+
+def event(seq: int, stage: str = "inference", **extra: object) -> JobEvent:
+    return JobEvent(job_id="j", seq=seq, stage=stage, message_key=stage, progress=min(seq * 10, 100), **extra)  # type: ignore[arg-type]
+
+
+def place(position: int) -> JobEvent:
+    body = announcements.queued(position, 0)
+    body.update(job_id="j", seq=1, live=True)
+    return JobEvent.model_validate(body)
+
+
+class SlowLog:
+    """The durable log, read off the loop: events recorded while a read is under way are not in it."""
+
+    def __init__(self, events: list[JobEvent]) -> None:
+        self.events = events
+        self.reads = 0
+        self.gate = asyncio.Event()
+
+    async def __call__(self, job_id: str, after: int) -> list[JobEvent]:
+        snapshot = [e for e in self.events if e.seq > after]
+        self.reads += 1
+        await self.gate.wait()
+        return snapshot
+
+
+def in_loop(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
+    return functools.wraps(test)(lambda: asyncio.run(test()))
+
+
+def drain(outbox: Outbox) -> list[JobEvent]:
+    got = list(outbox.items)
+    outbox.items.clear()
+    return got
+
+
+@in_loop
+async def test_events_recorded_during_the_replay_arrive_once_and_in_order() -> None:
+    log = SlowLog([event(1), event(2)])
+    outbox = Outbox()
+    follower = Follower("j", outbox, 0, log)
+    follower.resync()
+    await asyncio.sleep(0)
+    follower.deliver(event(2))  # recorded before the read, published after the subscription: comes both ways
+    for seq in (3, 4):  # recorded after the read began
+        log.events.append(event(seq))
+        follower.deliver(event(seq))
+    log.gate.set()
+    await follower.catch_up()
+    assert [e.seq for e in drain(outbox)] == [1, 2, 3, 4]
+
+
+@in_loop
+async def test_a_gap_is_filled_from_the_log_before_newer_events() -> None:
+    log = SlowLog([event(s) for s in range(1, 6)])
+    log.gate.set()
+    outbox = Outbox()
+    follower = Follower("j", outbox, 2, log)
+    follower.deliver(event(3))
+    follower.deliver(event(6))  # 4 and 5 were missed on the way
+    await follower.catch_up()
+    assert [e.seq for e in drain(outbox)] == [3, 4, 5, 6]
+    assert log.reads == 1
+
+
+@in_loop
+async def test_a_live_place_carries_the_last_seq_and_progress_and_only_news() -> None:
+    log = SlowLog([])
+    log.gate.set()
+    outbox = Outbox()
+    follower = Follower("j", outbox, 0, log)
+    follower.deliver(event(1, "upload"))
+    follower.deliver(JobEvent.model_validate({**announcements.queued(5, 7), "job_id": "j", "seq": 2}))
+    follower.deliver(place(5))  # the place it has: nothing new
+    follower.deliver(place(4))
+    follower.deliver(place(4))
+    told = drain(outbox)
+    assert [(e.seq, e.position, bool(e.live)) for e in told] == [(1, None, False), (2, 5, False), (2, 4, True)]
+    assert told[-1].progress == 10  # never below what the reader was shown
+    assert '"seq": 2' in told[-1].wire_text() and '"live": true' in told[-1].wire_text()
+
+
+@in_loop
+async def test_a_live_place_after_the_job_started_is_dropped() -> None:
+    log = SlowLog([])
+    log.gate.set()
+    outbox = Outbox()
+    follower = Follower("j", outbox, 0, log)
+    follower.deliver(event(1, "upload"))
+    follower.deliver(event(2, "preprocess"))
+    follower.deliver(place(1))  # worked out just before the job started
+    assert [e.seq for e in drain(outbox)] == [1, 2]
+
+
+@in_loop
+async def test_a_live_place_during_the_replay_waits_for_it() -> None:
+    log = SlowLog([event(1, "upload"), JobEvent.model_validate({**announcements.queued(9, 0), "job_id": "j", "seq": 2})])
+    outbox = Outbox()
+    follower = Follower("j", outbox, 0, log)
+    follower.resync()
+    await asyncio.sleep(0)
+    follower.deliver(place(3))
+    log.gate.set()
+    await follower.catch_up()
+    assert [(e.seq, e.position) for e in drain(outbox)] == [(1, None), (2, 9), (2, 3)]
