@@ -13,17 +13,18 @@ import shutil
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from oldphoto.engine import RunOptions
 from oldphoto.jobs import announcements
 from oldphoto.jobs.bus import Bus, LocalBus
 from oldphoto.jobs.errors import AlreadyFinished, JobNotFound, QueueFull, UserLimit
 from oldphoto.jobs.lifecycle import JobStatus
+from oldphoto.jobs.messages import Cancelled, Crashed, Done, Failed, Noted, Ready, TimedOut, WorkerMessage
 from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.scheduler import FairQueue
 from oldphoto.jobs.store import Job, JobStore, NewJob, new_job_id, utcnow
-from oldphoto.jobs.work import Message, WorkItem
+from oldphoto.jobs.work import WorkItem
 from oldphoto.jobs.workers import WorkerPool
 from oldphoto.protocol import JobEvent
 
@@ -210,14 +211,20 @@ class JobService:
             max_pixels=self.config.max_pixels,
         )
 
-    def _from_pool(self, message: Message) -> None:
+    def _from_pool(self, message: WorkerMessage) -> None:
         """Called on the pool's thread: hand the message over to the loop's thread."""
         if self.loop is not None and not self.loop.is_closed() and not self._stopping:
             self.loop.call_soon_threadsafe(self._on_worker_message, message)
 
-    def _on_worker_message(self, message: Message) -> None:
-        if message[0] == "ready" or self.recorder.on_message(message):
-            self._dispatch()
+    def _on_worker_message(self, message: WorkerMessage) -> None:
+        match message:
+            case Ready():
+                self._dispatch()
+            case Noted() | Done() | Failed() | Cancelled() | Crashed() | TimedOut():
+                if self.recorder.on_message(message):
+                    self._dispatch()
+            case _:
+                assert_never(message)
 
     # -- recording and telling --------------------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="oldphoto", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.state.run_options = run_options(settings)  # uploads' workflows are checked against what they will run with
     app.state.auth = Authenticator(settings)
     # Scale-out: limits counted in Redis, across every web node (a connection's message rate included: one place).
     app.state.limiter = RateLimiter(settings.broker_url, namespace=settings.broker_prefix) if settings.scale_out else RateLimiter()
@@ -92,16 +93,7 @@ def _service(settings: Settings, store: JobStore) -> JobService:
 def service_config(settings: Settings) -> ServiceConfig:
     return ServiceConfig(
         data_dir=settings.data_dir,
-        run_options=RunOptions(
-            model=settings.model,
-            models_dir=settings.models_dir,
-            device=settings.device,
-            input_size=settings.input_size,
-            ab_upsample=settings.ab_upsample,
-            runtime=settings.runtime,
-            batch_max=settings.batch_max,
-            batch_wait_ms=settings.batch_wait_ms,
-        ),
+        run_options=run_options(settings),
         workers=settings.workers,
         user_concurrency=settings.user_concurrency,
         queue_max=settings.queue_max,
@@ -109,6 +101,24 @@ def service_config(settings: Settings) -> ServiceConfig:
         retention_s=settings.retention_hours * 3600,
         max_pixels=settings.max_pixels,
         jobs_per_worker=settings.batch_max,
+    )
+
+
+def run_options(settings: Settings) -> RunOptions:
+    """What every job runs with. Worker processes read no settings: all they need travels in here."""
+    from oldphoto.models.realesrgan import default_threads
+
+    return RunOptions(
+        model=settings.model,
+        models_dir=settings.models_dir,
+        device=settings.device,
+        input_size=settings.input_size,
+        ab_upsample=settings.ab_upsample,
+        runtime=settings.runtime,
+        batch_max=settings.batch_max,
+        batch_wait_ms=settings.batch_wait_ms,
+        # The machine's cores shared between the workers' jobs running at once.
+        threads=default_threads(settings.workers),
     )
 
 
