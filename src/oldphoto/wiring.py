@@ -12,19 +12,28 @@ from oldphoto.jobs.store import JobStore
 from oldphoto.settings import Settings
 
 
+def run_options(settings: Settings) -> RunOptions:
+    """What every job runs with. Worker processes read no settings: all they need travels in here."""
+    from oldphoto.models.realesrgan import default_threads
+
+    return RunOptions(
+        model=settings.model,
+        models_dir=settings.models_dir,
+        device=settings.device,
+        input_size=settings.input_size,
+        ab_upsample=settings.ab_upsample,
+        runtime=settings.runtime,
+        batch_max=settings.batch_max,
+        batch_wait_ms=settings.batch_wait_ms,
+        # The machine's cores shared between the workers' jobs running at once.
+        threads=default_threads(settings.workers),
+    )
+
+
 def service_config(settings: Settings) -> ServiceConfig:
     return ServiceConfig(
         data_dir=settings.data_dir,
-        run_options=RunOptions(
-            model=settings.model,
-            models_dir=settings.models_dir,
-            device=settings.device,
-            input_size=settings.input_size,
-            ab_upsample=settings.ab_upsample,
-            runtime=settings.runtime,
-            batch_max=settings.batch_max,
-            batch_wait_ms=settings.batch_wait_ms,
-        ),
+        run_options=run_options(settings),
         workers=settings.workers,
         user_concurrency=settings.user_concurrency,
         queue_max=settings.queue_max,

@@ -184,3 +184,20 @@ def test_with_batching_on_one_worker_runs_several_jobs_at_once(tmp_path: Path) -
         crash = client.submit(image, workflow=crash_workflow())["job_id"]
         assert client.follow(crash)[-1]["code"] == "worker_crashed"
         assert wait_final(client, client.submit(image, workflow=pause_workflow(0.1))["job_id"])["status"] == "succeeded"
+
+
+def test_with_batching_a_timeout_tells_the_job_beside_it_that_the_worker_restarted(tmp_path: Path) -> None:
+    with running_server(tmp_path, {**TEST_ENV, "OLDPHOTO_BATCH_MAX": "2", "OLDPHOTO_JOB_TIMEOUT_S": "3"}) as server:
+        client = Client(server)
+        image = png_bytes(32, 32)
+        stuck = client.submit(image, workflow=pause_workflow(30))["job_id"]
+        with client.socket(f"?job_id={stuck}") as ws:
+            while json.loads(ws.recv(timeout=30))["stage"] != "inference":
+                pass
+        time.sleep(1.0)  # the second job's own limit is still well away when the first one's runs out
+        beside = client.submit(image, workflow=pause_workflow(30))["job_id"]
+        assert client.follow(stuck)[-1]["code"] == "timeout"
+        final = client.follow(beside)[-1]
+        assert final["type"] == "error" and final["code"] == "worker_restarted"
+        assert final["error"] == "Another job in the same worker ran out of time and the worker was restarted; please try again."
+        assert wait_final(client, client.submit(image, workflow=pause_workflow(0.1))["job_id"])["status"] == "succeeded"

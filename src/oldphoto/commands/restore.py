@@ -11,6 +11,7 @@ from pathlib import Path
 from oldphoto.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from oldphoto.engine import CancelToken, Reporter, RunOptions, Workflow, parse_workflow, run_workflow, workflow_from_steps
 from oldphoto.errors import BadInput, Cancelled, InvalidImage, OldphotoError, TooManyPixels, UnsupportedFormat
+from oldphoto.models.realesrgan import default_threads
 from oldphoto.protocol import JobEvent, Note
 from oldphoto.settings import Settings
 
@@ -21,19 +22,20 @@ INPUT_ERRORS = (BadInput, InvalidImage, UnsupportedFormat, TooManyPixels)
 def restore(args: argparse.Namespace) -> int:
     try:
         settings = Settings()
-        workflow = _workflow(args)
+        options = RunOptions(
+            model=args.model or settings.model,
+            models_dir=settings.models_dir,
+            device=args.device or settings.device,
+            input_size=args.input_size or settings.input_size,
+            ab_upsample=args.ab_upsample or settings.ab_upsample,
+            runtime=settings.runtime,
+            threads=default_threads(1),  # one photo at a time, in this process
+        )
+        workflow = _workflow(args, options)
         jobs = _plan(args.inputs, Path(args.output))
     except (OldphotoError, OSError) as exc:
         print(f"oldphoto: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return EXIT_USAGE
-    options = RunOptions(
-        model=args.model or settings.model,
-        models_dir=settings.models_dir,
-        device=args.device or settings.device,
-        input_size=args.input_size or settings.input_size,
-        ab_upsample=args.ab_upsample or settings.ab_upsample,
-        runtime=settings.runtime,
-    )
     display = JsonLines(args.lang) if args.json else ProgressBar(args.lang)
     status = EXIT_OK
     with display:
@@ -76,12 +78,12 @@ def _restore_one(source: Path, target: Path, workflow: Workflow, options: RunOpt
     return EXIT_OK
 
 
-def _workflow(args: argparse.Namespace) -> Workflow:
+def _workflow(args: argparse.Namespace, options: RunOptions) -> Workflow:
     if args.workflow and args.steps:
         raise BadInput("give either --steps or --workflow, not both")
     if args.workflow:
-        return parse_workflow(Path(args.workflow).read_text(encoding="utf-8"))
-    return workflow_from_steps(args.steps or "colorize")
+        return parse_workflow(Path(args.workflow).read_text(encoding="utf-8"), options)
+    return workflow_from_steps(args.steps or "colorize", options)
 
 
 def _plan(inputs: list[str], output: Path) -> list[tuple[Path, Path]]:

@@ -15,19 +15,20 @@ import socket
 import threading
 import time
 import uuid
-
 from pathlib import Path
+from typing import assert_never
 
 import redis
 
 from oldphoto.distributed.events import DEFAULT_PREFIX, RedisPublisher, cancel_channel
 from oldphoto.imaging import write_atomic
 from oldphoto.jobs.leases import Leases
+from oldphoto.jobs.messages import Cancelled, CancelRequest, Crashed, Done, Failed, JobMessage, NodeMessage, Noted, Ready, TimedOut
 from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.service import ServiceConfig
 from oldphoto.jobs.sharedqueue import SharedQueue
 from oldphoto.jobs.store import JobStore
-from oldphoto.jobs.work import Message, WorkItem
+from oldphoto.jobs.work import WorkItem
 from oldphoto.jobs.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class WorkerNode:
         self.publisher = RedisPublisher(broker_url, prefix)
         self.queue = SharedQueue(store)
         self.recorder = Recorder(store, self.publisher.publish, config.results_dir, config.job_timeout_s)
-        self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[NodeMessage] = queue.SimpleQueue()
         self.pool = WorkerPool(config.workers, self.inbox.put, job_timeout_s=config.job_timeout_s, slots=config.jobs_per_worker)
 
     def run(self, stop: threading.Event) -> None:
@@ -69,24 +70,29 @@ class WorkerNode:
                     message = self.inbox.get(timeout=POLL_S)
                 except queue.Empty:
                     continue
-                if message[0] == "cancel-request":
-                    self.pool.cancel(message[1])
-                elif message[0] != "ready":
-                    self._on_message(message)
+                match message:
+                    case CancelRequest(job_id):
+                        self.pool.cancel(job_id)
+                    case Ready():
+                        pass  # the next turn of the loop gives it work
+                    case Noted() | Done() | Failed() | Cancelled() | Crashed() | TimedOut():
+                        self._on_message(message)
+                    case _:
+                        assert_never(message)
         finally:
             self.pool.stop()
             self._give_back_unfinished()
             self.leases.node_gone(self.holder)
             self.publisher.close()
 
-    def _on_message(self, message: Message) -> None:
-        kind, job_id = message[0], message[1]
-        if kind == "done" and job_id in self.recorder.running:
+    def _on_message(self, message: JobMessage) -> None:
+        job_id = message.job_id
+        if isinstance(message, Done) and job_id in self.recorder.running:
             # The result goes into the database before `complete` is recorded: a client fetches it right after.
             try:
                 self.store.put_blob(job_id, "result", self._result(job_id).read_bytes())
             except OSError as exc:
-                message = ("failed", job_id, "internal_error", f"The result could not be read back: {exc}")
+                message = Failed(job_id, "internal_error", f"The result could not be read back: {exc}")
         if self.recorder.on_message(message):
             self.leases.release(job_id)
             for local in (self._input(job_id), self._result(job_id)):
@@ -180,6 +186,6 @@ class WorkerNode:
                 continue
             if message and message.get("type") == "message":
                 data = message["data"]
-                self.inbox.put(("cancel-request", data.decode() if isinstance(data, bytes) else str(data)))
+                self.inbox.put(CancelRequest(data.decode() if isinstance(data, bytes) else str(data)))
         pubsub.close()
         client.close()

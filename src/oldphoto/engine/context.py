@@ -27,6 +27,9 @@ class RunOptions:
     # to batch_wait_ms (1: each job makes its own pass).
     batch_max: int = 1
     batch_wait_ms: float = 20.0
+    # CPU threads one net may use (Real-ESRGAN's ncnn), worked out by whoever builds the options from how many
+    # jobs run at once on the machine; None: all of this machine's cores, for a single job.
+    threads: int | None = None
 
 
 @dataclass

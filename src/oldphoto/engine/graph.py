@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
+from oldphoto.engine.context import RunOptions
 from oldphoto.errors import InvalidWorkflow
 
 MAX_NODES = 32
@@ -43,8 +44,8 @@ class Workflow:
         return next(self.nodes[n] for n in self.order if self.nodes[n].type == "SaveImage")
 
 
-def parse_workflow(data: str | bytes | Mapping[str, Any]) -> Workflow:
-    """Parse either accepted form and validate it."""
+def parse_workflow(data: str | bytes | Mapping[str, Any], options: RunOptions | None = None) -> Workflow:
+    """Parse either accepted form and validate it against the options it will run with (the defaults if none)."""
     if isinstance(data, (str, bytes)):
         if len(data.encode() if isinstance(data, str) else data) > MAX_WORKFLOW_BYTES:
             raise InvalidWorkflow(f"the workflow is larger than {MAX_WORKFLOW_BYTES // 1024} KB")
@@ -55,12 +56,12 @@ def parse_workflow(data: str | bytes | Mapping[str, Any]) -> Workflow:
     if not isinstance(data, Mapping):
         raise InvalidWorkflow("a workflow is a JSON object")
     if set(data) == {"steps"}:
-        return workflow_from_steps(data["steps"])
+        return workflow_from_steps(data["steps"], options)
     specs = _parse_seed(data) if "nodes" in data else _parse_comfy(data)
-    return validate(specs)
+    return validate(specs, options)
 
 
-def workflow_from_steps(steps: str | Iterable[str]) -> Workflow:
+def workflow_from_steps(steps: str | Iterable[str], options: RunOptions | None = None) -> Workflow:
     """`denoise,colorize,upscale,sharpen` as a linear workflow between LoadImage and SaveImage."""
     if not isinstance(steps, (str, list, tuple)):
         raise InvalidWorkflow("steps are a comma list such as 'denoise,colorize'")
@@ -77,12 +78,13 @@ def workflow_from_steps(steps: str | Iterable[str]) -> Workflow:
         node_id = name if names.count(name) == 1 else f"{name}_{i + 1}"
         specs.append(NodeSpec(node_id, STEP_NODE_TYPES[name], {"image": Link(specs[-1].id, 0)}))
     specs.append(NodeSpec("save_output", "SaveImage", {"images": Link(specs[-1].id, 0)}))
-    return validate(specs)
+    return validate(specs, options)
 
 
-def validate(specs: list[NodeSpec]) -> Workflow:
+def validate(specs: list[NodeSpec], options: RunOptions | None = None) -> Workflow:
     from oldphoto.engine.nodes import NODE_TYPES
 
+    options = options or RunOptions()
     if not specs:
         raise InvalidWorkflow("the workflow has no nodes")
     if len(specs) > MAX_NODES:
@@ -96,7 +98,7 @@ def validate(specs: list[NodeSpec]) -> Workflow:
         nodes[spec.id] = spec
     for spec in specs:
         node_type = NODE_TYPES[spec.type]
-        node_type.check_spec(spec)
+        node_type.check_spec(spec, options)
         for name in node_type.input_names:
             if name not in spec.inputs:
                 raise InvalidWorkflow(f"input {name!r} is not connected", node=spec.id)

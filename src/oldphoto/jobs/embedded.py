@@ -11,14 +11,15 @@ import logging
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, assert_never
 
 from oldphoto.jobs import announcements
 from oldphoto.jobs.admission import AdmissionRules
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.scheduler import FairQueue
 from oldphoto.jobs.store import Job, JobStore, NewJob
-from oldphoto.jobs.work import Message, WorkItem
+from oldphoto.jobs.messages import Cancelled, Crashed, Done, Failed, Noted, Ready, TimedOut, WorkerMessage
+from oldphoto.jobs.work import WorkItem
 from oldphoto.jobs.workers import WorkerPool
 from oldphoto.protocol import JobEvent
 
@@ -137,15 +138,21 @@ class LocalWorkers:
 
     # -- the writer's side -------------------------------------------------------------------------------------
 
-    def _from_pool(self, message: Message) -> None:
+    def _from_pool(self, message: WorkerMessage) -> None:
         """On the pool's thread: the writer records it, in the order the pool heard it."""
         if self.service is not None and not self._stopping:
             self.service.offload.write_later(self._on_message, message)
 
-    def _on_message(self, message: Message) -> None:
+    def _on_message(self, message: WorkerMessage) -> None:
         assert self.service is not None
-        if message[0] == "ready" or self.service.recorder.on_message(message):
-            self.service.queue_changed()  # a slot is free (or a new worker is ready): the next job starts
+        match message:
+            case Ready():
+                self.service.queue_changed()  # a new worker takes jobs: the next ones start
+            case Noted() | Done() | Failed() | Cancelled() | Crashed() | TimedOut():
+                if self.service.recorder.on_message(message):
+                    self.service.queue_changed()  # a slot is free: the next job starts
+            case _:
+                assert_never(message)
 
     def _recover(self) -> None:
         """After a restart: jobs that were running wait again once, then are `interrupted`; all waiting ones queue."""

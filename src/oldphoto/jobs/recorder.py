@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from oldphoto.jobs import announcements
 from oldphoto.jobs.lifecycle import JobStatus
+from oldphoto.jobs.messages import Cancelled, Crashed, Done, Failed, JobMessage, Noted, Outcome, TimedOut
 from oldphoto.jobs.store import JobStore
-from oldphoto.jobs.work import Message
 from oldphoto.protocol import JobEvent, Note
 
 
@@ -32,20 +32,19 @@ class Recorder:
         self.running.add(job_id)
         self.floors.setdefault(job_id, progress)
 
-    def on_message(self, message: Message) -> bool:
+    def on_message(self, message: JobMessage) -> bool:
         """Record a worker's message about a job; True when that job has ended (its slot is free again)."""
-        kind, job_id = message[0], message[1]
-        if job_id not in self.running:
+        if message.job_id not in self.running:
             return False
-        if kind == "note":  # the most frequent message by far: no store read
-            self._on_note(job_id, message[2])
-            return False
-        self.running.discard(job_id)
-        job = self.store.get(job_id)
-        if job is not None and job.status == JobStatus.RUNNING:
-            self._on_outcome(kind, job_id, job.stage, job.progress, message)
-        self.floors.pop(job_id, None)
-        return True
+        match message:
+            case Noted(job_id, note):  # the most frequent message by far: no store read
+                self._on_note(job_id, note)
+                return False
+            case Done() | Failed() | Cancelled() | Crashed() | TimedOut():
+                self._end(message)
+                return True
+            case _:
+                assert_never(message)
 
     def record(self, job_id: str, event: JobEvent | dict[str, Any], status: JobStatus | None = None, **fields: Any) -> JobEvent:
         recorded = self.store.append(job_id, event, status, **fields)
@@ -61,15 +60,25 @@ class Recorder:
         progress = max(note.progress, self.floors.get(job_id, 0))
         self.record(job_id, note.model_copy(update={"progress": progress}).model_dump())
 
-    def _on_outcome(self, kind: str, job_id: str, stage: str, progress: int, message: Message) -> None:
-        if kind == "done":
-            path = self.results_dir / f"{job_id}.png"
-            self.record(job_id, announcements.complete(job_id), JobStatus.SUCCEEDED, result_path=str(path))
-        elif kind == "cancelled":
-            self.record(job_id, announcements.ended("cancelled", stage, progress), JobStatus.CANCELLED)
-        elif kind == "failed":
-            self.fail(job_id, message[2], message[3])
-        elif kind == "crashed":
-            self.fail(job_id, "worker_crashed", f"The worker running this job stopped unexpectedly (exit code {message[2]}).")
-        elif kind == "timeout":
-            self.fail(job_id, "timeout", f"The job took longer than the limit of {self.job_timeout_s:g} seconds.")
+    def _end(self, outcome: Outcome) -> None:
+        self.running.discard(outcome.job_id)
+        job = self.store.get(outcome.job_id)
+        if job is not None and job.status == JobStatus.RUNNING:
+            self._on_outcome(outcome, job.stage, job.progress)
+        self.floors.pop(outcome.job_id, None)
+
+    def _on_outcome(self, outcome: Outcome, stage: str, progress: int) -> None:
+        match outcome:
+            case Done(job_id):
+                path = self.results_dir / f"{job_id}.png"
+                self.record(job_id, announcements.complete(job_id), JobStatus.SUCCEEDED, result_path=str(path))
+            case Cancelled(job_id):
+                self.record(job_id, announcements.ended("cancelled", stage, progress), JobStatus.CANCELLED)
+            case Failed(job_id, code, message):
+                self.fail(job_id, code, message)
+            case Crashed(job_id, reason, code):
+                self.fail(job_id, code, reason)
+            case TimedOut(job_id):
+                self.fail(job_id, "timeout", f"The job took longer than the limit of {self.job_timeout_s:g} seconds.")
+            case _:
+                assert_never(outcome)

@@ -6,17 +6,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from oldphoto.engine import CancelToken, Reporter, RunOptions, parse_workflow, run_workflow
 from oldphoto.errors import Cancelled, OldphotoError
 from oldphoto.imaging import decode_file, save_png
+from oldphoto.jobs import messages
+from oldphoto.jobs.messages import Done, Failed, FromWorker, Noted
 
 log = logging.getLogger(__name__)
-
-# A message from a worker: ("note", job_id, note) | ("done", job_id) | ("failed", job_id, code, message)
-# | ("cancelled", job_id) | ("ready", pid)
-Message = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -29,29 +26,29 @@ class WorkItem:
     max_pixels: int
 
 
-def execute(item: WorkItem, cancel: CancelToken, send: Callable[[Message], None]) -> None:
+def execute(item: WorkItem, cancel: CancelToken, send: Callable[[FromWorker], None]) -> None:
     """Run one job to its end, telling `send` every note and exactly one outcome."""
     result = Path(item.result_path)
     try:
         image = decode_file(item.input_path, max_pixels=item.max_pixels)
-        workflow = parse_workflow(item.workflow)
-        reporter = Reporter(sink=lambda note: send(("note", item.job_id, note)), cancel=cancel)
+        workflow = parse_workflow(item.workflow, item.options)
+        reporter = Reporter(sink=lambda note: send(Noted(item.job_id, note)), cancel=cancel)
         restored = run_workflow(workflow, image.rgb, options=item.options, reporter=reporter)
         cancel.check()
         save_png(result, restored, image.alpha)
-        send(("done", item.job_id))
+        send(Done(item.job_id))
     except Cancelled:
         result.unlink(missing_ok=True)
-        send(("cancelled", item.job_id))
+        send(messages.Cancelled(item.job_id))
     except OldphotoError as exc:
         result.unlink(missing_ok=True)
-        send(("failed", item.job_id, exc.code, exc.message))
+        send(Failed(item.job_id, exc.code, exc.message))
     except MemoryError:
         result.unlink(missing_ok=True)
-        send(("failed", item.job_id, "out_of_memory", "The machine ran out of memory on this photo."))
+        send(Failed(item.job_id, "out_of_memory", "The machine ran out of memory on this photo."))
     except Exception as exc:  # the job fails, the worker goes on
         log.exception("job %s failed", item.job_id)
         result.unlink(missing_ok=True)
         code = "out_of_memory" if type(exc).__name__ == "OutOfMemoryError" else "internal_error"
-        send(("failed", item.job_id, code, f"{type(exc).__name__}: {exc}"))
+        send(Failed(item.job_id, code, f"{type(exc).__name__}: {exc}"))
 

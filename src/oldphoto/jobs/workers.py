@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, assert_never
 
-from oldphoto.jobs.work import Message, WorkItem
+from oldphoto.jobs.messages import Cancelled, Crashed, Done, Failed, FromWorker, Noted, Ready, TimedOut, WorkerMessage, exited, restarted_beside
+from oldphoto.jobs.work import WorkItem
 
 log = logging.getLogger(__name__)
 CONTEXT = mp.get_context("spawn")  # fork after torch or CUDA has started is unsafe
-FINISHED = ("done", "failed", "cancelled")
 
 
 def _die_with_parent(parent: int) -> None:
@@ -49,14 +49,14 @@ def _worker_main(conn: Connection, cancel_flags: list[Any], cores_shared_by: int
     configure_threads(threads_per_job(cores_shared_by))
     lock = threading.Lock()
 
-    def send(message: Message) -> None:
+    def send(message: FromWorker) -> None:
         with lock:
             conn.send(message)
 
     def run(slot: int, item: WorkItem) -> None:
         execute(item, CancelToken(cancel_flags[slot]), send)
 
-    send(("ready",))
+    send(Ready())
     while True:
         try:
             task = conn.recv()
@@ -92,8 +92,8 @@ class Worker:
         return next((i for i, job in enumerate(self.jobs) if job == job_id), None)
 
 
-# Outcomes the pool reports on its own: ("crashed", job_id, exitcode) and ("timeout", job_id).
-Handler = Callable[[Message], None]
+# Gets what workers say, and the outcomes the pool reports on its own (Crashed, TimedOut).
+Handler = Callable[[WorkerMessage], None]
 
 
 class WorkerPool:
@@ -179,41 +179,49 @@ class WorkerPool:
 
     def _receive(self, worker: Worker) -> None:
         try:
-            message = worker.conn.recv()
+            message: FromWorker = worker.conn.recv()
         except (EOFError, OSError):
             return  # the process is gone; _check_health reports it
-        if message[0] == "ready":
-            worker.ready = True
-            self.handler(("ready", None))
-            return
-        if message[0] in FINISHED:
-            with self._lock:
-                slot = worker.slot_of(message[1])
-                if slot is not None:
-                    worker.jobs[slot] = None
-                    worker.deadlines[slot] = None
+        match message:
+            case Ready():
+                worker.ready = True
+            case Done(job_id) | Failed(job_id) | Cancelled(job_id):
+                self._free(worker, job_id)
+            case Noted():
+                pass
+            case _:
+                assert_never(message)
         self.handler(message)
+
+    def _free(self, worker: Worker, job_id: str) -> None:
+        with self._lock:
+            slot = worker.slot_of(job_id)
+            if slot is not None:
+                worker.jobs[slot] = None
+                worker.deadlines[slot] = None
 
     def _check_health(self) -> None:
         if self._stopping.is_set():
             return
         now = time.monotonic()
         for i, worker in enumerate(self.workers):
+            jobs = [job for job in worker.jobs if job is not None]
             if not worker.process.is_alive():
-                self._replace(i, lambda job: ("crashed", job, worker.process.exitcode))
+                self._replace(i, [exited(job, worker.process.exitcode) for job in jobs])
             elif any(d is not None and now > d for d in worker.deadlines):
                 late = {job for job, d in zip(worker.jobs, worker.deadlines) if d is not None and now > d}
                 worker.process.kill()
                 worker.process.join(2)
-                # Jobs sharing the process with a stuck one go down with it; they are told so, not blamed.
-                self._replace(i, lambda job: ("timeout", job) if job in late else ("crashed", job, "a job beside it ran out of time"))
+                # Jobs sharing the process with a stuck one go down with it: told so in words of their own, not
+                # blamed for the time limit and not called a crash.
+                self._replace(i, [TimedOut(job) if job in late else restarted_beside(job) for job in jobs])
 
-    def _replace(self, index: int, outcome: Callable[[str], Message]) -> None:
+    def _replace(self, index: int, outcomes: list[Crashed | TimedOut]) -> None:
+        """A fresh worker in place of one that ended; then the outcomes of the jobs it took with it."""
         old = self.workers[index]
         log.warning("worker %s (pid %s) ended with exit code %s", index, old.process.pid, old.process.exitcode)
         old.conn.close()
         with self._lock:
             self.workers[index] = self._spawn(index)
-        for job in old.jobs:
-            if job is not None:
-                self.handler(outcome(job))
+        for outcome in outcomes:
+            self.handler(outcome)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse
 
+from oldphoto.engine.context import RunOptions
 from oldphoto.engine.graph import parse_workflow
 from oldphoto.errors import BadInput, OldphotoError
 from oldphoto.jobs.errors import JobNotFound
@@ -81,7 +82,7 @@ async def create_job(request: Request, service: Service, caller: Caller) -> dict
         request, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels, tmp_dir=settings.data_dir / "tmp"
     )
     try:
-        workflow = _workflow_text(upload.fields)
+        workflow = _workflow_text(upload.fields, request.app.state.run_options)
         model = _model_name(upload.fields.get("model"), request)
         admission = await service.submit(caller.user, upload.path, workflow, model)
     finally:
@@ -159,13 +160,13 @@ def _lang(request: Request) -> str:
     return pick_language(request.query_params.get("lang"), request.headers.get("accept-language"))
 
 
-def _workflow_text(fields: dict[str, str]) -> str:
+def _workflow_text(fields: dict[str, str], options: RunOptions) -> str:
     """Validated now, so a broken workflow is a 400 before anything is queued; stored as text for the worker."""
     if fields.get("workflow"):
         text = fields["workflow"]
     else:
         text = json.dumps({"steps": fields.get("steps") or "colorize"})
-    parse_workflow(text)
+    parse_workflow(text, options)
     return text
 
 

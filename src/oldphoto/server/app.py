@@ -29,7 +29,7 @@ from oldphoto.server.metrics import Snapshot, render
 from oldphoto.server.origins import origin_allowed
 from oldphoto.server.ratelimit import RateLimiter
 from oldphoto.settings import Settings, get_settings
-from oldphoto.wiring import job_service, store_url
+from oldphoto.wiring import job_service, run_options, store_url
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="oldphoto", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.state.run_options = run_options(settings)  # uploads' workflows are checked against what they will run with
     app.state.auth = Authenticator(settings)
     # Scale-out: limits counted in Redis, across every web node (a connection's message rate included: one place).
     app.state.limiter = RateLimiter(settings.broker_url, namespace=settings.broker_prefix) if settings.scale_out else RateLimiter()

@@ -202,12 +202,12 @@ def test_the_seed_workflow_validates_as_it_stands() -> None:
 )
 def test_bad_node_options_are_refused_before_anything_runs(params: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidWorkflow, match=message) as caught:
-        DDColorNode.check_spec(NodeSpec("ddcolor_node", "DDColor", params=params))
+        DDColorNode.check_spec(NodeSpec("ddcolor_node", "DDColor", params=params), RunOptions())
     assert caught.value.node == "ddcolor_node"
 
 
 def test_a_known_model_name_is_accepted_from_a_workflow() -> None:
-    DDColorNode.check_spec(NodeSpec("ddcolor_node", "DDColor", params={"model": "ddcolor_artistic", "ab_upsample": "nearest"}))
+    DDColorNode.check_spec(NodeSpec("ddcolor_node", "DDColor", params={"model": "ddcolor_artistic", "ab_upsample": "nearest"}), RunOptions())
 
 
 def batched_options(tiny_checkpoint: Path, tmp_path: Path) -> RunOptions:

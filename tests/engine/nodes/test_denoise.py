@@ -108,7 +108,7 @@ def test_cancel_stops_between_bands() -> None:
 def test_the_seeds_widget_is_the_strength() -> None:
     assert Denoise.build(NodeSpec("dn", "Denoise", widgets=(4,))).options.strength == 4
     with pytest.raises(InvalidWorkflow):
-        Denoise.check_spec(NodeSpec("dn", "Denoise", widgets=(99,)))
+        Denoise.check_spec(NodeSpec("dn", "Denoise", widgets=(99,)), RunOptions())
 
 
 def test_on_a_real_photo(photo: Path) -> None:

@@ -109,4 +109,4 @@ def test_the_seeds_widgets_and_their_bounds() -> None:
     options = Sharpen.build(NodeSpec("sh", "Sharpen", widgets=(1.2, 3.0, 5))).options
     assert (options.amount, options.radius, options.threshold) == (1.2, 3.0, 5)
     with pytest.raises(InvalidWorkflow):
-        Sharpen.check_spec(NodeSpec("sh", "Sharpen", widgets=(1.0, 0)))
+        Sharpen.check_spec(NodeSpec("sh", "Sharpen", widgets=(1.0, 0)), RunOptions())

@@ -114,7 +114,7 @@ def test_cancel_between_tiles_stops_at_once(crop: np.ndarray, tmp_path: Path, mo
 
 def test_an_unknown_model_is_refused_before_running() -> None:
     with pytest.raises(InvalidWorkflow) as info:
-        Upscale.check_spec(NodeSpec("up", "Upscale", widgets=("realesrgan-x9000",)))
+        Upscale.check_spec(NodeSpec("up", "Upscale", widgets=("realesrgan-x9000",)), RunOptions())
     assert info.value.code == "invalid_workflow" and info.value.node == "up"
     assert "realesrgan-x9000" in info.value.message and "realesr-animevideov3-x2" in info.value.message
 
@@ -122,12 +122,33 @@ def test_an_unknown_model_is_refused_before_running() -> None:
 @pytest.mark.parametrize("name", ["../../etc/passwd", "/abs/path", "a" * 65, ""])
 def test_a_model_name_is_never_a_path(name: str) -> None:
     with pytest.raises(InvalidWorkflow):
-        Upscale.check_spec(NodeSpec("up", "Upscale", widgets=(name,)))
+        Upscale.check_spec(NodeSpec("up", "Upscale", widgets=(name,)), RunOptions())
 
 
 def test_tile_size_is_bounded() -> None:
     with pytest.raises(InvalidWorkflow):
-        Upscale.check_spec(NodeSpec("up", "Upscale", widgets=("realesr-animevideov3-x2", 8)))
+        Upscale.check_spec(NodeSpec("up", "Upscale", widgets=("realesr-animevideov3-x2", 8)), RunOptions())
+
+
+def test_a_users_pair_is_found_in_the_models_dir_of_the_options_given(tmp_path: Path) -> None:
+    bundled = realesrgan.resolve_name("realesr-animevideov3-x2")
+    for source, suffix in ((bundled.param, ".param"), (bundled.bin, ".bin")):
+        (tmp_path / f"mine-x2{suffix}").write_bytes(source.read_bytes())
+    spec = NodeSpec("up", "Upscale", widgets=("mine-x2",))
+    Upscale.check_spec(spec, RunOptions(models_dir=tmp_path))
+    with pytest.raises(InvalidWorkflow):
+        Upscale.check_spec(spec, RunOptions(models_dir=tmp_path / "elsewhere"))
+    assert workflow_from_steps("upscale", RunOptions(models_dir=tmp_path)).order == ("load_image", "upscale", "save_output")
+
+
+def test_the_net_runs_on_the_threads_its_options_give(crop: np.ndarray, tmp_path: Path) -> None:
+    # The worker's options say how many threads (its share of the machine): no global setting overrides them.
+    MODEL_CACHE.clear()
+    notes: list[Note] = []
+    report = Reporter(sink=notes.append).for_node("n", "upscale", 0.0, 1.0)
+    build().run(NodeContext(report, RunOptions(models_dir=tmp_path, threads=3), crop[:16, :16]), image=crop[:16, :16])
+    upscaler, from_memory = realesrgan.load_upscaler("realesr-animevideov3-x2", models_dir=tmp_path, threads=3)
+    assert from_memory and upscaler.net.opt.num_threads == 3
 
 
 def test_the_steps_shorthand_validates_with_the_default_model() -> None:

@@ -5,7 +5,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from oldphoto.engine.context import NodeContext
+from oldphoto.engine.context import NodeContext, RunOptions
 from oldphoto.engine.graph import NodeSpec
 from oldphoto.errors import InvalidWorkflow
 from oldphoto.protocol import Source
@@ -46,7 +46,8 @@ class Node(ABC):
             raise InvalidWorkflow(f"{where}: {first['msg']}", node=spec.id) from None
 
     @classmethod
-    def check_spec(cls, spec: NodeSpec) -> None:
+    def check_spec(cls, spec: NodeSpec, options: RunOptions) -> None:
+        """Refuse a bad node before anything runs; `options` are those the workflow will run with."""
         cls.options_from(spec)
 
     @classmethod

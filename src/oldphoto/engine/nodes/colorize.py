@@ -59,10 +59,10 @@ class DDColorNode(Node):
     options: DDColorOptions
 
     @classmethod
-    def check_spec(cls, spec: NodeSpec) -> None:
-        options = cls.options_from(spec)
-        if options.upscale:
-            Upscale.check_spec(_upscale_spec(spec.id, options))
+    def check_spec(cls, spec: NodeSpec, options: RunOptions) -> None:
+        own = cls.options_from(spec)
+        if own.upscale:
+            Upscale.check_spec(_upscale_spec(spec.id, own), options)
 
     def cost(self) -> float:
         return self.weight + (self._upscaler().cost() if self.options.upscale else 0.0)

@@ -3,13 +3,12 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from oldphoto.engine.context import NodeContext
+from oldphoto.engine.context import NodeContext, RunOptions
 from oldphoto.engine.graph import NodeSpec
 from oldphoto.engine.nodes.base import Node
 from oldphoto.engine.reporter import NodeReporter
 from oldphoto.errors import InvalidWorkflow, ModelMissing
-from oldphoto.models.realesrgan import TileCallback, Upscaler, default_threads, is_loaded, load_upscaler, resolve_name
-from oldphoto.settings import get_settings
+from oldphoto.models.realesrgan import TileCallback, Upscaler, is_loaded, load_upscaler, resolve_name
 
 
 class UpscaleOptions(BaseModel):
@@ -31,11 +30,11 @@ class Upscale(Node):
     options: UpscaleOptions
 
     @classmethod
-    def check_spec(cls, spec: NodeSpec) -> None:
+    def check_spec(cls, spec: NodeSpec, options: RunOptions) -> None:
         """Refuse an unknown model before anything runs: a directory listing, no loading."""
-        options = cls.options_from(spec)
+        own = cls.options_from(spec)
         try:
-            resolve_name(options.model, models_dir=get_settings().models_dir)
+            resolve_name(own.model, models_dir=options.models_dir)
         except ModelMissing as exc:
             raise InvalidWorkflow(exc.message, node=spec.id) from None
 
@@ -50,9 +49,8 @@ class Upscale(Node):
         return (out,)
 
     def _load(self, ctx: NodeContext) -> Upscaler:
-        model, models_dir = self.options.model, ctx.options.models_dir
+        model, models_dir, threads = self.options.model, ctx.options.models_dir, ctx.options.threads
         name = resolve_name(model, models_dir=models_dir).name
-        threads = default_threads(get_settings().workers)
         # Asked before loading, so the sentence people read says what is about to happen.
         cached = is_loaded(model, models_dir=models_dir, threads=threads)
         ctx.report.stage("load_model", "upscale.load_model.memory" if cached else "upscale.load_model", model=name)

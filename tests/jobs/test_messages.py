@@ -1,0 +1,153 @@
+"""The typed messages between the recording process and its worker processes: they cross the spawn boundary
+intact, and a real WorkerPool says each of them when its workers do what the message names."""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import pytest
+
+from oldphoto.engine import RunOptions
+from oldphoto.jobs.messages import (
+    Cancelled,
+    CancelRequest,
+    Crashed,
+    Done,
+    Failed,
+    NodeMessage,
+    Noted,
+    Ready,
+    TimedOut,
+    WorkerMessage,
+    exited,
+    restarted_beside,
+)
+from oldphoto.jobs.work import WorkItem
+from oldphoto.jobs.workers import CONTEXT, WorkerPool
+from oldphoto.protocol import Note
+from tests.helpers.images import png_bytes
+from tests.jobs.conftest import crash_workflow, pause_workflow
+
+EACH_KIND: list[NodeMessage] = [
+    Ready(),
+    Noted("j1", Note(stage="inference", message_key="inference.block", message_params={"index": 1}, progress=40)),
+    Done("j1"),
+    Failed("j2", "invalid_image", "The file is not an image."),
+    Cancelled("j3"),
+    exited("j4", -9),
+    restarted_beside("j5"),
+    TimedOut("j6"),
+    CancelRequest("j7"),
+]
+
+
+def _send_each(conn: Connection) -> None:
+    for message in EACH_KIND:
+        conn.send(message)
+    conn.close()
+
+
+def test_every_kind_crosses_the_spawn_boundary_intact() -> None:
+    parent, child = CONTEXT.Pipe(duplex=False)
+    process = CONTEXT.Process(target=_send_each, args=(child,))
+    process.start()
+    child.close()
+    received = [parent.recv() for _ in EACH_KIND]
+    process.join(30)
+    assert received == EACH_KIND
+    assert [type(m) for m in received] == [type(m) for m in EACH_KIND]
+
+
+def test_messages_are_frozen() -> None:
+    with pytest.raises(AttributeError):
+        Done("j1").job_id = "j2"  # type: ignore[misc]
+
+
+class Pool:
+    """A real WorkerPool whose messages land in a queue the test reads."""
+
+    def __init__(self, tmp_path: Path, *, slots: int = 1, job_timeout_s: float = 60) -> None:
+        self.tmp_path = tmp_path
+        self.messages: queue.Queue[WorkerMessage] = queue.Queue()
+        self.pool = WorkerPool(1, self.messages.put, job_timeout_s=job_timeout_s, slots=slots)
+        self.photo = tmp_path / "photo.png"
+        self.photo.write_bytes(png_bytes(32, 32))
+
+    def next(self, timeout: float = 60) -> WorkerMessage:
+        return self.messages.get(timeout=timeout)
+
+    def until(self, kind: type, timeout: float = 60) -> tuple[list[WorkerMessage], WorkerMessage]:
+        """Messages up to the first of `kind`, and that one."""
+        before: list[WorkerMessage] = []
+        deadline = time.monotonic() + timeout
+        while not isinstance(message := self.next(max(0.1, deadline - time.monotonic())), kind):
+            before.append(message)
+        return before, message
+
+    def submit(self, job_id: str, workflow: str, options: RunOptions | None = None) -> None:
+        deadline = time.monotonic() + 60
+        while (place := self.pool.idle()) is None:
+            assert time.monotonic() < deadline, "no worker became ready"
+            time.sleep(0.05)
+        item = WorkItem(job_id, str(self.photo), str(self.tmp_path / f"{job_id}.png"), workflow, options or RunOptions(), 10_000)
+        self.pool.assign(place, item)
+
+
+@pytest.fixture
+def pools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Pool]]:
+    monkeypatch.setenv("OLDPHOTO_TEST_NODES", "1")  # the Pause and Crash nodes, in the spawned workers
+    started: list[Pool] = []
+    yield started
+    for pool in started:
+        pool.pool.stop()
+
+
+def start(pools: list[Pool], tmp_path: Path, **kwargs: float) -> Pool:
+    pool = Pool(tmp_path, **kwargs)  # type: ignore[arg-type]
+    pool.pool.start()
+    pools.append(pool)
+    return pool
+
+
+@pytest.mark.slow
+def test_a_real_worker_says_ready_notes_and_each_outcome(pools: list[Pool], tmp_path: Path) -> None:
+    pool = start(pools, tmp_path)
+    assert pool.next() == Ready()
+
+    pool.submit("ok", pause_workflow(0.1))
+    notes, done = pool.until(Done)
+    assert done == Done("ok") and (tmp_path / "ok.png").is_file()
+    assert notes and all(isinstance(n, Noted) and n.job_id == "ok" for n in notes)
+    assert notes[-1].note.progress >= notes[0].note.progress  # type: ignore[union-attr]
+
+    pool.submit("bad", '{"steps": "no-such-step"}')
+    _, failed = pool.until(Failed)
+    assert failed.job_id == "bad" and failed.code == "invalid_workflow"  # type: ignore[union-attr]
+
+    pool.submit("stopped", pause_workflow(20))
+    pool.until(Noted)
+    assert pool.pool.cancel("stopped")
+    _, cancelled = pool.until(Cancelled, timeout=5)
+    assert cancelled == Cancelled("stopped")
+
+    pool.submit("crash", crash_workflow())
+    _, crashed = pool.until(Crashed)
+    assert crashed == exited("crash", 70) and crashed.code == "worker_crashed"  # type: ignore[union-attr]
+    assert pool.until(Ready)[1] == Ready()  # its replacement
+
+
+@pytest.mark.slow
+def test_a_timeout_fails_the_late_job_and_tells_the_one_beside_it_the_worker_restarted(pools: list[Pool], tmp_path: Path) -> None:
+    pool = start(pools, tmp_path, slots=2, job_timeout_s=3)
+    assert pool.next() == Ready()
+    pool.submit("stuck", pause_workflow(30))
+    time.sleep(1.5)  # the second job's own limit is still 1.5 s away when the first one's runs out
+    pool.submit("beside", pause_workflow(30))
+    outcomes = [m for m in pool.until(Ready, timeout=30)[0] if not isinstance(m, Noted)]
+    assert outcomes == [TimedOut("stuck"), restarted_beside("beside")]
+    assert outcomes[1].code == "worker_restarted"  # type: ignore[union-attr]
+    assert "ran out of time" in outcomes[1].reason and "exit code" not in outcomes[1].reason  # type: ignore[union-attr]
