@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = JobStore(settings.database_url or f"sqlite:///{settings.data_dir.resolve() / 'jobs.sqlite3'}")
+        store = JobStore(settings.store_url)
         service = _service(settings, store)
         await service.start()
         app.state.service = service
