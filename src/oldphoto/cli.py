@@ -1,6 +1,6 @@
-"""The terminal front: `oldphoto serve | restore | models | token | worker` (SPEC "Commands").
+"""The terminal front: `oldphoto serve | restore | models | token | worker | db` (SPEC "Commands").
 
-Exit status: 0 success, 1 a job failed (message on stderr), 2 bad usage or bad input.
+Exit status: 0 success, 1 a job failed or the job store cannot be opened (message on stderr), 2 bad usage or bad input.
 """
 
 from __future__ import annotations
@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
 
     commands.add_parser("worker", help="a scale-out worker process (needs OLDPHOTO_BROKER_URL and OLDPHOTO_DATABASE_URL)")
+
+    db = commands.add_parser("db", help="the job store's schema: upgrade, current")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_commands.add_parser("upgrade", help="migrate the job store to the newest schema (serve and worker do it at start)")
+    db_commands.add_parser("current", help="print the job store's schema revision")
     return parser
 
 
@@ -73,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from oldphoto.commands.token import token
 
         return token(args)
+    if args.command == "db":
+        from oldphoto.commands.db import db
+
+        return db(args)
     from oldphoto.commands.worker import worker
 
     return worker(args)

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
         return int(self.max_upload_mb * 1024 * 1024)
 
     @property
+    def store_url(self) -> str:
+        """The job store: OLDPHOTO_DATABASE_URL, or the SQLite file jobs.sqlite3 in the data dir."""
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'jobs.sqlite3'}"
+
+    @property
     def scale_out(self) -> bool:
         return bool(self.broker_url and self.database_url)
 

@@ -44,10 +44,6 @@ def service_config(settings: Settings) -> ServiceConfig:
     )
 
 
-def store_url(settings: Settings) -> str:
-    return settings.database_url or f"sqlite:///{settings.data_dir.resolve() / 'jobs.sqlite3'}"
-
-
 def job_service(settings: Settings, store: JobStore) -> JobService:
     config = service_config(settings)
     if settings.scale_out:

@@ -5,7 +5,8 @@ import logging
 
 import uvicorn
 
-from oldphoto.cli import EXIT_OK
+from oldphoto.cli import EXIT_FAILED, EXIT_OK
+from oldphoto.commands.db import store_ready
 from oldphoto.server import redact
 from oldphoto.server.app import create_app
 from oldphoto.server.prepared import PreparedFrameProtocol
@@ -26,6 +27,9 @@ class Server(uvicorn.Server):
 def serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {"data_dir": args.data_dir, "model": args.model, "device": args.device, "workers": args.workers, "auth": args.auth}.items() if v is not None}
     settings = Settings(**overrides)
+    # Migrated here rather than first in the app's lifespan, where a failure would end in uvicorn's traceback.
+    if not store_ready(settings.store_url, "serve"):
+        return EXIT_FAILED
     app = create_app(settings)
     config = uvicorn.Config(
         app,

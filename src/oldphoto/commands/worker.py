@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 
-from oldphoto.cli import EXIT_OK, EXIT_USAGE
+from oldphoto.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from oldphoto.settings import get_settings
 
 
@@ -15,6 +15,7 @@ def worker(args: argparse.Namespace) -> int:
     if not settings.scale_out:
         print("oldphoto worker needs OLDPHOTO_BROKER_URL and OLDPHOTO_DATABASE_URL (see docs/scaleout.md).", file=sys.stderr)
         return EXIT_USAGE
+    from oldphoto.commands.db import store_ready
     from oldphoto.distributed.worker import WorkerNode
     from oldphoto.jobs.store import JobStore
     from oldphoto.wiring import service_config
@@ -23,7 +24,9 @@ def worker(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
-    store = JobStore(settings.database_url or "")
+    if not store_ready(settings.store_url, "worker"):
+        return EXIT_FAILED
+    store = JobStore(settings.store_url)
     config = service_config(settings)
     config.inputs_dir.mkdir(parents=True, exist_ok=True)
     config.results_dir.mkdir(parents=True, exist_ok=True)

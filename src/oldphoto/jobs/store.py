@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from oldphoto.jobs.lifecycle import FINAL_STATUSES, JobStatus, check_transition
+from oldphoto.jobs.migrate import upgrade
 from oldphoto.protocol import JobEvent
 
 
@@ -164,7 +165,7 @@ class JobStore:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
-        Base.metadata.create_all(self.engine)
+        upgrade(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -29,7 +29,7 @@ from oldphoto.server.metrics import Snapshot, render
 from oldphoto.server.origins import origin_allowed
 from oldphoto.server.ratelimit import RateLimiter
 from oldphoto.settings import Settings, get_settings
-from oldphoto.wiring import job_service, run_options, store_url
+from oldphoto.wiring import job_service, run_options
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = await asyncio.to_thread(JobStore, store_url(settings))
+        store = await asyncio.to_thread(JobStore, settings.store_url)
         service = job_service(settings, store)
         await service.start()
         app.state.service = service
