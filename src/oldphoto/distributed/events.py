@@ -14,23 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 
-from oldphoto.jobs.bus import LocalBus
+from oldphoto.jobs.bus import LocalBus, Subscriber
 from oldphoto.protocol import JobEvent
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "oldphoto"
 RECONNECT_DELAYS_S = (0.1, 0.25, 0.5, 1.0, 2.0)
-
-
-class Subscriber(Protocol):
-    def deliver(self, event: JobEvent) -> None: ...
-    def resync(self) -> None: ...
 
 
 CANCEL = "cancel"  # the channel after the prefix that carries job ids to cancel wherever they run
@@ -125,6 +120,7 @@ class RedisBus:
             for delay in (*RECONNECT_DELAYS_S, None):
                 try:
                     if command == "publish":
+                        assert data is not None  # only (un)subscribe commands carry none
                         await self._redis.publish(name, data)
                     elif command == "subscribe":
                         await self._pubsub.subscribe(name)

@@ -8,6 +8,7 @@ the store's event sequence and the bus never race.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import shutil
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from oldphoto.jobs.errors import AlreadyFinished, JobNotFound, QueueFull, UserLi
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.scheduler import FairQueue
-from oldphoto.jobs.store import Job, JobStore, NewJob, new_job_id, utcnow
+from oldphoto.jobs.store import EventItem, Job, JobStore, NewJob, new_job_id, utcnow
 from oldphoto.jobs.work import Message, WorkItem
 from oldphoto.jobs.workers import WorkerPool
 from oldphoto.protocol import JobEvent
@@ -77,7 +78,9 @@ class JobService:
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._recover()
-        self.pool = WorkerPool(self.config.workers, self._from_pool, job_timeout_s=self.config.job_timeout_s, slots=self.config.jobs_per_worker)
+        self.pool = WorkerPool(
+            self.config.workers, self._from_pool, job_timeout_s=self.config.job_timeout_s, slots=self.config.jobs_per_worker
+        )
         await asyncio.to_thread(self.pool.start)
         self._dispatch()
         self._janitor = asyncio.create_task(self._retention_loop())
@@ -152,7 +155,7 @@ class JobService:
         ready = pool.ready_count() if pool else 0
         return {"workers": alive, "workers_ready": ready, "queued": len(self.queue), "running": len(pool.running()) if pool else 0}
 
-    def events_after(self, job_id: str, seq: int = 0) -> list[JobEvent]:
+    def events_after(self, job_id: str, seq: int = 0) -> builtins.list[JobEvent]:  # `list` here is the method above
         return self.store.events_after(job_id, seq)
 
     def result_path(self, job: Job) -> Path | None:
@@ -187,7 +190,7 @@ class JobService:
         while len(self.queue) and (place := self.pool.idle()) is not None:
             job_id = self.queue.pop()
             job = self.store.get(job_id) if job_id else None
-            if job is None or job.status != JobStatus.QUEUED:
+            if job_id is None or job is None or job.status != JobStatus.QUEUED:
                 continue
             self.store.set_status(job_id, JobStatus.RUNNING)
             self.recorder.started(job_id, job.progress)
@@ -240,7 +243,7 @@ class JobService:
         self.positions = positions
         if not changed:
             return
-        items = [(job_id, announcements.queued(p, self.recorder.floors.get(job_id, 0)), None, {}) for job_id, p in changed]
+        items: list[EventItem] = [(job_id, announcements.queued(p, self.recorder.floors.get(job_id, 0)), None, {}) for job_id, p in changed]
         for event in self.store.append_many(items):
             self.bus.publish(event)
 
@@ -262,5 +265,5 @@ class JobService:
             self.store.delete(job.id)
         return len(expired)
 
-    def _local_files(self, job: Job) -> list[Path]:
+    def _local_files(self, job: Job) -> builtins.list[Path]:
         return [Path(path) for path in (job.input_path, job.result_path) if path]

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from oldphoto.jobs import announcements
 from oldphoto.jobs.lifecycle import JobStatus
-from oldphoto.jobs.store import JobRow, JobStore, LaneRow, LeaseRow, QueueEntryRow, set_status_in, utcnow
+from oldphoto.jobs.store import EventItem, JobRow, JobStore, LaneRow, LeaseRow, QueueEntryRow, set_status_in, utcnow
 from oldphoto.protocol import JobEvent
 
 # pg_advisory_xact_lock takes a 64-bit key: this one is "oldphoto" read as eight bytes.
@@ -133,7 +133,7 @@ class SharedQueue:
             return []
         session.flush()
         progress = dict(session.execute(select(JobRow.id, JobRow.progress).where(JobRow.id.in_([j for j, _ in moved]))).tuples().all())
-        items = [(job_id, announcements.queued(place, progress.get(job_id, 0)), None, {}) for job_id, place in moved]
+        items: list[EventItem] = [(job_id, announcements.queued(place, progress.get(job_id, 0)), None, {}) for job_id, place in moved]
         return self.store.append_many(items, session.connection())
 
 

@@ -11,13 +11,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Text, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from oldphoto.jobs.lifecycle import FINAL_STATUSES, JobStatus, check_transition
 from oldphoto.protocol import JobEvent
-
 
 # (job id, event, new status or None, other columns to set)
 EventItem = tuple[str, "JobEvent | dict[str, Any]", "JobStatus | None", dict[str, Any]]

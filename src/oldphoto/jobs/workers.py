@@ -8,6 +8,7 @@ its place. A worker runs one job at a time, or `slots` at once on threads when b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -117,10 +118,8 @@ class WorkerPool:
         for worker in self.workers:
             for flag in worker.cancel_flags:
                 flag.set()
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 worker.conn.send(None)
-            except (OSError, ValueError):
-                pass
         deadline = time.monotonic() + timeout
         for worker in self.workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))
@@ -165,7 +164,9 @@ class WorkerPool:
     def _spawn(self, index: int) -> Worker:
         parent, child = CONTEXT.Pipe(duplex=True)
         flags = [CONTEXT.Event() for _ in range(self.slots)]
-        process = CONTEXT.Process(target=_worker_main, args=(child, flags, self.size, os.getpid()), name=f"oldphoto-worker-{index}", daemon=True)
+        process = CONTEXT.Process(
+            target=_worker_main, args=(child, flags, self.size, os.getpid()), name=f"oldphoto-worker-{index}", daemon=True
+        )
         process.start()
         child.close()
         return Worker(index=index, process=process, conn=parent, cancel_flags=flags)
@@ -174,7 +175,7 @@ class WorkerPool:
         while not self._stopping.is_set():
             conns = {w.conn: w for w in self.workers}
             for conn in wait(list(conns), timeout=0.2):
-                self._receive(conns[conn])
+                self._receive(conns[conn])  # type: ignore[index]  # wait() returns some of the connections it was given
             self._check_health()
 
     def _receive(self, worker: Worker) -> None:
@@ -198,15 +199,16 @@ class WorkerPool:
         if self._stopping.is_set():
             return
         now = time.monotonic()
+        # The lambdas read this iteration's `worker` and `late` (B023): `_replace` calls them before the loop moves on.
         for i, worker in enumerate(self.workers):
             if not worker.process.is_alive():
-                self._replace(i, lambda job: ("crashed", job, worker.process.exitcode))
+                self._replace(i, lambda job: ("crashed", job, worker.process.exitcode))  # noqa: B023
             elif any(d is not None and now > d for d in worker.deadlines):
                 late = {job for job, d in zip(worker.jobs, worker.deadlines) if d is not None and now > d}
                 worker.process.kill()
                 worker.process.join(2)
                 # Jobs sharing the process with a stuck one go down with it; they are told so, not blamed.
-                self._replace(i, lambda job: ("timeout", job) if job in late else ("crashed", job, "a job beside it ran out of time"))
+                self._replace(i, lambda job: ("timeout", job) if job in late else ("crashed", job, "a job beside it ran out of time"))  # noqa: B023
 
     def _replace(self, index: int, outcome: Callable[[str], Message]) -> None:
         old = self.workers[index]

@@ -10,11 +10,11 @@ from fastapi.responses import FileResponse
 
 from oldphoto.engine.graph import parse_workflow
 from oldphoto.errors import BadInput, OldphotoError
-from oldphoto.jobs.errors import JobNotFound
 from oldphoto.jobs.announcements import result_url
+from oldphoto.jobs.errors import JobNotFound
+from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.service import JobService
 from oldphoto.jobs.store import Job
-from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.protocol import pick_language, translate
 from oldphoto.server.auth import ANONYMOUS_PREFIX, ANONYMOUS_TTL_S, COOKIE, Authenticator, Identity, SessionsDisabled, bearer
 from oldphoto.server.ratelimit import RateLimiter
@@ -157,10 +157,7 @@ def _lang(request: Request) -> str:
 
 def _workflow_text(fields: dict[str, str]) -> str:
     """Validated now, so a broken workflow is a 400 before anything is queued; stored as text for the worker."""
-    if fields.get("workflow"):
-        text = fields["workflow"]
-    else:
-        text = json.dumps({"steps": fields.get("steps") or "colorize"})
+    text = fields["workflow"] if fields.get("workflow") else json.dumps({"steps": fields.get("steps") or "colorize"})
     parse_workflow(text)
     return text
 

@@ -23,7 +23,9 @@ class ServiceCollector:
         yield GaugeMetricFamily("oldphoto_workers_alive", "Worker processes alive (on this node).", value=capacity["workers"])
         yield GaugeMetricFamily("oldphoto_asyncio_tasks", "Tasks alive on the server's event loop.", value=len(asyncio.all_tasks()))
         yield GaugeMetricFamily("oldphoto_ws_connections", "Open progress WebSockets.", value=len(self.connections))
-        yield GaugeMetricFamily("oldphoto_subscriptions", "Job subscriptions (WebSocket and SSE).", value=self.service.bus.subscription_count)
+        yield GaugeMetricFamily(
+            "oldphoto_subscriptions", "Job subscriptions (WebSocket and SSE).", value=self.service.bus.subscription_count
+        )
         jobs = GaugeMetricFamily("oldphoto_jobs", "Jobs in the store by status.", labels=["status"])
         for status, count in self.service.store.count_by_status().items():
             jobs.add_metric([status], count)

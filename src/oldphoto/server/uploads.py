@@ -11,6 +11,7 @@ from pathlib import Path
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
+from starlette.types import Message
 
 from oldphoto.errors import BadInput, TooLarge
 from oldphoto.server.inspect import inspect_image
@@ -34,7 +35,7 @@ def limited_request(request: Request, limit: int) -> Request:
     """The same request, whose body stops with TooLarge once more than `limit` bytes have come in."""
     received = 0
 
-    async def receive() -> dict:
+    async def receive() -> Message:
         nonlocal received
         message = await request.receive()
         if message["type"] == "http.request":
@@ -69,7 +70,8 @@ async def receive_upload(request: Request, *, max_bytes: int, max_pixels: int, t
 
 async def _spool(upload: UploadFile, tmp_dir: Path, max_bytes: int) -> Path:
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=tmp_dir, prefix="upload-", delete=False)
+    # Opened outside `with` so its name is known to the cleanup below; `with handle` closes it.
+    handle = tempfile.NamedTemporaryFile(dir=tmp_dir, prefix="upload-", delete=False)  # noqa: SIM115
     path = Path(handle.name)
     try:
         with handle:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,7 +35,7 @@ class Upscale(Node):
     @classmethod
     def check_spec(cls, spec: NodeSpec) -> None:
         """Refuse an unknown model before anything runs: a directory listing, no loading."""
-        options = cls.options_from(spec)
+        options = cast(UpscaleOptions, cls.options_from(spec))
         try:
             resolve_name(options.model, models_dir=get_settings().models_dir)
         except ModelMissing as exc:
