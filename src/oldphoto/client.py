@@ -46,7 +46,9 @@ class Client:
     def close(self) -> None:
         self.http.close()
 
-    def submit(self, photo: str | Path | bytes, *, steps: str | None = None, workflow: str | dict | None = None, model: str | None = None) -> dict[str, Any]:
+    def submit(
+        self, photo: str | Path | bytes, *, steps: str | None = None, workflow: str | dict | None = None, model: str | None = None
+    ) -> dict[str, Any]:
         data = Path(photo).read_bytes() if isinstance(photo, (str, Path)) else photo
         name = Path(photo).name if isinstance(photo, (str, Path)) else "photo"
         fields = {k: v for k, v in {"steps": steps, "model": model}.items() if v}
@@ -87,5 +89,7 @@ class Client:
     def _json(self, response: httpx.Response) -> Any:
         if response.status_code >= 400:
             body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
-            raise JobFailed({"type": "error", "code": body.get("code", str(response.status_code)), "error": body.get("error", response.text)})
+            raise JobFailed(
+                {"type": "error", "code": body.get("code", str(response.status_code)), "error": body.get("error", response.text)}
+            )
         return response.json()

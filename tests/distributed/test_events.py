@@ -15,8 +15,8 @@ from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.store import JobStore, NewJob
 from oldphoto.protocol import JobEvent
 from oldphoto.server.follow import Follower
-from tests.distributed.test_worker import history
 from oldphoto.server.outbox import Outbox
+from tests.distributed.test_worker import history
 from tests.helpers.server import run_async
 from tests.helpers.services import redis_namespace
 

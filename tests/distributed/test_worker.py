@@ -4,6 +4,7 @@ workers, and a cancel published on Redis stops a running job."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -11,8 +12,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-
-import asyncio
 
 import pytest
 import redis

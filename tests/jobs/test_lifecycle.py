@@ -7,8 +7,8 @@ import tempfile
 from pathlib import Path
 
 from hypothesis import settings
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from oldphoto.jobs.lifecycle import FINAL_STATUSES, TRANSITIONS, IllegalTransition, JobStatus
 from oldphoto.jobs.store import JobStore, NewJob

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -72,3 +73,12 @@ def test_every_token_needs_a_user_and_a_future_expiry(tmp_path: Path, claims: di
     with pytest.raises(Unauthorized) as refused:
         authenticator(tmp_path).verify(token(**claims))
     assert refused.value.code == code
+
+
+@pytest.mark.parametrize("alg", [["HS256"], {"HS256": 1}, 256, None])
+def test_an_algorithm_header_that_is_not_a_string_is_refused(tmp_path: Path, alg: object) -> None:
+    # The header is the sender's: a list or an object there once escaped as a TypeError (a 500, not a 401).
+    _, body, signature = token().split(".")
+    forged = jwt.utils.base64url_encode(json.dumps({"alg": alg, "typ": "JWT"}).encode()).decode()
+    with pytest.raises(Unauthorized):
+        authenticator(tmp_path).verify(f"{forged}.{body}.{signature}")

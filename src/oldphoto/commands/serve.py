@@ -18,14 +18,15 @@ class Server(uvicorn.Server):
     """Closes progress sockets with 1001 (going away) before uvicorn's own shutdown, so clients know to reconnect."""
 
     async def shutdown(self, sockets: list | None = None) -> None:
-        hub = getattr(self.config.app.state, "hub", None)
+        hub = getattr(self.config.app.state, "hub", None)  # type: ignore[union-attr]  # config.app is our FastAPI app
         if hub is not None:
             await hub.close_all(GOING_AWAY)
         await super().shutdown(sockets)
 
 
 def serve(args: argparse.Namespace) -> int:
-    overrides = {k: v for k, v in {"data_dir": args.data_dir, "model": args.model, "device": args.device, "workers": args.workers, "auth": args.auth}.items() if v is not None}
+    given = {"data_dir": args.data_dir, "model": args.model, "device": args.device, "workers": args.workers, "auth": args.auth}
+    overrides = {k: v for k, v in given.items() if v is not None}
     settings = Settings(**overrides)
     # Migrated here rather than first in the app's lifespan, where a failure would end in uvicorn's traceback.
     if not store_ready(settings.store_url, "serve"):

@@ -151,6 +151,7 @@ class RedisBus:
             for delay in (*RECONNECT_DELAYS_S, None):
                 try:
                     if command == "publish":
+                        assert data is not None  # only (un)subscribe commands carry none
                         await self._redis.publish(name, data)
                     elif command == "subscribe":
                         await self._pubsub.subscribe(name)

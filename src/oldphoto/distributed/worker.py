@@ -43,7 +43,9 @@ def request_cancel(client: redis.Redis, job_id: str, prefix: str = DEFAULT_PREFI
 
 
 class WorkerNode:
-    def __init__(self, config: ServiceConfig, store: JobStore, broker_url: str, prefix: str = DEFAULT_PREFIX, lease_s: float = 30.0) -> None:
+    def __init__(
+        self, config: ServiceConfig, store: JobStore, broker_url: str, prefix: str = DEFAULT_PREFIX, lease_s: float = 30.0
+    ) -> None:
         self.config = config
         self.store = store
         self.broker_url = broker_url

@@ -109,7 +109,9 @@ def validate(specs: list[NodeSpec], options: RunOptions | None = None) -> Workfl
                 raise InvalidWorkflow(f"input {name!r} points to a node {link.source!r} that does not exist", node=spec.id)
             outputs = NODE_TYPES[nodes[link.source].type].output_names
             if not 0 <= link.output < len(outputs):
-                raise InvalidWorkflow(f"input {name!r} points to output {link.output} of {link.source!r}, which has {len(outputs)}", node=spec.id)
+                raise InvalidWorkflow(
+                    f"input {name!r} points to output {link.output} of {link.source!r}, which has {len(outputs)}", node=spec.id
+                )
     saves = [s.id for s in specs if s.type == "SaveImage"]
     if len(saves) != 1:
         raise InvalidWorkflow(f"a workflow needs exactly one SaveImage node; this one has {len(saves)}")

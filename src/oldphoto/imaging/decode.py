@@ -127,7 +127,7 @@ def _decoder_guard(info: ImageInfo) -> Iterator[None]:
         raise TooManyPixels(f"This {info.format.upper()} image declares too many pixels to decode safely.") from exc
     except MemoryError as exc:
         raise OutOfMemory("The server ran out of memory while decoding this image; try a smaller one.") from exc
-    except Exception as exc:  # noqa: BLE001 - decoders raise a zoo of types on hostile input; all mean "damaged"
+    except Exception as exc:  # decoders raise a zoo of types on hostile input; all mean "damaged"
         raise InvalidImage(
             f"This {info.format.upper()} file is damaged or incomplete, so it cannot be decoded."
         ) from exc

@@ -31,7 +31,7 @@ def read_orientation(im: Image.Image) -> int:
     """The image's EXIF orientation, 1 (as stored) when absent, unreadable or out of range."""
     try:
         value = im.getexif().get(ORIENTATION_TAG, 1)
-    except Exception:  # noqa: BLE001 - metadata is advisory: broken EXIF must not cost the user the photo
+    except Exception:  # metadata is advisory: broken EXIF must not cost the user the photo
         return 1
     return value if isinstance(value, int) and value in _UPRIGHT else 1
 

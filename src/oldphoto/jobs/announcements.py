@@ -10,7 +10,14 @@ def result_url(job_id: str) -> str:
 
 
 def queued(position: int, progress: int) -> dict[str, Any]:
-    return {"type": "queued", "stage": "queued", "message_key": "queued", "message_params": {"position": position}, "progress": progress, "position": position}
+    return {
+        "type": "queued",
+        "stage": "queued",
+        "message_key": "queued",
+        "message_params": {"position": position},
+        "progress": progress,
+        "position": position,
+    }
 
 
 def complete(job_id: str) -> dict[str, Any]:
@@ -23,4 +30,12 @@ def ended(kind: str, stage: str, progress: int) -> dict[str, Any]:
 
 
 def failed(stage: str, code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "stage": stage, "message_key": "error", "message_params": {"error": message}, "progress": 0, "error": message, "code": code}
+    return {
+        "type": "error",
+        "stage": stage,
+        "message_key": "error",
+        "message_params": {"error": message},
+        "progress": 0,
+        "error": message,
+        "code": code,
+    }

@@ -13,6 +13,9 @@ class Subscriber(Protocol):
     def deliver(self, event: JobEvent) -> None:
         """Must not block: a slow reader may never slow the publisher."""
 
+    def resync(self) -> None:
+        """Events may have been missed (a bus across processes says so): fill in from the durable log."""
+
 
 class Bus(Protocol):
     """Where recorded events go to be heard: `LocalBus` in one process, `distributed.events.RedisBus` across many."""

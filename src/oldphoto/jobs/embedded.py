@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, assert_never
 from oldphoto.jobs import announcements
 from oldphoto.jobs.admission import AdmissionRules
 from oldphoto.jobs.lifecycle import JobStatus
+from oldphoto.jobs.messages import Cancelled, Crashed, Done, Failed, Noted, Ready, TimedOut, WorkerMessage
 from oldphoto.jobs.scheduler import FairQueue
 from oldphoto.jobs.store import Job, JobStore, NewJob
-from oldphoto.jobs.messages import Cancelled, Crashed, Done, Failed, Noted, Ready, TimedOut, WorkerMessage
 from oldphoto.jobs.work import WorkItem
 from oldphoto.jobs.workers import WorkerPool
 from oldphoto.protocol import JobEvent

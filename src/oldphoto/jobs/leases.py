@@ -10,8 +10,9 @@ keeps them; the default lease of 30 s against a renewal every 5 s leaves that ma
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from oldphoto.jobs.store import JobRow, JobStore, LeaseRow, WorkerNodeRow, utcnow
@@ -30,14 +31,15 @@ class Leases:
     def request_cancel(self, job_id: str) -> bool:
         """Mark a running job's lease; False when it has none (not running on a worker node)."""
         with Session(self.engine) as session, session.begin():
-            return bool(session.execute(update(LeaseRow).where(LeaseRow.job_id == job_id).values(cancel_requested=True)).rowcount)
+            marked = session.execute(update(LeaseRow).where(LeaseRow.job_id == job_id).values(cancel_requested=True))
+            return bool(cast(CursorResult[Any], marked).rowcount)
 
     def take_back(self, job_id: str, lease_s: float) -> bool:
         """Remove a stale lease; True for the one node that did (so only one node re-queues or fails the job)."""
         cutoff = utcnow() - timedelta(seconds=lease_s)
         with Session(self.engine) as session, session.begin():
             removed = session.execute(delete(LeaseRow).where(LeaseRow.job_id == job_id, LeaseRow.renewed_at < cutoff))
-            return bool(removed.rowcount)
+            return bool(cast(CursorResult[Any], removed).rowcount)
 
     def release(self, job_id: str) -> None:
         with Session(self.engine) as session, session.begin():
@@ -46,7 +48,11 @@ class Leases:
     def stale(self, lease_s: float) -> list[tuple[str, str, int]]:
         """(job id, owner, attempts) of the jobs whose lease has not been renewed for `lease_s` seconds."""
         cutoff = utcnow() - timedelta(seconds=lease_s)
-        query = select(JobRow.id, JobRow.owner, JobRow.attempts).join(LeaseRow, LeaseRow.job_id == JobRow.id).where(LeaseRow.renewed_at < cutoff)
+        query = (
+            select(JobRow.id, JobRow.owner, JobRow.attempts)
+            .join(LeaseRow, LeaseRow.job_id == JobRow.id)
+            .where(LeaseRow.renewed_at < cutoff)
+        )
         with Session(self.engine) as session:
             return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
 
@@ -64,5 +70,6 @@ class Leases:
         cutoff = utcnow() - timedelta(seconds=lease_s)
         with Session(self.engine) as session, session.begin():
             session.execute(delete(WorkerNodeRow).where(WorkerNodeRow.seen_at < utcnow() - timedelta(seconds=10 * lease_s)))
-            nodes, slots = session.execute(select(func.count(), func.coalesce(func.sum(WorkerNodeRow.slots), 0)).where(WorkerNodeRow.seen_at >= cutoff)).one()
+            counts = select(func.count(), func.coalesce(func.sum(WorkerNodeRow.slots), 0)).where(WorkerNodeRow.seen_at >= cutoff)
+            nodes, slots = session.execute(counts).one()
             return int(nodes), int(slots)

@@ -129,6 +129,7 @@ def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
     # A batch migration on SQLite copies a table and drops the old one: with foreign keys on, dropping `jobs` would
     # delete every event by cascade. SQLite ignores this pragma inside a transaction, so it is set before one begins.
     driver = connection.connection.driver_connection
+    assert driver is not None
     before = driver.execute("PRAGMA foreign_keys").fetchone()[0]
     driver.execute("PRAGMA foreign_keys=OFF")
     try:

@@ -11,6 +11,7 @@ writer records is published back on the loop in the order it was recorded.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import time
@@ -122,7 +123,9 @@ class Runner(Protocol):
 
 
 class JobService:
-    def __init__(self, config: ServiceConfig, store: JobStore, bus: Bus, queue: Queue, runner: Runner, offload: Offload | None = None) -> None:
+    def __init__(
+        self, config: ServiceConfig, store: JobStore, bus: Bus, queue: Queue, runner: Runner, offload: Offload | None = None
+    ) -> None:
         self.config = config
         self.store = store
         self.bus = bus
@@ -181,7 +184,7 @@ class JobService:
             raise AlreadyFinished(f"This job has already {job.status.value}; there is nothing to cancel.")
         return await self.offload.write(self._cancel, job)
 
-    async def events_after(self, job_id: str, seq: int = 0) -> list[JobEvent]:
+    async def events_after(self, job_id: str, seq: int = 0) -> builtins.list[JobEvent]:
         return await self.offload.read(self.store.events_after, job_id, seq)
 
     async def result_path(self, job: Job) -> Path | None:

@@ -174,10 +174,10 @@ def _place_of(session: Session, job_id: str) -> int:
     if depth == 0:  # every lane holds a job at depth 0: the lanes ahead, then this one
         return (session.scalar(lanes_ahead) or 0) + 1
     sizes = select(QueueEntryRow.owner, func.count().label("size")).group_by(QueueEntryRow.owner).subquery()
-    shallower = session.scalar(select(func.coalesce(func.sum(case((sizes.c.size < depth, sizes.c.size), else_=depth)), 0)).where(sizes.c.owner != entry.owner)) or 0
-    deep_lanes_ahead = session.scalar(
-        select(func.count()).select_from(sizes).join(LaneRow, LaneRow.owner == sizes.c.owner).where(LaneRow.turn < lane.turn, sizes.c.size > depth)
-    ) or 0
+    reaching = case((sizes.c.size < depth, sizes.c.size), else_=depth)  # each lane's jobs shallower than `depth`
+    shallower = session.scalar(select(func.coalesce(func.sum(reaching), 0)).where(sizes.c.owner != entry.owner)) or 0
+    deep_lanes = select(func.count()).select_from(sizes).join(LaneRow, LaneRow.owner == sizes.c.owner)
+    deep_lanes_ahead = session.scalar(deep_lanes.where(LaneRow.turn < lane.turn, sizes.c.size > depth)) or 0
     return int(shallower) + depth + int(deep_lanes_ahead) + 1
 
 

@@ -11,14 +11,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Text, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from oldphoto.jobs.lifecycle import FINAL_STATUSES, JobStatus, check_transition
 from oldphoto.jobs.migrate import upgrade
 from oldphoto.protocol import JobEvent
-
 
 # (job id, event, new status or None, other columns to set)
 EventItem = tuple[str, "JobEvent | dict[str, Any]", "JobStatus | None", dict[str, Any]]
@@ -198,7 +213,7 @@ class JobStore:
         connection.execute(insert(JobRow).values(**values))
         recorded = first.model_copy(update={"job_id": new.id, "seq": 1})
         connection.execute(insert(EventRow).values(job_id=new.id, seq=1, body=recorded.model_dump_json()))
-        return Job(**{**values, "status": JobStatus.QUEUED})
+        return Job(**{**values, "status": JobStatus.QUEUED})  # type: ignore[arg-type]  # the row's own values
 
     def get(self, job_id: str) -> Job | None:
         with Session(self.engine) as session:

@@ -8,6 +8,7 @@ its place. A worker runs one job at a time, or `slots` at once on threads when b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -18,7 +19,19 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, assert_never
 
-from oldphoto.jobs.messages import Cancelled, Crashed, Done, Failed, FromWorker, Noted, Ready, TimedOut, WorkerMessage, exited, restarted_beside
+from oldphoto.jobs.messages import (
+    Cancelled,
+    Crashed,
+    Done,
+    Failed,
+    FromWorker,
+    Noted,
+    Ready,
+    TimedOut,
+    WorkerMessage,
+    exited,
+    restarted_beside,
+)
 from oldphoto.jobs.work import WorkItem
 
 log = logging.getLogger(__name__)
@@ -117,10 +130,8 @@ class WorkerPool:
         for worker in self.workers:
             for flag in worker.cancel_flags:
                 flag.set()
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 worker.conn.send(None)
-            except (OSError, ValueError):
-                pass
         deadline = time.monotonic() + timeout
         for worker in self.workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))
@@ -165,7 +176,9 @@ class WorkerPool:
     def _spawn(self, index: int) -> Worker:
         parent, child = CONTEXT.Pipe(duplex=True)
         flags = [CONTEXT.Event() for _ in range(self.slots)]
-        process = CONTEXT.Process(target=_worker_main, args=(child, flags, self.size, os.getpid()), name=f"oldphoto-worker-{index}", daemon=True)
+        process = CONTEXT.Process(
+            target=_worker_main, args=(child, flags, self.size, os.getpid()), name=f"oldphoto-worker-{index}", daemon=True
+        )
         process.start()
         child.close()
         return Worker(index=index, process=process, conn=parent, cancel_flags=flags)
@@ -174,7 +187,7 @@ class WorkerPool:
         while not self._stopping.is_set():
             conns = {w.conn: w for w in self.workers}
             for conn in wait(list(conns), timeout=0.2):
-                self._receive(conns[conn])
+                self._receive(conns[conn])  # type: ignore[index]  # wait() returns some of the connections it was given
             self._check_health()
 
     def _receive(self, worker: Worker) -> None:

@@ -23,8 +23,8 @@ from tqdm.std import tqdm
 from oldphoto.errors import ModelInvalid, ModelMissing, OldphotoError
 from oldphoto.models.registry import CHECKPOINT_SUFFIXES, DDCOLOR_MODELS, KnownModel
 
-# Bytes done so far and the total (None while the hub has not said).
-DownloadProgress = Callable[[int, int | None], None]
+# Bytes done so far and the total (None while the hub has not said; a number as tqdm keeps it).
+DownloadProgress = Callable[[int, float | None], None]
 
 # The hub library retries a failing request five times with backoff (over 20 s): a probe with these limits and
 # no retries comes first, so an unreachable hub is a clear error in seconds, not a hung job.
@@ -139,7 +139,7 @@ class ModelStore:
         return sentence + "."
 
 
-class _CallbackBar(tqdm):  # type: ignore[type-arg]
+class _CallbackBar(tqdm):
     """A silent progress bar that hands byte counts to a callback (the hub library drives it)."""
 
     def __init__(self, *args: Any, on_bytes: DownloadProgress, **kwargs: Any) -> None:

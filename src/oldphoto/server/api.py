@@ -12,11 +12,11 @@ from fastapi.responses import FileResponse
 from oldphoto.engine.context import RunOptions
 from oldphoto.engine.graph import parse_workflow
 from oldphoto.errors import BadInput, OldphotoError
-from oldphoto.jobs.errors import JobNotFound
 from oldphoto.jobs.announcements import result_url
+from oldphoto.jobs.errors import JobNotFound
+from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.service import JobService
 from oldphoto.jobs.store import Job
-from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.protocol import pick_language, translate
 from oldphoto.server.auth import ANONYMOUS_PREFIX, ANONYMOUS_TTL_S, COOKIE, Authenticator, Identity, SessionsDisabled, bearer
 from oldphoto.server.ratelimit import RateLimiter
@@ -162,10 +162,7 @@ def _lang(request: Request) -> str:
 
 def _workflow_text(fields: dict[str, str], options: RunOptions) -> str:
     """Validated now, so a broken workflow is a 400 before anything is queued; stored as text for the worker."""
-    if fields.get("workflow"):
-        text = fields["workflow"]
-    else:
-        text = json.dumps({"steps": fields.get("steps") or "colorize"})
+    text = fields.get("workflow") or json.dumps({"steps": fields.get("steps") or "colorize"})
     parse_workflow(text, options)
     return text
 

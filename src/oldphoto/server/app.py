@@ -137,7 +137,9 @@ class OriginGuard:
         if scope["type"] == "http" and scope["method"] in STATE_CHANGING:
             request = Request(scope)
             if not origin_allowed(request.headers.get("origin"), request.url, self.settings):
-                response = JSONResponse({"error": "Requests from this web origin are not allowed.", "code": "forbidden_origin"}, status_code=403)
+                response = JSONResponse(
+                    {"error": "Requests from this web origin are not allowed.", "code": "forbidden_origin"}, status_code=403
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -57,8 +57,10 @@ class Authenticator:
 
     def verify(self, token: str) -> Identity:
         try:
-            algorithm = jwt.get_unverified_header(token).get("alg")
-            key = {"HS256": self.secret, "RS256": self.public_key}.get(algorithm or "")
+            # Unverified and the sender's choice: anything but a string (a list, say) is no algorithm we accept.
+            said = jwt.get_unverified_header(token).get("alg")
+            algorithm = said if isinstance(said, str) else ""
+            key = {"HS256": self.secret, "RS256": self.public_key}.get(algorithm)
             if key is None:
                 raise Unauthorized("This token's signing algorithm is not accepted.")
             claims = jwt.decode(

@@ -47,7 +47,10 @@ class LoopLag:
             cumulative += count
             buckets.append((bound, cumulative))
         yield HistogramMetricFamily(
-            "oldphoto_loop_lag_seconds", "How late the web process's event loop ran a task that was due.", buckets=buckets, sum_value=self.total_s
+            "oldphoto_loop_lag_seconds",
+            "How late the web process's event loop ran a task that was due.",
+            buckets=buckets,
+            sum_value=self.total_s,
         )
         yield GaugeMetricFamily("oldphoto_loop_lag_max_seconds", "The longest event-loop lag seen since start.", value=self.max_s)
 

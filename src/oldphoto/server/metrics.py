@@ -32,14 +32,14 @@ class ServiceCollector:
         snap, capacity = self.snapshot, self.snapshot.capacity
         yield GaugeMetricFamily("oldphoto_queue_depth", "Jobs waiting for a worker.", value=capacity.queued)
         yield GaugeMetricFamily("oldphoto_jobs_running", "Jobs running now.", value=capacity.running)
-        yield GaugeMetricFamily("oldphoto_workers_alive", "Worker job slots alive (this node's, or every worker node's).", value=capacity.workers)
+        yield GaugeMetricFamily("oldphoto_workers_alive", "Worker job slots alive (here, or on all worker nodes).", value=capacity.workers)
         if capacity.worker_nodes is not None:
             yield GaugeMetricFamily("oldphoto_worker_nodes", "Worker nodes seen alive.", value=capacity.worker_nodes)
         yield GaugeMetricFamily("oldphoto_degraded", "1 when no worker is ready to run a job.", value=int(capacity.degraded))
         yield GaugeMetricFamily("oldphoto_asyncio_tasks", "Tasks alive on the server's event loop.", value=len(asyncio.all_tasks()))
         yield GaugeMetricFamily("oldphoto_ws_connections", "Open progress WebSockets.", value=snap.connections)
         yield GaugeMetricFamily("oldphoto_subscriptions", "Job subscriptions (WebSocket and SSE).", value=snap.subscriptions)
-        yield GaugeMetricFamily("oldphoto_place_broadcasts", "Passes that told followers their new queue places.", value=snap.places_broadcasts)
+        yield GaugeMetricFamily("oldphoto_place_broadcasts", "Passes that told followers their queue places.", value=snap.places_broadcasts)
         jobs = GaugeMetricFamily("oldphoto_jobs", "Jobs in the store by status.", labels=["status"])
         for status, count in snap.jobs_by_status.items():
             jobs.add_metric([status], count)

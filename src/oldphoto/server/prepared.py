@@ -16,7 +16,8 @@ extension is absent and every event takes the ordinary path.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
@@ -69,6 +70,6 @@ class PreparedFrameProtocol(WebSocketsSansIOProtocol):
         return True
 
 
-def frame_writer(scope: dict) -> FrameWriter | None:
+def frame_writer(scope: Mapping[str, Any]) -> FrameWriter | None:
     extension = scope.get("extensions", {}).get(EXTENSION)
     return extension.get("write") if isinstance(extension, dict) else None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
+from starlette.types import Message
 
 from oldphoto.errors import BadInput, TooLarge
 from oldphoto.server.inspect import inspect_image
@@ -34,7 +35,7 @@ def limited_request(request: Request, limit: int) -> Request:
     """The same request, whose body stops with TooLarge once more than `limit` bytes have come in."""
     received = 0
 
-    async def receive() -> dict:
+    async def receive() -> Message:
         nonlocal received
         message = await request.receive()
         if message["type"] == "http.request":

@@ -10,8 +10,7 @@ from oldphoto.engine.nodes.sharpen import Sharpen
 from oldphoto.engine.nodes.testing import TEST_NODES
 from oldphoto.engine.nodes.upscale import Upscale
 
-NODE_TYPES: dict[str, type[Node]] = {
-    node.type_name: node for node in (LoadImage, DDColorNode, Denoise, Upscale, Sharpen, SaveImage, *TEST_NODES)
-}
+_NODES: tuple[type[Node], ...] = (LoadImage, DDColorNode, Denoise, Upscale, Sharpen, SaveImage, *TEST_NODES)
+NODE_TYPES: dict[str, type[Node]] = {node.type_name: node for node in _NODES}
 
 __all__ = ["NODE_TYPES", "Node"]

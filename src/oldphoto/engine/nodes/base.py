@@ -35,7 +35,9 @@ class Node(ABC):
     @classmethod
     def options_from(cls, spec: NodeSpec) -> BaseModel:
         if len(spec.widgets) > len(cls.widget_fields):
-            raise InvalidWorkflow(f"{cls.type_name} takes at most {len(cls.widget_fields)} widget values, got {len(spec.widgets)}", node=spec.id)
+            raise InvalidWorkflow(
+                f"{cls.type_name} takes at most {len(cls.widget_fields)} widget values, got {len(spec.widgets)}", node=spec.id
+            )
         values = dict(zip(cls.widget_fields, spec.widgets))
         values.update(spec.params)
         try:
@@ -57,5 +59,7 @@ class Node(ABC):
     def cost(self) -> float:
         return self.weight
 
+    # Each node names its own inputs as keyword arguments (`*, image: np.ndarray`); `*args: Any, **inputs: Any` is how
+    # a type checker lets every subclass choose them. The runner passes them by name: `node.run(ctx, **inputs)`.
     @abstractmethod
-    def run(self, ctx: NodeContext, **inputs: Any) -> tuple[Any, ...]: ...
+    def run(self, ctx: NodeContext, *args: Any, **inputs: Any) -> tuple[Any, ...]: ...

@@ -7,7 +7,7 @@ process does it for every upload) needs only the options.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -60,7 +60,7 @@ class DDColorNode(Node):
 
     @classmethod
     def check_spec(cls, spec: NodeSpec, options: RunOptions) -> None:
-        own = cls.options_from(spec)
+        own = cast(DDColorOptions, cls.options_from(spec))
         if own.upscale:
             Upscale.check_spec(_upscale_spec(spec.id, own), options)
 
@@ -116,7 +116,7 @@ class DDColorNode(Node):
         if model in DDCOLOR_MODELS and store.cached_path(model) is None:
             report.stage("load_model", "load_model.download", model=model, percent=0)
 
-            def on_bytes(done: int, total: int | None) -> None:
+            def on_bytes(done: int, total: float | None) -> None:
                 fraction = done / total if total else 0.0
                 report.step(fraction, "load_model.download", model=model, percent=int(fraction * 100))
 

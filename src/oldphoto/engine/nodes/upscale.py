@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,7 +34,7 @@ class Upscale(Node):
     @classmethod
     def check_spec(cls, spec: NodeSpec, options: RunOptions) -> None:
         """Refuse an unknown model before anything runs: a directory listing, no loading."""
-        own = cls.options_from(spec)
+        own = cast(UpscaleOptions, cls.options_from(spec))
         try:
             resolve_name(own.model, models_dir=options.models_dir)
         except ModelMissing as exc:

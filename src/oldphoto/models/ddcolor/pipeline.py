@@ -21,7 +21,7 @@ from typing import Literal
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 from oldphoto.errors import BadInput
 from oldphoto.models.ddcolor.colorizer import Colorizer

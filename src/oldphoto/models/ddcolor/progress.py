@@ -20,8 +20,8 @@ BlockCallback = Callable[[int, int, str], None]
 
 def network_blocks(network: nn.Module) -> list[tuple[str, nn.Module]]:
     """The blocks of a spandrel DDColor network, named for people, in execution order."""
-    encoder: Any = network.encoder.arch  # type: ignore[union-attr]
-    decoder: Any = network.decoder  # type: ignore[union-attr]
+    net: Any = network  # spandrel's DDColor: its submodules are attributes the type checker cannot see
+    encoder, decoder = net.encoder.arch, net.decoder
     blocks: list[tuple[str, nn.Module]] = []
     for i, (down, stage) in enumerate(zip(encoder.downsample_layers, encoder.stages, strict=True)):
         blocks.append(("encoder.stem" if i == 0 else f"encoder.downsample{i + 1}", down))
@@ -32,7 +32,7 @@ def network_blocks(network: nn.Module) -> list[tuple[str, nn.Module]]:
     ffn_layers = getattr(decoder.color_decoder, "transformer_ffn_layers", None)
     if ffn_layers is not None:
         blocks += [(f"color_decoder.layer{i + 1}", ffn) for i, ffn in enumerate(ffn_layers)]
-    blocks.append(("refine_net", network.refine_net))  # type: ignore[union-attr]
+    blocks.append(("refine_net", net.refine_net))
     return blocks
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 
 class UnsupportedLayout(Exception):
@@ -132,9 +132,10 @@ class _ColorLayer(nn.Module):
         self.self_attn = decoder.transformer_self_attention_layers[index]
         self.ffn = decoder.transformer_ffn_layers[index]
         self.query_embed = decoder.query_embed
-        self.query_feat = decoder.query_feat if index == 0 else None
-        self.proj = decoder.input_proj[self.level] if first_at_level else None
-        self.level_embed = decoder.level_embed if first_at_level else None
+        # Any: spandrel's modules, untyped; None unless this layer makes the queries / projects its scale.
+        self.query_feat: Any = decoder.query_feat if index == 0 else None
+        self.proj: Any = decoder.input_proj[self.level] if first_at_level else None
+        self.level_embed: Any = decoder.level_embed if first_at_level else None
         height, width = level_shape
         probe = torch.zeros(1, 1, height, width)
         with torch.no_grad():
@@ -145,11 +146,11 @@ class _ColorLayer(nn.Module):
         if self.index == 0:
             (feature,) = args
             batch = feature.shape[0]
-            output = self.query_feat.weight.unsqueeze(1).repeat(1, batch, 1)  # type: ignore[union-attr]
+            output = self.query_feat.weight.unsqueeze(1).repeat(1, batch, 1)
         else:
             output, feature = args
         if self.first_at_level:
-            src = self.proj(feature).flatten(2) + self.level_embed.weight[self.level][None, :, None]  # type: ignore[misc,index]
+            src = self.proj(feature).flatten(2) + self.level_embed.weight[self.level][None, :, None]
             src = src.permute(2, 0, 1)
         else:
             src = feature
@@ -186,6 +187,10 @@ class _FusedLastShuf(nn.Module):
     with E the colour embedding (B, Q, C) and R_q the refine weights of the queries (2, Q): the channels of `last_shuf`'s
     output before the pixel shuffle, reduced to 2 per sub-pixel position (2*s*s in all).
     """
+
+    weight: Tensor  # the buffers, for the type checker
+    bias: Tensor
+    w_queries: Tensor
 
     def __init__(self, network: Any, chunk: int) -> None:
         super().__init__()
@@ -227,6 +232,9 @@ class _FusedLastShuf(nn.Module):
 
 class _FoldedRefine(nn.Module):
     """The rest of `last_shuf` on the 2 mixed channels (shuffle, pad, blur) plus the refine weights of the input."""
+
+    w_image: Tensor  # the buffers, for the type checker
+    bias: Tensor
 
     def __init__(self, network: Any) -> None:
         super().__init__()
@@ -311,7 +319,7 @@ def build_segments(network: nn.Module, input_size: int, *, fold_tail: bool = Fal
             segments.append(Segment(f"encoder.downsample{i + 1}", _Down(arch.downsample_layers[i]), (current,), (f"d{i + 1}",)))
             current = f"d{i + 1}"
         last = i == 3
-        module = _Stage(arch.stages[i], getattr(arch, f"norm{i}"), keep_output=not last)
+        module: nn.Module = _Stage(arch.stages[i], getattr(arch, f"norm{i}"), keep_output=not last)
         outputs = (f"f{i}",) if last else (f"s{i + 1}", f"f{i}")
         segments.append(Segment(f"encoder.stage{i + 1}", module, (current,), outputs))
         current = f"s{i + 1}"
