@@ -50,7 +50,7 @@ async def create_session(request: Request, response: Response) -> dict[str, Any]
     if settings.auth != "anonymous":
         raise SessionsDisabled("Anonymous sessions are off on this server; use a token from its operator.")
     limiter: RateLimiter = request.app.state.limiter
-    limiter.hit("session:address", client_address(request))
+    await limiter.hit("session:address", client_address(request))
     auth: Authenticator = request.app.state.auth
     token = auth.issue(_cookie_user(request))
     response.set_cookie(
@@ -76,8 +76,8 @@ def _cookie_user(request: Request) -> str | None:
 async def create_job(request: Request, service: Service, caller: Caller) -> dict[str, Any]:
     settings: Settings = request.app.state.settings
     limiter: RateLimiter = request.app.state.limiter
-    limiter.hit("job:user", caller.user)
-    limiter.hit("job:address", client_address(request))
+    await limiter.hit("job:user", caller.user)
+    await limiter.hit("job:address", client_address(request))
     upload = await receive_upload(
         request, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels, tmp_dir=settings.data_dir / "tmp"
     )
@@ -146,7 +146,7 @@ def job_view(job: Job, service: JobService, lang: str) -> dict[str, Any]:
         "stage": job.stage,
         "message": translate(job.message_key, lang, **job.message_params),
         "progress": job.progress,
-        "position": service.position(job.id) if job.status == JobStatus.QUEUED else None,
+        "position": _position(job, service),
         "result_url": result_url(job.id) if succeeded else None,
         "error": job.error,
         "code": job.code,
@@ -154,6 +154,14 @@ def job_view(job: Job, service: JobService, lang: str) -> dict[str, Any]:
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
     }
+
+
+def _position(job: Job, service: JobService) -> int | None:
+    """The live place; for a job admitted since the last pass of the places, the one recorded at admission."""
+    if job.status != JobStatus.QUEUED:
+        return None
+    live = service.position(job.id)
+    return live if live is not None else job.message_params.get("position")
 
 
 def _lang(request: Request) -> str:

@@ -7,8 +7,9 @@ import math
 import time
 
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage, storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 
 from oldphoto.errors import OldphotoError
 
@@ -31,17 +32,27 @@ RULES: dict[str, str] = {
 
 
 class RateLimiter:
+    """Async, so that a count kept in Redis (scale-out) is never a blocking call on the event loop."""
+
     def __init__(self, storage_url: str | None = None, rules: dict[str, str] | None = None, namespace: str = "oldphoto") -> None:
-        self.storage = storage_from_string(storage_url) if storage_url else MemoryStorage()
+        self.storage = _async_storage(storage_url) if storage_url else MemoryStorage()
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.rules: dict[str, RateLimitItem] = {name: parse(rule) for name, rule in (rules or RULES).items()}
         self.namespace = namespace  # deployments sharing one Redis keep their counts apart
 
-    def hit(self, rule: str, key: str) -> None:
+    async def hit(self, rule: str, key: str) -> None:
         item = self.rules[rule]
-        if not self.limiter.hit(item, self.namespace, rule, key):
-            reset, _ = self.limiter.get_window_stats(item, self.namespace, rule, key)
+        if not await self.limiter.hit(item, self.namespace, rule, key):
+            reset, _ = await self.limiter.get_window_stats(item, self.namespace, rule, key)
             raise RateLimited("Too many requests; slow down a little.", retry_after=max(1, math.ceil(reset - time.time())))
 
-    def allow(self, rule: str, key: str) -> bool:
-        return self.limiter.hit(self.rules[rule], self.namespace, rule, key)
+    async def allow(self, rule: str, key: str) -> bool:
+        return await self.limiter.hit(self.rules[rule], self.namespace, rule, key)
+
+
+def _async_storage(url: str) -> Storage:
+    """A Redis URL as the `limits` library's asyncio storage, on redis-py (already a dependency of scale-out)."""
+    scheme, rest = url.split("://", 1)
+    storage = storage_from_string(f"async+{scheme}://{rest}", implementation="redispy")
+    assert isinstance(storage, Storage)  # the `async+` scheme gives the asyncio kind
+    return storage

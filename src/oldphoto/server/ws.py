@@ -178,7 +178,7 @@ class ProgressConnection:
             if len(text.encode()) > MAX_MESSAGE_BYTES:
                 await self.close(TOO_BIG, "message too big")
                 return
-            if not self.limiter.allow("ws_message:connection", self.key):
+            if not await self.limiter.allow("ws_message:connection", self.key):
                 await self.close(POLICY, "too many messages")
                 return
             await self._handle(text)
