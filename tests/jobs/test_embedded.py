@@ -1,0 +1,64 @@
+"""The embedded queue: admission records the job, its first events and its place in one step, within the limits; a
+move of the queue records nothing for the jobs that wait."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from oldphoto.jobs.admission import AdmissionRules
+from oldphoto.jobs.embedded import LocalQueue
+from oldphoto.jobs.errors import QueueFull, UserLimit
+from oldphoto.jobs.lifecycle import JobStatus
+from oldphoto.jobs.store import EventRow, JobStore, NewJob
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> LocalQueue:
+    return LocalQueue(JobStore(f"sqlite:///{tmp_path / 'jobs.sqlite3'}"))
+
+
+def admit(queue: LocalQueue, owner: str, rules: AdmissionRules | None = None) -> tuple[str, int]:
+    job, events, position = queue.admit(NewJob(owner=owner, workflow="{}", input_path="x"), rules or AdmissionRules(), None)
+    assert [(e.seq, e.type) for e in events] == [(1, "progress"), (2, "queued")] and events[1].position == position
+    return job.id, position
+
+
+def rows(queue: LocalQueue) -> int:
+    with queue.store.engine.connect() as connection:
+        return connection.scalar(select(func.count()).select_from(EventRow)) or 0
+
+
+def test_a_move_of_a_long_queue_records_only_the_moved_jobs_own_event(queue: LocalQueue) -> None:
+    admitted = [admit(queue, f"user-{i}") for i in range(200)]
+    assert [position for _, position in admitted] == list(range(1, 201))
+    before = rows(queue)
+    started = queue.start_next()
+    assert started is not None and started.id == admitted[0][0]
+    assert queue.store.get(started.id).status == JobStatus.RUNNING
+    cancelled = queue.withdraw(admitted[1][0], {"type": "cancelled", "stage": "queued", "message_key": "cancelled", "progress": 0})
+    assert cancelled is not None and cancelled.seq == 3
+    assert rows(queue) == before + 1  # 198 jobs moved up two places, in silence
+    assert queue.positions()[admitted[2][0]] == 1
+
+
+def test_admission_applies_the_limits_and_a_refused_job_leaves_nothing(queue: LocalQueue) -> None:
+    admit(queue, "ann", AdmissionRules(user_concurrency=1))
+    with pytest.raises(UserLimit):
+        admit(queue, "ann", AdmissionRules(user_concurrency=1))
+    with pytest.raises(QueueFull):
+        admit(queue, "bob", AdmissionRules(queue_max=1))
+    assert len(queue) == 1 and queue.store.count_active() == 1
+
+
+def test_a_job_that_had_started_hears_its_place_when_put_back(queue: LocalQueue) -> None:
+    job_id, _ = admit(queue, "ann")
+    admit(queue, "bob")
+    job = queue.start_next()
+    assert job is not None
+    queue.store.append(job_id, {"type": "progress", "stage": "inference", "message_key": "inference", "progress": 40})
+    queue.store.set_status(job_id, JobStatus.QUEUED)
+    told = queue.put_back(queue.store.get(job_id))
+    assert told is not None and told.type == "queued" and told.position == 2 and told.progress == 40
