@@ -37,7 +37,7 @@ test-fast: install-dev
 
 # Every benchmark of docs/benchmarks.md, one after another on a quiet machine (about 30 min on 2 cores); each
 # prints its table and a copy goes to benchmarks/results/<name>.txt.
-BENCHMARKS := colorize_speed batching fanout ws_vs_polling service_overhead cancel_latency stage_times scaleout_latency
+BENCHMARKS := colorize_speed batching fanout ws_vs_polling service_overhead cancel_latency stage_times scaleout_latency queue_storm
 bench: install-dev
 	mkdir -p benchmarks/results
 	set -o pipefail; for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py 2>&1 | tee benchmarks/results/$$b.txt; done
