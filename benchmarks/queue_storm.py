@@ -17,7 +17,9 @@ What is measured, per mode (embedded: one `oldphoto serve`; scale-out: one `oldp
     over the window from its buckets) and `oldphoto_loop_lag_max_seconds` (a gauge, read at the window's end); and
     always from outside: the latency of `GET /healthz` polled every 50 ms through the window (p50, p99, max);
   * web CPU per advance: the web process's user + system seconds (not its worker's) in the window / the server's
-    advances (the fall of /healthz `queued`); web RSS at the window's end;
+    advances (the fall of /healthz `queued`); and the same above idle: the web process's CPU rate over `--idle-s`
+    seconds just before the window (everything connected, the blocker running, /healthz polled; printed with the
+    table, with /healthz's idle p50) times the window, subtracted. Web RSS at the window's end;
   * admission: the N jobs submitted with `--in-flight` (32) requests in flight, each user from a loopback source
     address of its own (127.10.x.y: the per-address limit is 60 jobs a minute); jobs/s over the first 100 and the
     last 100 submissions (the queue holding ~0 and ~N-100 jobs), and POST latency p50 / p99;
@@ -32,7 +34,7 @@ process reports its CPU seconds in the window, printed with the table, so a clie
 shows. The per-user socket cap (16) is not lifted: each user has one socket.
 
 Run: .venv/bin/python benchmarks/queue_storm.py [--users 1000 10000] [--mode embedded|scaleout|both] [--advances 30]
-     [--window-s 300] [--job-seconds 0.3] [--procs N] [--dump FILE] [--quick]
+     [--window-s 300] [--job-seconds 0.3] [--idle-s 3] [--procs N] [--in-flight 32] [--dump FILE] [--quick]
 Scale-out needs the PostgreSQL and Redis of the machine, found as the tests find them (tests/helpers/services.py).
 """
 
@@ -44,6 +46,7 @@ import json
 import math
 import secrets
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -57,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
+import psutil  # noqa: E402
 
 from benchmarks._common import (  # noqa: E402
     HOST,
@@ -211,6 +215,12 @@ async def admit(port: int, tokens: list[str], image: bytes, workflow: str, in_fl
         answers[i] = json.loads(text)
         done.append(now)
         latencies.append(now - sent)
+        if len(done) % 1000 == 0:  # long admissions say how they go (a run stopped early still shows the trend)
+            print(
+                f"admitted {len(done)}: the last 100 at {rate(done, start, False, 100):.1f} jobs/s, "
+                f"POST p50 {percentile(latencies[-100:], 50) * 1000:.0f} ms",
+                flush=True,
+            )
 
     async def lane() -> None:
         for i in next_index:
@@ -356,8 +366,12 @@ def deployment(mode: str, users: int, log_level: str) -> Iterator[Deployment]:
         "OLDPHOTO_JOB_TIMEOUT_S": "3600",  # the blocker may run for as long as admission takes
     }
     with ExitStack() as stack:
+        left_behind: list[psutil.Process] = []
+        stack.callback(_kill_all, left_behind)  # runs last
         if mode == "embedded":
-            yield Deployment(mode, stack.enter_context(start_server(scratch_dir("storm"), env, log_level=log_level)))
+            server = stack.enter_context(start_server(scratch_dir("storm"), env, log_level=log_level))
+            stack.callback(lambda: left_behind.extend(_node_processes()))  # runs first
+            yield Deployment(mode, server)
             return
         from tests.helpers.services import postgres_database, redis_namespace
 
@@ -365,11 +379,48 @@ def deployment(mode: str, users: int, log_level: str) -> Iterator[Deployment]:
         redis_url, prefix = stack.enter_context(redis_namespace())
         secret = secrets.token_urlsafe(32)
         env |= {"OLDPHOTO_DATABASE_URL": url, "OLDPHOTO_BROKER_URL": redis_url, "OLDPHOTO_BROKER_PREFIX": prefix, "OLDPHOTO_JWT_SECRET": secret}
-        stack.enter_context(worker_node(env, scratch_dir("storm-worker")))  # first: a web node is ready once a worker is alive
+        stack.enter_context(_stopped_anyway(worker_node(env, scratch_dir("storm-worker"))))  # first: a web node is ready once a worker is alive
         _wait_for_worker(url)
         server = stack.enter_context(start_server(scratch_dir("storm-web"), env, log_level=log_level))
         server.secret = secret  # the benchmark signs tokens with the key the nodes share
+        stack.callback(lambda: left_behind.extend(_node_processes()))  # runs first
         yield Deployment(mode, server, url)
+
+
+def _node_processes() -> list[psutil.Process]:
+    """The nodes this benchmark started and all their children (a worker pool, the upload inspector)."""
+    found = []
+    for child in psutil.Process().children():
+        try:
+            if "oldphoto" in " ".join(child.cmdline()):
+                found += [child, *child.children(recursive=True)]
+        except psutil.Error:
+            pass
+    return found
+
+
+def _kill_all(processes: list[psutil.Process]) -> None:
+    """A node that overran its stop is killed, and its children would live on with no parent (seen: the upload
+    inspector of a web process killed after its 15 s): whatever is still running is killed."""
+    for process in processes:
+        try:
+            if process.is_running():
+                process.kill()
+        except psutil.Error:
+            pass
+
+
+@contextmanager
+def _stopped_anyway(node: Any) -> Iterator[None]:
+    """`worker_node`, whose stop waits 20 s: a worker busy handing a long queue back may take longer (then killed)."""
+    node.__enter__()
+    try:
+        yield
+    finally:
+        try:
+            node.__exit__(None, None, None)
+        except subprocess.TimeoutExpired:
+            print("note: the worker node did not stop within 20 s; killed", flush=True)
 
 
 def _wait_for_worker(url: str, timeout: float = 90) -> None:
@@ -399,7 +450,9 @@ def blocker_workflow() -> str:
 # -- one measurement ----------------------------------------------------------------------------------------------
 
 
-def measure(mode: str, users: int, advances: int, window_s: float, job_seconds: float, procs: int, in_flight: int, log_level: str) -> dict[str, Any]:
+def measure(
+    mode: str, users: int, advances: int, window_s: float, job_seconds: float, procs: int, in_flight: int, log_level: str, idle_s: float
+) -> dict[str, Any]:
     image = png_bytes()
     with deployment(mode, users, log_level) as deployed:
         server = deployed.server
@@ -431,14 +484,21 @@ def measure(mode: str, users: int, advances: int, window_s: float, job_seconds: 
             connected = sum(r[1] for r in clients.wait_all(600))
             time.sleep(1.0)
             rss_connected = server.rss()
-            metrics0 = scrape(server)
-            t_live = time.time()
-            clients.send_all(("go", t_live))
-            clients.wait_all(60)
             with HealthPoller(server.port, blocker_token) as poller:
-                cpu0 = server.cpu_seconds()
+                # Idle first: everything connected, the blocker holding the worker, /healthz polled. What the web
+                # process spends then (the poller's requests included) is subtracted for "above idle".
+                time.sleep(0.5)
+                idle_cpu0, t_idle = server.cpu_seconds(), time.time()
+                time.sleep(idle_s)
+                idle_rate = (server.cpu_seconds() - idle_cpu0) / (time.time() - t_idle)
+                idle_health = [latency * 1000 for sent, latency, _ in poller.samples if sent >= t_idle]
+                metrics0 = scrape(server)
+                t_live = time.time()
+                clients.send_all(("go", t_live))
+                clients.wait_all(60)
+                cpu0, t_cancel = server.cpu_seconds(), time.time()
                 cancel(server, blocker_token, blocker)  # the first advance
-                caught = _wait_caught_up(clients, t_live + window_s)
+                caught = _wait_caught_up(clients, t_cancel + window_s)
                 t_end = time.time()
                 cpu1 = server.cpu_seconds()
             queued_end = int(httpx.get(f"{server.url}/healthz", timeout=120).json()["queued"])
@@ -461,9 +521,11 @@ def measure(mode: str, users: int, advances: int, window_s: float, job_seconds: 
     for k in heard:
         delays = delay_ms[(counted[:, 0] - counted[:, 2]) == k]
         per_advance.append({"advance": int(k), "events": len(delays), "p50_ms": float(np.percentile(delays, 50)), "max_ms": float(delays.max())})
-    health = [latency * 1000 for sent, latency, _ in poller.samples if t_live <= sent <= t_end]
+    health = [(sent - t_cancel, latency * 1000) for sent, latency, _ in poller.samples if t_cancel <= sent <= t_end]
+    health_ms = [latency for _, latency in health]
     server_advances = users - queued_end
-    wall = t_end - t_live
+    wall = t_end - t_cancel
+    cpu_s = cpu1 - cpu0
     return {
         "mode": mode,
         "users": users,
@@ -480,11 +542,14 @@ def measure(mode: str, users: int, advances: int, window_s: float, job_seconds: 
         "lag_p99_ms": histogram_quantile(metrics0, metrics1, 0.99) * 1000,
         "lag_max_ms": metrics1.get("max", float("nan")) * 1000,
         "healthz_polls": len(health),
-        "healthz_p50_ms": percentile(health, 50),
-        "healthz_p99_ms": percentile(health, 99),
-        "healthz_max_ms": max(health) if health else float("nan"),
-        "cpu_s": cpu1 - cpu0,
-        "cpu_per_advance_ms": (cpu1 - cpu0) / max(1, server_advances) * 1000,
+        "healthz_p50_ms": percentile(health_ms, 50),
+        "healthz_p99_ms": percentile(health_ms, 99),
+        "healthz_max_ms": max(health_ms) if health_ms else float("nan"),
+        "healthz_idle_p50_ms": percentile(idle_health, 50),
+        "cpu_s": cpu_s,
+        "cpu_per_advance_ms": cpu_s / max(1, server_advances) * 1000,
+        "idle_cpu_pct": idle_rate * 100,
+        "cpu_above_idle_per_advance_ms": (cpu_s - idle_rate * wall) / max(1, server_advances) * 1000,
         "rss_mb": rss_end / 2**20,
         "rss_before_mb": rss_before / 2**20,
         "rss_connected_mb": rss_connected / 2**20,
@@ -497,6 +562,7 @@ def measure(mode: str, users: int, advances: int, window_s: float, job_seconds: 
         "client_cpu_s": [round(c[3], 2) for c in caught],
         "load_avg": load,
         "per_advance": per_advance,
+        "healthz": health,
     }
 
 
@@ -531,7 +597,7 @@ HEADERS = [
     "max ms",
     "loop lag p99 / max ms (/metrics)",
     "/healthz p50 / p99 / max ms",
-    "web CPU ms per advance",
+    "web CPU ms per advance: all / above idle",
     "web RSS MB",
     "admission jobs/s: first 100 / last 100",
     "POST p50 / p99 ms",
@@ -557,7 +623,7 @@ def report(rows: list[dict[str, Any]]) -> str:
                 r["max_ms"],
                 pair(r["lag_p99_ms"], r["lag_max_ms"]),
                 pair(r["healthz_p50_ms"], r["healthz_p99_ms"], r["healthz_max_ms"]),
-                r["cpu_per_advance_ms"],
+                pair(r["cpu_per_advance_ms"], r["cpu_above_idle_per_advance_ms"]),
                 r["rss_mb"],
                 pair(r["first_jobs_s"], r["last_jobs_s"]),
                 pair(r["post_p50_ms"], r["post_p99_ms"]),
@@ -576,14 +642,15 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--advances", type=int, default=30, help="the drain window: this many advances of the queue ...")
     parser.add_argument("--window-s", type=float, default=300.0, help="... or this many seconds, whichever comes first")
     parser.add_argument("--job-seconds", type=float, default=0.3, help="length of each user's Pause job")
+    parser.add_argument("--idle-s", type=float, default=3.0, help="the idle baseline before the window (web CPU, /healthz)")
     parser.add_argument("--procs", type=int, help=f"client processes (default: one per {SOCKETS_PER_PROC} sockets, at most 4)")
     parser.add_argument("--in-flight", type=int, default=32, help="admission: POSTs in flight")
     parser.add_argument("--log-level", default="info", help="the server's --log-level (oldphoto serve's default: info)")
-    parser.add_argument("--dump", type=Path, help="write every measurement, with per-advance delays, to this JSON file")
+    parser.add_argument("--dump", type=Path, help="write every measurement, with per-advance delays and /healthz samples, to this JSON file")
     parser.add_argument("--quick", action="store_true", help="tiny run for the smoke test: 40 users, 5 advances, embedded unless --mode")
     args = parser.parse_args(argv)
     if args.quick:
-        args.users, args.advances, args.window_s, args.job_seconds = [40], 5, 30.0, 0.2
+        args.users, args.advances, args.window_s, args.job_seconds, args.idle_s = [40], 5, 30.0, 0.2, 1.0
         if "--mode" not in (argv if argv is not None else sys.argv[1:]):
             args.mode = "embedded"
     modes = list(MODES) if args.mode == "both" else [args.mode]
@@ -593,8 +660,8 @@ def main(argv: list[str] | None = None) -> str:
     for n in args.users:
         for mode in modes:
             procs = args.procs or max(1, min(4, math.ceil(n / SOCKETS_PER_PROC)))
-            result = measure(mode, n, args.advances, args.window_s, args.job_seconds, min(procs, n), args.in_flight, args.log_level)
-            print(json.dumps({k: v for k, v in result.items() if k != "per_advance"}), flush=True)
+            result = measure(mode, n, args.advances, args.window_s, args.job_seconds, min(procs, n), args.in_flight, args.log_level, args.idle_s)
+            print(json.dumps({k: v for k, v in result.items() if k not in ("per_advance", "healthz")}), flush=True)
             rows.append(result)
     if args.dump:
         args.dump.write_text(json.dumps(rows, indent=1))
@@ -606,7 +673,8 @@ def main(argv: list[str] | None = None) -> str:
         print(
             f"{r['mode']} {r['users']}: {r['connected']} sockets ({r['lost_sockets']} lost, {r['caught_up']} caught up) in "
             f"{r['client_procs']} client processes, client CPU {r['client_cpu_s']} s in a {r['window_s']:.1f} s window; "
-            f"web CPU {r['cpu_s']:.2f} s; {r['events_per_job']:.1f} events per job in the store; web RSS "
+            f"web CPU {r['cpu_s']:.2f} s (idle: {r['idle_cpu_pct']:.1f} % of a core, /healthz p50 {r['healthz_idle_p50_ms']:.2g} ms); "
+            f"{r['events_per_job']:.1f} events per job in the store; web RSS "
             f"{r['rss_before_mb']:.0f} MB before admission, {r['rss_connected_mb']:.0f} MB connected"
         )
     return out
