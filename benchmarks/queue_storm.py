@@ -45,7 +45,9 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import secrets
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -392,7 +394,10 @@ def deployment(mode: str, users: int, log_level: str) -> Iterator[Deployment]:
         redis_url, prefix = stack.enter_context(redis_namespace())
         secret = secrets.token_urlsafe(32)
         env |= {"OLDPHOTO_DATABASE_URL": url, "OLDPHOTO_BROKER_URL": redis_url, "OLDPHOTO_BROKER_PREFIX": prefix, "OLDPHOTO_JWT_SECRET": secret}
-        stack.enter_context(_stopped_anyway(worker_node(env, scratch_dir("storm-worker"))))  # first: a web node is ready once a worker is alive
+        worker_dir = scratch_dir("storm-worker")
+        if os.environ.get("OLDPHOTO_BENCH_KEEP") != "1":  # as the web node's, which Server.stop removes
+            stack.callback(shutil.rmtree, worker_dir, ignore_errors=True)
+        stack.enter_context(_stopped_anyway(worker_node(env, worker_dir)))  # first: a web node is ready once a worker is alive
         _wait_for_worker(url)
         server = stack.enter_context(start_server(scratch_dir("storm-web"), env, log_level=log_level))
         server.secret = secret  # the benchmark signs tokens with the key the nodes share
