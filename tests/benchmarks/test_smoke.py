@@ -6,6 +6,8 @@ the temp dir's oldphoto-bench/) and model cache, so the ONNX export of the defau
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -54,3 +56,20 @@ def test_scaleout_latency_quick() -> None:
 
     out = scaleout_latency.main(["--quick"])
     assert _is_table(out, "design") and "scale-out" in out and "embedded" in out
+
+
+def test_queue_storm_quick() -> None:
+    from benchmarks import queue_storm
+
+    out = queue_storm.main(["--quick"])
+    assert _is_table(out, "mode")
+    assert re.search(r"\| embedded \| 40 \| \d+ / 5 \|", out)  # every advance of the window heard
+
+
+@pytest.mark.scaleout
+def test_queue_storm_scaleout_quick() -> None:
+    from benchmarks import queue_storm
+
+    out = queue_storm.main(["--quick", "--mode", "scaleout"])
+    assert _is_table(out, "mode")
+    assert re.search(r"\| scaleout \| 40 \| \d+ / 5 \|", out)
