@@ -314,6 +314,24 @@ def lag_metrics(text: str) -> dict[str, Any]:
     return found
 
 
+def window_max(before: dict[str, Any], after: dict[str, Any]) -> float:
+    """The longest lag in the window, as the upper bound of the highest bucket that grew in it (the gauge is the
+    maximum since the process started, start-up included)."""
+    if "buckets" not in after:
+        return float("nan")
+    old = before.get("buckets", {})
+    bounds = sorted(after["buckets"])
+    grew = [b for b, below in zip(bounds, [0.0, *bounds[:-1]], strict=True) if _in(after, b) - _in(old, b) > _in(after, below) - _in(old, below)]
+    if not grew:
+        return 0.0
+    top = grew[-1]
+    return after.get("max", float("nan")) if math.isinf(top) else top
+
+
+def _in(metrics: dict[str, Any], bound: float) -> float:
+    return 0.0 if bound == 0.0 else metrics.get("buckets", {}).get(bound, 0.0)
+
+
 def histogram_quantile(before: dict[str, Any], after: dict[str, Any], q: float) -> float:
     """Prometheus's histogram_quantile over the increase of the buckets between two scrapes (linear in a bucket)."""
     if "buckets" not in after:
@@ -560,7 +578,8 @@ def measure(
         "p99_ms": percentile(delay_ms, 99),
         "max_ms": float(delay_ms.max()) if len(delay_ms) else float("nan"),
         "lag_p99_ms": histogram_quantile(metrics0, metrics1, 0.99) * 1000,
-        "lag_max_ms": metrics1.get("max", float("nan")) * 1000,
+        "lag_max_ms": window_max(metrics0, metrics1) * 1000,
+        "lag_max_since_start_ms": metrics1.get("max", float("nan")) * 1000,
         "healthz_polls": len(health),
         "healthz_p50_ms": percentile(health_ms, 50),
         "healthz_p99_ms": percentile(health_ms, 99),
@@ -615,7 +634,7 @@ HEADERS = [
     "place delay p50 ms",
     "p99 ms",
     "max ms",
-    "loop lag p99 / max ms (/metrics)",
+    "loop lag p99 / max ms (/metrics, max: bucket bound)",
     "/healthz p50 / p99 / max ms",
     "web CPU ms per advance: all / above idle",
     "web RSS MB",
@@ -626,6 +645,27 @@ HEADERS = [
 ]
 
 
+def ratios(rows: list[dict[str, Any]]) -> str:
+    """Previous design / this one, for each mode and N run both ways (above 1: this one is better, but admission)."""
+    lines = []
+    for after in (r for r in rows if r["design"] == "after"):
+        before = next((r for r in rows if r["design"] == "before" and r["mode"] == after["mode"] and r["users"] == after["users"]), None)
+        if before is None:
+            continue
+        parts = [
+            f"{name} {before[key] / after[key]:.3g}x" if after[key] else f"{name} -"
+            for name, key in (
+                ("place delay p99", "p99_ms"),
+                ("/healthz p99", "healthz_p99_ms"),
+                ("web CPU per advance", "cpu_above_idle_per_advance_ms"),
+                ("durable bytes per job", "body_bytes_per_job"),
+            )
+        ]
+        speed = after["last_jobs_s"] / before["last_jobs_s"] if before["last_jobs_s"] else math.nan
+        lines.append(f"{after['mode']} {after['users']}: before/after " + ", ".join(parts) + f"; admission (last 100) after/before {speed:.3g}x")
+    return "\n".join(lines)
+
+
 def report(rows: list[dict[str, Any]]) -> str:
     def pair(*values: float) -> str:
         return " / ".join("-" if math.isnan(v) else f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}" for v in values)
@@ -634,7 +674,7 @@ def report(rows: list[dict[str, Any]]) -> str:
         HEADERS,
         [
             [
-                r["mode"],
+                r["mode"] + ("" if r.get("design", "after") == "after" else " (before)"),
                 r["users"],
                 f"{r['advances_server']} / {r['advances_heard']}",
                 r["place_events"],
@@ -668,6 +708,12 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--log-level", default="info", help="the server's --log-level (oldphoto serve's default: info)")
     parser.add_argument("--dump", type=Path, help="write every measurement, with per-advance delays and /healthz samples, to this JSON file")
     parser.add_argument("--quick", action="store_true", help="tiny run for the smoke test: 40 users, 5 advances, embedded unless --mode")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="also run the previous design from this source folder (e.g. `git worktree add /tmp/before a1d730e`, then "
+        "/tmp/before/src), before each run of this one, and print their ratios",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.users, args.advances, args.window_s, args.job_seconds, args.idle_s = [40], 5, 30.0, 0.2, 1.0
@@ -677,15 +723,23 @@ def main(argv: list[str] | None = None) -> str:
     raise_fd_limit()
     print_header("Queue storm: N waiting users, each watching their own job's place while the queue drains")
     rows = []
+    designs = [("before", str(args.before.resolve())), ("after", "")] if args.before else [("after", "")]
     for n in args.users:
         for mode in modes:
-            procs = args.procs or max(1, min(4, math.ceil(n / SOCKETS_PER_PROC)))
-            result = measure(mode, n, args.advances, args.window_s, args.job_seconds, min(procs, n), args.in_flight, args.log_level, args.idle_s)
-            print(json.dumps({k: v for k, v in result.items() if k not in ("per_advance", "healthz")}), flush=True)
-            rows.append(result)
+            for design, source in designs:
+                os.environ["OLDPHOTO_BENCH_SRC"] = source  # the nodes' PYTHONPATH (empty: this checkout)
+                procs = args.procs or max(1, min(4, math.ceil(n / SOCKETS_PER_PROC)))
+                result = measure(
+                    mode, n, args.advances, args.window_s, args.job_seconds, min(procs, n), args.in_flight, args.log_level, args.idle_s
+                )
+                result["design"] = design
+                print(json.dumps({k: v for k, v in result.items() if k not in ("per_advance", "healthz")}), flush=True)
+                rows.append(result)
     if args.dump:
         args.dump.write_text(json.dumps(rows, indent=1))
     out = report(rows)
+    if args.before:
+        out += "\n\n" + ratios(rows)
     print()
     print(out)
     print()

@@ -59,7 +59,7 @@ def worker_node(env: dict[str, str], data_dir: Path) -> Iterator[None]:
     with open(data_dir / "worker.log", "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "oldphoto", "worker"],
-            env={**os.environ, "PYTHONPATH": str(REPO / "src"), "OLDPHOTO_DATA_DIR": str(data_dir), **env},
+            env={**os.environ, "PYTHONPATH": os.environ.get("OLDPHOTO_BENCH_SRC") or str(REPO / "src"), "OLDPHOTO_DATA_DIR": str(data_dir), **env},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
