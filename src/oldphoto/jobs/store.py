@@ -20,6 +20,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -134,6 +135,13 @@ class LaneRow(Base):
     turn: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
+# Statements built once: values go in as parameters, so SQLAlchemy compiles each once, not once per event.
+INSERT_JOB = insert(JobRow)
+INSERT_EVENT = insert(EventRow)
+LOCK_JOB = select(JobRow.status, JobRow.last_seq).where(JobRow.id == bindparam("job")).with_for_update()
+UPDATE_JOB = update(JobRow).where(JobRow.id == bindparam("job"))
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -210,9 +218,9 @@ class JobStore:
             "started_at": None,
             "finished_at": None,
         }
-        connection.execute(insert(JobRow).values(**values))
+        connection.execute(INSERT_JOB, values)
         recorded = first.model_copy(update={"job_id": new.id, "seq": 1})
-        connection.execute(insert(EventRow).values(job_id=new.id, seq=1, body=recorded.model_dump_json()))
+        connection.execute(INSERT_EVENT, {"job_id": new.id, "seq": 1, "body": recorded.model_dump_json()})
         return Job(**{**values, "status": JobStatus.QUEUED})  # type: ignore[arg-type]  # the row's own values
 
     def get(self, job_id: str) -> Job | None:
@@ -251,9 +259,7 @@ class JobStore:
                 return self.append_many(items, own)
         recorded = []
         for job_id, said, status, fields in items:
-            current = connection.execute(
-                select(JobRow.status, JobRow.last_seq).where(JobRow.id == job_id).with_for_update()
-            ).first()
+            current = connection.execute(LOCK_JOB, {"job": job_id}).first()
             if current is None:
                 raise KeyError(job_id)
             data = said.model_dump() if isinstance(said, JobEvent) else dict(said)
@@ -268,8 +274,8 @@ class JobStore:
                 **(_status_changes(JobStatus(current.status), status) if status is not None else {}),
                 **fields,
             }
-            connection.execute(update(JobRow).where(JobRow.id == job_id).values(**changes))
-            connection.execute(insert(EventRow).values(job_id=job_id, seq=recorded_event.seq, body=recorded_event.model_dump_json()))
+            connection.execute(UPDATE_JOB, {"job": job_id, **changes})
+            connection.execute(INSERT_EVENT, {"job_id": job_id, "seq": recorded_event.seq, "body": recorded_event.model_dump_json()})
             recorded.append(recorded_event)
         return recorded
 
