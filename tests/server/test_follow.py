@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from oldphoto.jobs import announcements
-from oldphoto.protocol import JobEvent
+from oldphoto.protocol import JobEvent, LivePlace
 from oldphoto.server.follow import Follower
 from oldphoto.server.outbox import Outbox
 
@@ -18,10 +20,8 @@ def event(seq: int, stage: str = "inference", **extra: object) -> JobEvent:
     return JobEvent(job_id="j", seq=seq, stage=stage, message_key=stage, progress=min(seq * 10, 100), **extra)  # type: ignore[arg-type]
 
 
-def place(position: int) -> JobEvent:
-    body = announcements.queued(position, 0)
-    body.update(job_id="j", seq=1, live=True)
-    return JobEvent.model_validate(body)
+def place(position: int) -> LivePlace:
+    return LivePlace("j", position, time.time())
 
 
 class SlowLog:
@@ -118,3 +118,13 @@ async def test_a_live_place_during_the_replay_waits_for_it() -> None:
     log.gate.set()
     await follower.catch_up()
     assert [(e.seq, e.position) for e in drain(outbox)] == [(1, None), (2, 9), (2, 3)]
+
+
+def test_a_live_place_has_the_wire_shape_of_a_recorded_queued_event_plus_live() -> None:
+    for lang in ("en", "zh-CN"):
+        for key in ("queued", "queued.no_worker"):
+            live = LivePlace("j", 7, 1234.5, seq=3, progress=12, message_key=key)
+            recorded = JobEvent.model_validate({**announcements.queued(7, 12), "message_key": key, "job_id": "j", "seq": 3, "ts": 1234.5})
+            wire = json.loads(live.wire_text(lang))
+            assert wire == {**recorded.to_wire(lang), "live": True}
+            assert list(wire) == [*(k for k in recorded.to_wire(lang) if k != "message"), "live", "message"]

@@ -16,23 +16,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 
-from oldphoto.jobs.bus import LocalBus
-from oldphoto.protocol import JobEvent
+from oldphoto.jobs.bus import LocalBus, Subscriber
+from oldphoto.protocol import JobEvent, LivePlace
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "oldphoto"
 RECONNECT_DELAYS_S = (0.1, 0.25, 0.5, 1.0, 2.0)
-
-
-class Subscriber(Protocol):
-    def deliver(self, event: JobEvent) -> None: ...
-    def resync(self) -> None: ...
 
 
 CANCEL = "cancel"  # the channel after the prefix that carries job ids to cancel wherever they run
@@ -123,7 +118,7 @@ class RedisBus:
         self.local.publish(event)  # this node's readers at once; Redis brings it to the others
         self._commands.put_nowait(("publish", channel(self.prefix, event.job_id), event.model_dump_json()))
 
-    def tell(self, event: JobEvent) -> None:
+    def tell(self, event: LivePlace) -> None:
         self.local.tell(event)
 
     def followed_jobs(self) -> Iterable[str]:

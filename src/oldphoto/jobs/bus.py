@@ -6,11 +6,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Protocol
 
-from oldphoto.protocol import JobEvent
+from oldphoto.protocol import JobEvent, LivePlace, OutEvent
 
 
 class Subscriber(Protocol):
-    def deliver(self, event: JobEvent) -> None:
+    def deliver(self, event: OutEvent) -> None:
         """Must not block: a slow reader may never slow the publisher."""
 
     def resync(self) -> None:
@@ -23,7 +23,7 @@ class Bus(Protocol):
     def subscribe(self, job_id: str, subscriber: Subscriber) -> None: ...
     def unsubscribe(self, job_id: str, subscriber: Subscriber) -> None: ...
     def publish(self, event: JobEvent) -> None: ...
-    def tell(self, event: JobEvent) -> None:
+    def tell(self, event: LivePlace) -> None:
         """A live event to this process's followers only (every process works out its own)."""
 
     def followed_jobs(self) -> Iterable[str]: ...
@@ -56,7 +56,9 @@ class LocalBus:
         for subscriber in tuple(self._subscribers.get(event.job_id, ())):
             subscriber.deliver(event)
 
-    tell = publish
+    def tell(self, event: LivePlace) -> None:
+        for subscriber in tuple(self._subscribers.get(event.job_id, ())):
+            subscriber.deliver(event)
 
     def followed_jobs(self) -> Iterable[str]:
         return self._subscribers.keys()

@@ -18,9 +18,8 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
-from oldphoto.jobs import announcements
 from oldphoto.jobs.bus import Bus
-from oldphoto.protocol import JobEvent
+from oldphoto.protocol import LivePlace
 
 PositionsReader = Callable[[], Awaitable[dict[str, int]]]
 WorkersProbe = Callable[[], Awaitable[bool]]
@@ -72,12 +71,10 @@ class Places:
         """The place as of the last pass: at most `interval_s` old."""
         return self.current.get(job_id)
 
-    def event(self, job_id: str, position: int, at: float | None = None) -> JobEvent:
-        """A live `queued` event; the follower stamps it with its own last seq and progress."""
+    def event(self, job_id: str, position: int, at: float | None = None) -> LivePlace:
+        """A live place; the follower stamps it with its own last seq and progress."""
         key = "queued.no_worker" if self.no_worker else "queued"
-        body = announcements.queued(position, 0)
-        body.update(message_key=key, job_id=job_id, seq=1, live=True, ts=time.time() if at is None else at)
-        return JobEvent.model_construct(**body)  # built from known-good values, one per waiting reader: not validated
+        return LivePlace(job_id, position, time.time() if at is None else at, message_key=key)
 
     async def _broadcast_loop(self) -> None:
         while True:

@@ -31,7 +31,7 @@ from oldphoto.jobs.offload import Offload
 from oldphoto.jobs.places import Places
 from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.store import Job, JobStore, NewJob, new_job_id, utcnow
-from oldphoto.protocol import JobEvent
+from oldphoto.protocol import JobEvent, LivePlace
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class JobService:
         """The live place (no I/O: as of the last pass of `Places`)."""
         return self.places.position(job_id)
 
-    def place_event(self, job_id: str, position: int) -> JobEvent:
+    def place_event(self, job_id: str, position: int) -> LivePlace:
         return self.places.event(job_id, position)
 
     async def purge_expired(self) -> int:

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from oldphoto.jobs.service import JobService
-from oldphoto.protocol import JobEvent
+from oldphoto.protocol import JobEvent, LivePlace, OutEvent
 from oldphoto.server.outbox import Outbox
 
 History = Callable[[str, int], Awaitable[list[JobEvent]]]  # (job id, after seq) -> the recorded events after it
@@ -30,12 +30,12 @@ class Follower:
         self.position: int | None = None
         self.message_key: str | None = None
         self._held: list[JobEvent] = []  # newer events that wait while the log is read
-        self._held_place: JobEvent | None = None
+        self._held_place: LivePlace | None = None
         self._resync: asyncio.Task[None] | None = None
         self._again = False
 
-    def deliver(self, event: JobEvent) -> None:
-        if event.live:
+    def deliver(self, event: OutEvent) -> None:
+        if isinstance(event, LivePlace):
             self._place(event)
         elif self._resync is not None:
             self._held.append(event)
@@ -97,7 +97,7 @@ class Follower:
         self.message_key = event.message_key
         self.outbox.deliver(event)
 
-    def _place(self, event: JobEvent) -> None:
+    def _place(self, event: LivePlace) -> None:
         """A live place: news only while the job waits, and only when it differs from what this reader has."""
         if self._resync is not None:
             self._held_place = event
@@ -105,9 +105,7 @@ class Follower:
         if not self.waiting or (event.position == self.position and event.message_key == self.message_key):
             return
         self.position, self.message_key = event.position, event.message_key
-        mine = event.model_copy(update={"seq": max(1, self.last_seq), "progress": self.progress})
-        mine._wire_text = {}  # the copy would share the original's cache of wire texts
-        self.outbox.deliver(mine)
+        self.outbox.deliver(LivePlace(event.job_id, event.position, event.ts, max(1, self.last_seq), self.progress, event.message_key))
 
 
 async def follow(service: JobService, job_id: str, after_seq: int, outbox: Outbox) -> Follower:

@@ -15,13 +15,13 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-from oldphoto.protocol import JobEvent
+from oldphoto.protocol import OutEvent
 
 
 class Outbox:
-    def __init__(self, capacity: int = 256, bypass: Callable[[JobEvent], bool] | None = None) -> None:
+    def __init__(self, capacity: int = 256, bypass: Callable[[OutEvent], bool] | None = None) -> None:
         self.capacity = capacity
-        self.items: deque[JobEvent] = deque()
+        self.items: deque[OutEvent] = deque()
         self.ready = asyncio.Event()
         self.coalesced = 0
         self.bypass = bypass
@@ -31,7 +31,7 @@ class Outbox:
     def __len__(self) -> int:
         return len(self.items)
 
-    def deliver(self, event: JobEvent) -> None:
+    def deliver(self, event: OutEvent) -> None:
         if self.bypass is not None and not self.items and not self.in_flight and self.bypass(event):
             self.bypassed += 1
             return
@@ -43,7 +43,7 @@ class Outbox:
         self.items.append(event)
         self.ready.set()
 
-    async def get(self) -> JobEvent:
+    async def get(self) -> OutEvent:
         """The next event; the reader calls `done` once it has passed it on (until then nothing bypasses it)."""
         while not self.items:
             self.ready.clear()
@@ -54,7 +54,7 @@ class Outbox:
     def done(self) -> None:
         self.in_flight = False
 
-    def _replace_live(self, event: JobEvent) -> bool:
+    def _replace_live(self, event: OutEvent) -> bool:
         for i, waiting in enumerate(self.items):
             if waiting.live and waiting.job_id == event.job_id and waiting.type == event.type:
                 self.items[i] = event
@@ -62,7 +62,7 @@ class Outbox:
                 return True
         return False
 
-    def _make_room(self, incoming: JobEvent) -> bool:
+    def _make_room(self, incoming: OutEvent) -> bool:
         """Drop the oldest droppable event; prefer one of the same job. False if the incoming one should go."""
         droppable = [i for i, e in enumerate(self.items) if not e.is_essential]
         same_job = [i for i in droppable if self.items[i].job_id == incoming.job_id]

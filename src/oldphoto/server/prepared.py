@@ -22,7 +22,7 @@ from typing import Any
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 
-from oldphoto.protocol import JobEvent
+from oldphoto.protocol import OutEvent
 
 EXTENSION = "oldphoto.websocket.prepared_frames"
 # Write straight to a transport only while it holds less than this unsent; beyond it the reader is slow.
@@ -40,9 +40,9 @@ class PreparedFrames:
     """The latest event's frame per language: a publish reaches its followers one after another, all in one go."""
 
     def __init__(self) -> None:
-        self._latest: dict[str, tuple[JobEvent, bytes]] = {}
+        self._latest: dict[str, tuple[OutEvent, bytes]] = {}
 
-    def frame(self, event: JobEvent, lang: str) -> bytes:
+    def frame(self, event: OutEvent, lang: str) -> bytes:
         latest = self._latest.get(lang)
         if latest is not None and latest[0] is event:
             return latest[1]
