@@ -15,20 +15,21 @@ from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy import func, select
 
 from oldphoto.distributed.events import RedisBus
 from oldphoto.distributed.worker import request_cancel
 from oldphoto.jobs.admission import AdmissionRules
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.sharedqueue import SharedQueue
-from oldphoto.jobs.store import Job, JobStore, NewJob
+from oldphoto.jobs.store import Job, JobStore, LeaseRow, NewJob
 from oldphoto.protocol import JobEvent
 from oldphoto.server.follow import Follower
 from oldphoto.server.outbox import Outbox
 from tests.helpers.images import png_bytes
 from tests.helpers.server import run_async
 from tests.helpers.services import postgres_database, redis_namespace
-from tests.jobs.conftest import pause_workflow
+from tests.jobs.conftest import crash_workflow, pause_workflow
 
 pytestmark = [pytest.mark.scaleout, pytest.mark.slow]
 
@@ -64,12 +65,13 @@ def worker(database: str, broker: str, prefix: str, data_dir: Path, lease_s: flo
         log.close()
 
 
-def admit(store: JobStore, queue: SharedQueue, data_dir: Path, owner: str, seconds: float) -> str:
-    """What a web node does on POST /api/jobs, as far as the store and the queue go."""
+def admit(store: JobStore, queue: SharedQueue, data_dir: Path, owner: str, seconds: float, workflow: str | None = None) -> str:
+    """What a web node does on POST /api/jobs, as far as the store and the queue go (a Pause of `seconds`, or
+    `workflow`)."""
     (data_dir / "inputs").mkdir(parents=True, exist_ok=True)
     source = data_dir / "inputs" / f"{owner}-{time.monotonic_ns()}.png"
     source.write_bytes(png_bytes(48, 32))
-    new = NewJob(owner=owner, workflow=pause_workflow(seconds), input_path=str(source))
+    new = NewJob(owner=owner, workflow=workflow or pause_workflow(seconds), input_path=str(source))
     job, _, _ = queue.admit(new, AdmissionRules(user_concurrency=100), source.read_bytes())
     source.unlink()  # the worker must take the photo from the database
     return job.id
@@ -171,3 +173,28 @@ def test_a_job_whose_worker_node_is_killed_runs_again_on_another(deployment: tup
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert [e.progress for e in events] == sorted(e.progress for e in events)  # a re-run never moves the bar back
     assert sum(1 for e in events if e.type == "queued") >= 2  # queued again, with its place
+
+
+def test_a_crashing_worker_on_a_worker_node_fails_its_job_at_once_and_the_next_job_runs(deployment: tuple) -> None:
+    """The node's pool notices the dead process (as embedded: tests/jobs/test_processes.py); the node must record
+    the crash in the shared store, release the job's lease and go on with the queue."""
+    store, database, broker, prefix, data_dir = deployment
+    queue = SharedQueue(store)
+    crash = admit(store, queue, data_dir, "eve", 0, workflow=crash_workflow())
+    after = admit(store, queue, data_dir, "eve", 0.1)
+    with worker(database, broker, prefix, data_dir):
+        deadline = time.monotonic() + 60
+        while (job := store.get(crash)).status == JobStatus.QUEUED:
+            assert time.monotonic() < deadline, "the crash job never started"
+            time.sleep(0.05)
+        began = time.monotonic()
+        while not (job := store.get(crash)).status.is_final:
+            assert time.monotonic() - began < 5, f"the crash was not recorded 5 s after the job started ({job.status})"
+            time.sleep(0.05)
+        final = store.events_after(crash)[-1]
+        assert job.status == JobStatus.FAILED and (final.type, final.code) == ("error", "worker_crashed")
+        assert wait_final(store, after, timeout=60).status == JobStatus.SUCCEEDED
+    events = store.events_after(crash)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    with store.engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(LeaseRow)) == 0, "a finished job is still leased"

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from oldphoto.engine import CancelToken, Reporter, RunOptions, run_workflow, workflow_from_steps
+from oldphoto.engine import reporter as reporter_module
 from oldphoto.errors import Cancelled
 from oldphoto.protocol import Note
 
@@ -26,6 +27,44 @@ def test_progress_never_decreases_and_each_node_owns_its_share() -> None:
     assert values == sorted(values)
     assert max(n.progress for n in notes if n.node == "a") <= 50 <= min(n.progress for n in notes if n.node == "b" and n.stage != "preprocess")
     assert all(1 <= v <= 99 for v in values)
+
+
+def test_a_late_stage_report_from_an_earlier_node_does_not_pull_the_bar_back() -> None:
+    """A stage report is never throttled: it reaches the run's reporter however late it comes."""
+    notes: list[Note] = []
+    reporter = Reporter(notes.append, span=(1, 99))
+    first = reporter.for_node("a", "denoise", 0.0, 0.5)
+    second = reporter.for_node("b", "sharpen", 0.5, 1.0)
+    first.stage("postprocess")
+    second.stage("inference")
+    high = notes[-1].progress
+    first.stage("preprocess")  # the earlier node says a stage it left long ago
+    values = [n.progress for n in notes]
+    assert values == sorted(values), values
+    assert notes[-1].progress == high == reporter.progress
+    second.stage("postprocess")
+    assert notes[-1].progress > high
+
+
+def test_with_the_step_throttle_off_every_late_step_still_keeps_the_bar_sorted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The throttle drops a step that does not move the percent: off, every late step reaches the run's reporter."""
+    monkeypatch.setattr(reporter_module, "MIN_STEP_INTERVAL_S", 0.0)
+    notes: list[Note] = []
+    reporter = Reporter(notes.append, span=(1, 99))
+    first = reporter.for_node("a", "denoise", 0.0, 0.5)
+    second = reporter.for_node("b", "sharpen", 0.5, 1.0)
+    first.stage("inference")
+    for i in range(1, 5):
+        first.step(i / 4)
+    second.stage("inference")
+    second.step(0.5)
+    sent = len(notes)
+    first.step(0.0)  # late, and not throttled: it is said, at the bar's current value
+    second.step(0.25)  # a step back inside the running node, too
+    assert len(notes) == sent + 2, "the late steps were throttled: this test would not see a bar that goes down"
+    values = [n.progress for n in notes]
+    assert values == sorted(values), values
+    assert notes[-1].progress == notes[-3].progress == reporter.progress
 
 
 def test_steps_keep_the_stage_sentence_and_its_parameters() -> None:

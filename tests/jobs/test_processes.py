@@ -76,12 +76,42 @@ def test_cancelling_a_finished_job_is_a_conflict(job_server: ServerProcess) -> N
     assert response.status_code == 409 and response.json()["code"] == "already_finished"
 
 
+# A worker that dies is noticed by the pool's next health check (every 0.2 s): its job must fail at once, not wait
+# for the job's time limit or a reader's patience.
+CRASH_REPORTED_WITHIN_S = 5
+
+
+def follow_crash(client: Client, job_id: str) -> dict:
+    """The crashed job's final event, which must come within CRASH_REPORTED_WITHIN_S of its start (its first event
+    of a running stage, or its status read as running, whichever is seen first)."""
+    with client.socket(f"?job_id={job_id}") as ws:
+        deadline = time.monotonic() + 60  # to start: jobs ahead of it may still be running
+        began: float | None = None
+        while True:
+            try:
+                event = json.loads(ws.recv(timeout=max(0.01, min(0.5, deadline - time.monotonic()))))
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    status = client.http.get(f"/api/jobs/{job_id}").json()["status"]
+                    said = f"{CRASH_REPORTED_WITHIN_S} s after the crash job started" if began else "60 s after it was submitted"
+                    raise AssertionError(f"no final event {said} (status {status})") from None
+                if began is None and client.http.get(f"/api/jobs/{job_id}").json()["status"] == "running":
+                    began = time.monotonic()
+                    deadline = began + CRASH_REPORTED_WITHIN_S
+                continue
+            if began is None and event["stage"] not in ("upload", "queued"):
+                began = time.monotonic()  # the job runs: the Crash node ends its worker right away
+                deadline = began + CRASH_REPORTED_WITHIN_S
+            if event["type"] in ("complete", "error", "cancelled"):
+                return event
+
+
 def test_a_crashing_worker_fails_only_its_own_job(job_server: ServerProcess) -> None:
     client = Client(job_server)
     image = png_bytes(32, 32)
     crash = client.submit(image, workflow=crash_workflow())["job_id"]
     after = client.submit(image, workflow=pause_workflow(0.1))["job_id"]
-    crashed = client.follow(crash)[-1]
+    crashed = follow_crash(client, crash)
     assert crashed["type"] == "error" and crashed["code"] == "worker_crashed" and crashed["progress"] == 0
     assert wait_final(client, after)["status"] == "succeeded"
     assert httpx.get(f"{job_server.url}/healthz").json()["workers"] == 1
@@ -182,7 +212,7 @@ def test_with_batching_on_one_worker_runs_several_jobs_at_once(tmp_path: Path) -
         assert a["status"] == b["status"] == "succeeded"
         assert datetime.fromisoformat(b["started_at"]) < datetime.fromisoformat(a["finished_at"])
         crash = client.submit(image, workflow=crash_workflow())["job_id"]
-        assert client.follow(crash)[-1]["code"] == "worker_crashed"
+        assert follow_crash(client, crash)["code"] == "worker_crashed"
         assert wait_final(client, client.submit(image, workflow=pause_workflow(0.1))["job_id"])["status"] == "succeeded"
 
 

@@ -148,6 +148,32 @@ def test_admission_applies_the_rules_in_its_transaction(store: JobStore) -> None
     assert len(queue) == 1 and store.count_active() == 1  # refused jobs leave nothing behind
 
 
+def test_admission_limits_hold_exactly_at_their_edges_and_count_running_jobs(store: JobStore) -> None:
+    """The same edges as the embedded queue's (tests/jobs/test_processes.py, limits): a user's running jobs count
+    toward their limit, waiting ones toward the queue's; a job is refused at the limit, never one before it."""
+    queue = SharedQueue(store)
+    per_user = AdmissionRules(user_concurrency=2, queue_max=100)
+
+    def admit(owner: str, rules: AdmissionRules = per_user) -> str:
+        return queue.admit(NewJob(owner=owner, workflow="{}", input_path="x"), rules, None)[0].id
+
+    first = admit("a")
+    assert queue.start_next() == first  # running: still one of a's two
+    admit("a")  # a's second: at the limit, not over it
+    with pytest.raises(UserLimit):
+        admit("a")
+    assert store.count_active("a") == 2 and len(queue) == 1
+
+    two_waiting = AdmissionRules(user_concurrency=100, queue_max=2)
+    admit("b", two_waiting)  # one waiting (a's second): a running job takes no place in the queue
+    with pytest.raises(QueueFull):
+        admit("c", two_waiting)
+    assert len(queue) == 2 and store.count_active() == 3
+    queue.start_next()  # one leaves the line: there is room again
+    admit("c", two_waiting)
+    assert len(queue) == 2
+
+
 def count_events(store: JobStore) -> int:
     with store.engine.connect() as connection:
         return connection.scalar(select(func.count()).select_from(EventRow)) or 0

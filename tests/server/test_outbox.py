@@ -31,6 +31,63 @@ def test_essential_events_may_exceed_the_bound() -> None:
     assert len(box) == 5
 
 
+def place(seq: int, job: str, *, live: bool) -> JobEvent:
+    """A `queued` event: recorded (its place when it entered the line) or live (a later place, not in the log)."""
+    return event(seq, "queued", job).model_copy(update={"live": live or None, "position": seq})
+
+
+def test_a_final_event_is_kept_when_the_full_box_holds_only_essential_events() -> None:
+    box = Outbox(capacity=2)
+    box.deliver(event(1, "queued", job="j1"))
+    box.deliver(event(1, "queued", job="j2"))
+    box.deliver(event(9, "complete", job="j3"))
+    assert [(e.job_id, e.type) for e in box.items] == [("j1", "queued"), ("j2", "queued"), ("j3", "complete")]
+
+
+def test_a_final_event_already_queued_never_gives_way_to_later_progress() -> None:
+    box = Outbox(capacity=2)
+    box.deliver(event(9, "complete", job="a"))
+    box.deliver(event(3, job="b"))
+    box.deliver(event(4, job="c"))
+    kept = [(e.job_id, e.type) for e in box.items]
+    assert ("a", "complete") in kept and len(kept) == 2 and box.coalesced == 1
+
+
+def test_each_final_type_survives_a_full_box() -> None:
+    for final in ("complete", "error", "cancelled"):
+        box = Outbox(capacity=2)
+        box.deliver(event(9, final, job="a"))
+        for seq in range(3, 10):
+            box.deliver(event(seq, job="b"))
+        box.deliver(event(1, "queued", job="c"))
+        box.deliver(event(2, "queued", job="d"))
+        box.deliver(event(10, final, job="e"))
+        kept = [(e.job_id, e.type) for e in box.items]
+        assert kept[0] == ("a", final) and kept[-1] == ("e", final) and ("c", "queued") in kept and ("d", "queued") in kept, (final, kept)
+
+
+def test_a_live_place_gives_way_in_a_full_box_and_a_recorded_one_does_not() -> None:
+    box = Outbox(capacity=2)
+    box.deliver(place(1, "j1", live=False))
+    box.deliver(place(2, "j2", live=True))
+    box.deliver(event(9, "complete", job="j3"))  # the live place makes room; the recorded one stays
+    assert [(e.job_id, e.type, e.live) for e in box.items] == [("j1", "queued", None), ("j3", "complete", None)]
+    box.deliver(place(3, "j4", live=True))  # full of essential events: a live place is dropped, never let over the bound
+    assert [e.job_id for e in box.items] == ["j1", "j3"]
+    box.deliver(place(4, "j5", live=False))  # a recorded place is essential: it may exceed the bound
+    assert [e.job_id for e in box.items] == ["j1", "j3", "j5"]
+
+
+def test_a_waiting_live_place_is_replaced_by_the_jobs_next_one_in_place() -> None:
+    box = Outbox(capacity=8)
+    box.deliver(place(5, "j", live=False))
+    box.deliver(place(4, "j", live=True))
+    box.deliver(event(1, job="k"))
+    box.deliver(place(3, "j", live=True))
+    assert [(e.job_id, e.position, e.live) for e in box.items] == [("j", 5, None), ("j", 3, True), ("k", None, None)]
+    assert box.coalesced == 1
+
+
 def test_get_waits_for_the_next_event() -> None:
     async def scenario() -> list[int]:
         box = Outbox()

@@ -12,6 +12,7 @@ each from its own loopback address (Linux routes all of 127.0.0.0/8 to the loopb
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -474,5 +475,87 @@ def test_an_oversized_body_is_never_held_in_memory(small_server: ServerProcess) 
     http.close()
     time.sleep(0.2)
     assert psutil.Process(small_server.process.pid).num_fds() <= descriptors, "a refused upload left a file open"
+    assert list((small_server.data_dir / "tmp").glob("*")) == []
+    assert_healthy(small_server)
+
+
+# An oversized body must be refused while it streams, not once it has all come in: these clients send part of the
+# body (or none) and then wait, so an answer that only comes at the end of the body never comes at all.
+REFUSAL_WITHIN_S = 5
+
+
+def raw_upload_head(server: ServerProcess, user: str, length: str) -> bytes:
+    """The request line and headers of a multipart POST /api/jobs; `length`: a Content-Length or 'chunked'."""
+    framing = "Transfer-Encoding: chunked" if length == "chunked" else f"Content-Length: {length}"
+    return (
+        f"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nAuthorization: Bearer {token(user)}\r\n"
+        f"Content-Type: multipart/form-data; boundary=BOUNDARY\r\n{framing}\r\n\r\n"
+    ).encode()
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def answer_while_the_body_is_unfinished(server: ServerProcess, address: str, head: bytes, body: list[bytes]) -> tuple[float, int, dict[str, Any]]:
+    """Send `head` and the pieces of `body`, never the rest, and read the answer as it comes (a thread sends while
+    this one reads: a server that stops reading must not block the test). Returns (seconds, status, JSON body)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=REFUSAL_WITHIN_S, source_address=(address, 0)) as sock:
+
+        def send() -> None:
+            try:
+                sock.sendall(head)
+                for piece in body:
+                    sock.sendall(piece)
+            except OSError:
+                pass  # the server answered and closed while we were still sending: that is the point
+
+        began = time.monotonic()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            sender = pool.submit(send)
+            data, waited_out = b"", False
+            try:
+                while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < content_length(data):
+                    piece = sock.recv(65536)
+                    if not piece:
+                        break
+                    data += piece
+            except TimeoutError:
+                waited_out = True
+            except ConnectionResetError:
+                pass
+            finally:
+                took = time.monotonic() - began
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # unblocks the sender, if the server stopped reading
+            sender.result(10)
+    assert not waited_out, f"no answer in {REFUSAL_WITHIN_S} s with the body unfinished: the server waits for the rest of it"
+    head_bytes, _, payload = data.partition(b"\r\n\r\n")
+    assert head_bytes, "the connection closed without an answer"
+    return took, int(head_bytes.split(b" ", 2)[1]), json.loads(payload[: content_length(data)])
+
+
+def content_length(data: bytes) -> int:
+    match = re.search(rb"(?im)^content-length:\s*(\d+)", data.partition(b"\r\n\r\n")[0])
+    return int(match.group(1)) if match else 1 << 30
+
+
+def test_a_chunked_body_over_the_limit_is_refused_while_it_streams(small_server: ServerProcess) -> None:
+    """3 MB of a chunked body against a 1 MB limit, then nothing: the 413 must come without the rest of the body."""
+    piece = 64 * 1024
+    body = [chunk(b'--BOUNDARY\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\nContent-Type: image/png\r\n\r\n\x89PNG\r\n\x1a\n')]
+    body += [chunk(bytes(piece)) for _ in range(3 * 2**20 // piece)]
+    took, status, answer = answer_while_the_body_is_unfinished(small_server, "127.0.0.44", raw_upload_head(small_server, "limit-stream", "chunked"), body)
+    assert status == 413 and answer["code"] == "too_large", answer
+    assert took < REFUSAL_WITHIN_S
+    assert_healthy(small_server)
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_any_body(small_server: ServerProcess) -> None:
+    """Content-Length: 64 MB and not one byte of body: the 413 must come from the headers alone."""
+    head = raw_upload_head(small_server, "limit-declared-only", str(OVERSIZED_BODY_MB * 2**20))
+    took, status, answer = answer_while_the_body_is_unfinished(small_server, "127.0.0.45", head, [])
+    assert status == 413 and answer["code"] == "too_large", answer
+    assert took < REFUSAL_WITHIN_S
     assert list((small_server.data_dir / "tmp").glob("*")) == []
     assert_healthy(small_server)
