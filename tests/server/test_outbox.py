@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from oldphoto.protocol import JobEvent
+from oldphoto.protocol import JobEvent, LivePlace, OutEvent
 from oldphoto.server.outbox import Outbox
 from tests.helpers.server import run_async
 
@@ -31,9 +31,11 @@ def test_essential_events_may_exceed_the_bound() -> None:
     assert len(box) == 5
 
 
-def place(seq: int, job: str, *, live: bool) -> JobEvent:
+def place(seq: int, job: str, *, live: bool) -> OutEvent:
     """A `queued` event: recorded (its place when it entered the line) or live (a later place, not in the log)."""
-    return event(seq, "queued", job).model_copy(update={"live": live or None, "position": seq})
+    if live:
+        return LivePlace(job, position=seq, ts=0.0, seq=seq)
+    return event(seq, "queued", job).model_copy(update={"position": seq})
 
 
 def test_a_final_event_is_kept_when_the_full_box_holds_only_essential_events() -> None:
@@ -71,7 +73,7 @@ def test_a_live_place_gives_way_in_a_full_box_and_a_recorded_one_does_not() -> N
     box.deliver(place(1, "j1", live=False))
     box.deliver(place(2, "j2", live=True))
     box.deliver(event(9, "complete", job="j3"))  # the live place makes room; the recorded one stays
-    assert [(e.job_id, e.type, e.live) for e in box.items] == [("j1", "queued", None), ("j3", "complete", None)]
+    assert [(e.job_id, e.type, e.live) for e in box.items] == [("j1", "queued", False), ("j3", "complete", False)]
     box.deliver(place(3, "j4", live=True))  # full of essential events: a live place is dropped, never let over the bound
     assert [e.job_id for e in box.items] == ["j1", "j3"]
     box.deliver(place(4, "j5", live=False))  # a recorded place is essential: it may exceed the bound
@@ -84,7 +86,7 @@ def test_a_waiting_live_place_is_replaced_by_the_jobs_next_one_in_place() -> Non
     box.deliver(place(4, "j", live=True))
     box.deliver(event(1, job="k"))
     box.deliver(place(3, "j", live=True))
-    assert [(e.job_id, e.position, e.live) for e in box.items] == [("j", 5, None), ("j", 3, True), ("k", None, None)]
+    assert [(e.job_id, e.position, e.live) for e in box.items] == [("j", 5, False), ("j", 3, True), ("k", None, False)]
     assert box.coalesced == 1
 
 
