@@ -17,6 +17,7 @@ from oldphoto.jobs import announcements
 from oldphoto.jobs.admission import AdmissionRules
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.messages import Cancelled, Crashed, Done, Failed, Noted, Ready, TimedOut, WorkerMessage
+from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.scheduler import FairQueue
 from oldphoto.jobs.store import Job, JobStore, NewJob
 from oldphoto.jobs.work import WorkItem
@@ -90,10 +91,12 @@ class LocalWorkers:
         self.store = queue.store
         self.pool = WorkerPool(config.workers, self._from_pool, job_timeout_s=config.job_timeout_s, slots=config.jobs_per_worker)
         self.service: JobService | None = None
+        self.recorder: Recorder | None = None  # what the workers say, recorded by the service's writer thread
         self._stopping = False
 
     async def start(self, service: JobService) -> None:
         self.service = service
+        self.recorder = Recorder(self.store, service.publish, self.config.results_dir, self.config.job_timeout_s)
         await service.offload.write(self._recover)
         await asyncio.to_thread(self.pool.start)
         await service.offload.write(service.queue_changed)
@@ -104,6 +107,11 @@ class LocalWorkers:
         assert self.service is not None
         await self.service.offload.write(self._hand_back)
 
+    @property
+    def _recorder(self) -> Recorder:
+        assert self.recorder is not None, "LocalWorkers.start makes it"
+        return self.recorder
+
     def take_input(self, job_id: str, upload: Path) -> tuple[str, bytes | None]:
         stored = self.config.inputs_dir / job_id
         shutil.move(str(upload), stored)
@@ -112,7 +120,7 @@ class LocalWorkers:
     def queue_changed(self, at: float) -> None:
         """Start what fits: the next jobs in fair order, onto free worker slots."""
         assert self.service is not None
-        recorder = self.service.recorder
+        recorder = self._recorder
         while (place := self.pool.idle()) is not None:
             job = self.queue.start_next()
             if job is None:
@@ -149,7 +157,7 @@ class LocalWorkers:
             case Ready():
                 self.service.queue_changed()  # a new worker takes jobs: the next ones start
             case Noted() | Done() | Failed() | Cancelled() | Crashed() | TimedOut():
-                if self.service.recorder.on_message(message):
+                if self._recorder.on_message(message):
                     self.service.queue_changed()  # a slot is free: the next job starts
             case _:
                 assert_never(message)
@@ -157,7 +165,7 @@ class LocalWorkers:
     def _recover(self) -> None:
         """After a restart: jobs that were running wait again once, then are `interrupted`; all waiting ones queue."""
         assert self.service is not None
-        recorder = self.service.recorder
+        recorder = self._recorder
         for job in self.store.with_status(JobStatus.RUNNING):
             if job.attempts >= 1:
                 recorder.fail(job.id, "interrupted", "The server stopped twice while running this job.")

@@ -29,7 +29,6 @@ from oldphoto.jobs.errors import AlreadyFinished, JobNotFound
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.offload import Offload
 from oldphoto.jobs.places import Places
-from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.store import Job, JobStore, NewJob, new_job_id, utcnow
 from oldphoto.protocol import JobEvent, LivePlace
 
@@ -133,11 +132,9 @@ class JobService:
         self.runner = runner
         self.offload = offload or Offload()
         self.rules = AdmissionRules(config.user_concurrency, config.queue_max, config.retry_after_s)
-        self.recorder = Recorder(store, self.publish, config.results_dir, config.job_timeout_s)
         self.places = Places(bus, self._positions, self._workers_running, interval_s=config.places_interval_s)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._janitor: asyncio.Task[None] | None = None
-        self._stopping = False
         config.inputs_dir.mkdir(parents=True, exist_ok=True)
         config.results_dir.mkdir(parents=True, exist_ok=True)
 
@@ -150,7 +147,6 @@ class JobService:
         self._janitor = asyncio.create_task(self._retention_loop())
 
     async def stop(self) -> None:
-        self._stopping = True
         if self._janitor is not None:
             self._janitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
