@@ -35,6 +35,10 @@ class Settings(BaseSettings):
 
     max_upload_mb: float = Field(25.0, gt=0)
     max_pixels: int = Field(40_000_000, gt=0)
+    # Uploads are decoded to judge them in this many checker processes (one user holds at most half of them),
+    # each decode refused past check_timeout_s (real photos take well under a second).
+    check_processes: int = Field(2, ge=1, le=32)
+    check_timeout_s: float = Field(10.0, gt=0)
 
     auth: Literal["anonymous", "required"] = "anonymous"
     jwt_secret: str | None = None

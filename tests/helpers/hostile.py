@@ -197,6 +197,23 @@ def _jpeg_scan_bomb(progressive: bytes, copies: int) -> bytes:
     return progressive[:end] + scan * copies + progressive[end:]
 
 
+def jpeg_segment_bomb(segments: int = 6_000_000) -> bytes:
+    """Issue 11's attack: SOI, `segments` empty APP0 segments (4 bytes each: 24 MB by default), then an 8x8 photo.
+
+    Every size limit holds, but Pillow walks the segments one by one in Python and keeps each: about 10 s and
+    880 MB for the default, before libjpeg sees a byte.
+    """
+    picture = _encode(Image.new("RGB", (8, 8), (90, 60, 30)), "JPEG", quality=90)
+    return b"\xff\xd8" + b"\xff\xe0\x00\x02" * segments + picture[2:]
+
+
+def slow_progressive_jpeg(side: int = 4000, scans: int = 240) -> bytes:
+    """A valid JPEG within every limit that takes seconds to decode: a flat `side` x `side` progressive photo whose
+    first scan is repeated (under the 256-scan cap). About 4 s for the default on a 2-core machine, 11 MB."""
+    flat = _encode(Image.new("RGB", (side, side), (120, 80, 40)), "JPEG", quality=80, progressive=True)
+    return _jpeg_scan_bomb(flat, scans)
+
+
 def _zip_archive() -> bytes:
     import zipfile
 
@@ -867,6 +884,63 @@ def _frames_and_shapes() -> Iterator[Case]:
     )
 
 
+def _header_bombs() -> Iterator[Case]:
+    """Files within every size limit whose headers make Pillow take a step per segment, chunk or byte in Python."""
+    picture = _encode(Image.new("RGB", (8, 8), (90, 60, 30)), "JPEG", quality=90)
+    yield _case(
+        "jpeg_segment_bomb",
+        jpeg_segment_bomb(100_000),
+        "jpg",
+        INVALID,
+        "100,000 empty APP0 segments before an 8x8 picture (the 24 MB attack of issue 11, scaled down)",
+    )
+    yield _case(
+        "jpeg_stray_bytes_bomb",
+        b"\xff\xd8\xff\xfe\x00\x02" + bytes(200_000) + picture[2:],
+        "jpg",
+        INVALID,
+        "200 KB of junk between two segments: libjpeg skips it, Pillow reads it a byte at a time",
+    )
+    yield _case(
+        "jpeg_fill_bytes_bomb",
+        b"\xff\xd8" + b"\xff" * 200_000 + picture[2:],
+        "jpg",
+        INVALID,
+        "200,000 fill bytes (0xFF) before a marker",
+    )
+    png = _encode(Image.new("RGB", (8, 8)), "PNG")
+    idat = png.find(b"IDAT") - 4
+    yield _case(
+        "png_chunk_bomb",
+        png[:33] + _png_chunk(b"abCd", b"") * 100_000 + png[33:],
+        "png",
+        INVALID,
+        "100,000 empty ancillary chunks before the pixel data",
+    )
+    yield _case(
+        "png_idat_bomb",
+        png[:idat] + _png_chunk(b"IDAT", b"") * 30_000 + png[idat:],
+        "png",
+        INVALID,
+        "the pixel data cut into 30,000 chunks, nearly all empty",
+    )
+    gif = _gif((8, 8), (0, 0, 8, 8))
+    yield _case(
+        "gif_block_bomb",
+        gif[:19] + b"!\xfe" + b"\x01x" * 70_000 + b"\x00" + gif[19:],
+        "gif",
+        INVALID,
+        "a comment of 70,000 one-byte blocks before the first frame",
+    )
+    yield _case(
+        "tiff_tag_bomb",
+        _tiff(4, 4, bytes(16), extra=tuple((50_000 + i, 1, 0) for i in range(5000))),
+        "tif",
+        INVALID,
+        "5,000 tags on the first page",
+    )
+
+
 _SECTIONS: tuple[Callable[[], Iterator[Case]], ...] = (
     _bombs,
     _truncated,
@@ -878,6 +952,7 @@ _SECTIONS: tuple[Callable[[], Iterator[Case]], ...] = (
     _orientations,
     _modes,
     _frames_and_shapes,
+    _header_bombs,
 )
 
 

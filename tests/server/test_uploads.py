@@ -199,7 +199,7 @@ def corpus(corpus_server: ServerProcess) -> CorpusRun:
 
 def test_the_corpus_is_the_documented_one() -> None:
     cases = hostile_corpus()
-    assert len(cases) == 123
+    assert len(cases) == 130
     assert {c.expect for c in cases} == {"ok", "unsupported_format", "too_many_pixels", "invalid_image"}
 
 

@@ -51,9 +51,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
     if max_pixels <= 0:
         raise ValueError("max_pixels must be positive")
     info = probe(data)
-    check_pixels(info.width, info.height, max_pixels)
-    if info.tile is not None:
-        _check_tile(*info.tile, max_pixels)
+    check_declared(info, max_pixels)
     if info.format == "jpeg":
         _check_jpeg_scans(data)
     with _decoder_guard(info):
@@ -63,6 +61,13 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
 def decode_file(path: str | os.PathLike[str], *, max_pixels: int, max_bytes: int | None = None) -> DecodedImage:
     """Decode an image file with the same checks; `max_bytes` (TooLarge) bounds what is read into memory."""
     return decode_image(read_file(path, max_bytes=max_bytes), max_pixels=max_pixels)
+
+
+def check_declared(info: ImageInfo, max_pixels: int) -> None:
+    """TooManyPixels when the header's size, or a tiled TIFF's tile, is over the limit: arithmetic only."""
+    check_pixels(info.width, info.height, max_pixels)
+    if info.tile is not None:
+        _check_tile(*info.tile, max_pixels)
 
 
 def check_pixels(width: int, height: int, max_pixels: int) -> None:

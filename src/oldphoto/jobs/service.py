@@ -192,6 +192,10 @@ class JobService:
         # An in-memory queue's len() read from a reader thread races harmlessly: it is one number.
         return await self.offload.read(lambda: self.runner.capacity(len(self.queue)))
 
+    async def active_count(self, owner: str) -> int:
+        """The owner's queued and running jobs."""
+        return await self.offload.read(self.store.count_active, owner)
+
     async def job_counts(self) -> dict[str, int]:
         return await self.offload.read(self.store.count_by_status)
 

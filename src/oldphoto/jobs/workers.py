@@ -33,22 +33,10 @@ from oldphoto.jobs.messages import (
     restarted_beside,
 )
 from oldphoto.jobs.work import WorkItem
+from oldphoto.lifeline import die_with_parent as _die_with_parent
 
 log = logging.getLogger(__name__)
 CONTEXT = mp.get_context("spawn")  # fork after torch or CUDA has started is unsafe
-
-
-def _die_with_parent(parent: int) -> None:
-    """On Linux, have the kernel kill this process when its parent dies, even by SIGKILL: no orphan runs on."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
 
 
 def _worker_main(conn: Connection, cancel_flags: list[Any], cores_shared_by: int, parent: int = 0) -> None:

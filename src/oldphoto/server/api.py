@@ -19,6 +19,7 @@ from oldphoto.jobs.service import JobService
 from oldphoto.jobs.store import Job
 from oldphoto.protocol import pick_language, translate
 from oldphoto.server.auth import ANONYMOUS_PREFIX, ANONYMOUS_TTL_S, COOKIE, Authenticator, Identity, SessionsDisabled, bearer
+from oldphoto.server.inspect import Inspector
 from oldphoto.server.ratelimit import RateLimiter
 from oldphoto.server.uploads import receive_upload
 from oldphoto.settings import Settings
@@ -78,12 +79,14 @@ async def create_job(request: Request, service: Service, caller: Caller) -> dict
     limiter: RateLimiter = request.app.state.limiter
     await limiter.hit("job:user", caller.user)
     await limiter.hit("job:address", client_address(request))
-    upload = await receive_upload(
-        request, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels, tmp_dir=settings.data_dir / "tmp"
-    )
+    upload = await receive_upload(request, max_bytes=settings.max_upload_bytes, tmp_dir=settings.data_dir / "tmp")
     try:
+        # Cheapest first: a job that would be refused anyway must not cost a decode (server/inspect.py).
         workflow = _workflow_text(upload.fields, request.app.state.run_options)
         model = _model_name(upload.fields.get("model"), request)
+        await _check_user_limit(service, caller.user)
+        inspector: Inspector = request.app.state.inspector
+        await inspector.size(upload.path, settings.max_pixels, caller.user)
         admission = await service.submit(caller.user, upload.path, workflow, model)
     finally:
         await asyncio.to_thread(upload.path.unlink, missing_ok=True)
@@ -96,6 +99,11 @@ async def create_job(request: Request, service: Service, caller: Caller) -> dict
         "events_url": f"/api/jobs/{job.id}/events",
         "status_url": f"/api/jobs/{job.id}",
     }
+
+
+async def _check_user_limit(service: JobService, user: str) -> None:
+    """The user's job limit, before the decode. Admission checks it again, atomically; this only spares a decode."""
+    service.rules.check(await service.active_count(user), waiting=0)
 
 
 @router.get("/api/jobs")

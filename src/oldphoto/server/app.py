@@ -23,7 +23,7 @@ from oldphoto.jobs.service import JobService
 from oldphoto.jobs.store import JobStore
 from oldphoto.server import api, sse, ws
 from oldphoto.server.auth import Authenticator
-from oldphoto.server.inspect import INSPECTOR
+from oldphoto.server.inspect import Inspector
 from oldphoto.server.looplag import LoopLag
 from oldphoto.server.metrics import Snapshot, render
 from oldphoto.server.origins import origin_allowed
@@ -46,13 +46,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service = job_service(settings, store)
         await service.start()
         app.state.service = service
+        app.state.inspector.start()
         app.state.loop_lag.start()
         try:
             yield
         finally:
             await app.state.loop_lag.stop()
             await app.state.hub.close_all()
-            INSPECTOR.close()
+            app.state.inspector.close()
             await service.stop()
             await asyncio.to_thread(store.close)
 
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Scale-out: limits counted in Redis, across every web node (a connection's message rate included: one place).
     app.state.limiter = RateLimiter(settings.broker_url, namespace=settings.broker_prefix) if settings.scale_out else RateLimiter()
     app.state.hub = ws.Hub()
+    app.state.inspector = Inspector(settings.check_processes, settings.check_timeout_s)
     app.state.loop_lag = LoopLag()
     _install_error_handlers(app)
     app.add_middleware(OriginGuard, settings=settings)

@@ -1,59 +1,58 @@
-"""Decoding an upload to judge it, away from the web process.
+"""Judging an upload before it is queued: cheap checks in the web process first, a full decode last.
 
-A full decode is the only honest check of an image, but decoders are where hostile files strike and a large
-photo costs hundreds of MB while it is open. So the check runs in one small helper process: one decode at a
-time, its memory given back when the process is recycled, and a decoder crash costs only that process.
+Each step costs more than the one before, so each runs only when the cheaper ones have passed:
+
+1. (in `create_job`) the byte limit while the body streams, the workflow, the model name, the user's job limit;
+2. here, in a thread of the web process: the magic number and the header of the file's first MB, within the
+   header budgets of `imaging/probe.py` (segments, chunks, stray bytes) and the pixel limit; a bomb stops here,
+   in milliseconds, without a decoder;
+3. a full decode in the checker pool (`server/checkers.py`), under a time limit, with fair turns per user
+   (`server/fairslots.py`): one user's files never occupy more than their share of the pool.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from oldphoto.errors import InvalidImage
+from oldphoto.imaging import HeaderEndsEarly, check_declared, probe
+from oldphoto.server.checkers import CheckerPool
+from oldphoto.server.fairslots import FairSlots
 
-# Recycled often: a decoder's high-water mark stays with the process that reached it.
-TASKS_PER_PROCESS = 20
+# What the web process reads to judge a header: enough for every real header but a JPEG's largest metadata; a
+# header that ends past it is judged in a checker, which reads the whole file.
+HEAD_BYTES = 1 << 20
 
 
-def _size_of(path: str, max_pixels: int) -> tuple[int, int]:
-    from oldphoto.imaging import decode_file
-
-    image = decode_file(path, max_pixels=max_pixels)
-    return image.width, image.height
+def check_head(path: Path, max_pixels: int) -> None:
+    """Format, header budgets and declared size from the file's first bytes; raises the imaging errors."""
+    with path.open("rb") as handle:
+        head = handle.read(HEAD_BYTES)
+        whole = not handle.read(1)
+    try:
+        info = probe(head)
+    except HeaderEndsEarly:
+        if whole:
+            raise
+        return  # the header goes on past what was read: the checker reads it all, with the same budgets
+    check_declared(info, max_pixels)
 
 
 class Inspector:
-    def __init__(self) -> None:
-        self._pool: ProcessPoolExecutor | None = None
-        self._lock = asyncio.Lock()
+    """`processes` checkers, each decode limited to `timeout_s`; one user holds at most half of them (at least one)."""
 
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), max_tasks_per_child=TASKS_PER_PROCESS)
-        return self._pool
+    def __init__(self, processes: int = 2, timeout_s: float = 10.0) -> None:
+        self.pool = CheckerPool(processes, timeout_s)
+        self.slots = FairSlots(processes, max(1, processes // 2))
 
-    async def size(self, path: Path, max_pixels: int) -> tuple[int, int]:
-        async with self._lock:
-            loop = asyncio.get_running_loop()
-            try:
-                return await loop.run_in_executor(self._executor(), _size_of, str(path), max_pixels)
-            except BrokenProcessPool:
-                self._pool = None
-                raise InvalidImage("The image could not be read (its decoder crashed).") from None
+    def start(self) -> None:
+        self.pool.start()
+
+    async def size(self, path: Path, max_pixels: int, user: str) -> tuple[int, int]:
+        """The photo's upright size, after a full decode within the limits; raises the imaging errors."""
+        await asyncio.to_thread(check_head, path, max_pixels)
+        async with self.slots.hold(user):
+            return await self.pool.decode_size(path, max_pixels)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-
-
-INSPECTOR = Inspector()
-
-
-async def inspect_image(path: Path, max_pixels: int) -> tuple[int, int]:
-    """The photo's upright size, after a full decode within the limits; raises the imaging errors."""
-    return await INSPECTOR.size(path, max_pixels)
+        self.pool.close()

@@ -1,5 +1,6 @@
 """Receiving an upload without trusting it: the body is counted while it streams and cut off at the limit, and
-the file is judged by its bytes, never by its name or content type."""
+the file lands under a name of ours. It is judged later (`server/inspect.py`) by its bytes, never by its name or
+content type, and only once the cheaper checks of the request have passed."""
 
 from __future__ import annotations
 
@@ -14,17 +15,14 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from oldphoto.errors import BadInput, TooLarge
-from oldphoto.server.inspect import inspect_image
 
 FORM_OVERHEAD = 256 * 1024  # room for the other fields (a workflow) and the multipart framing
 
 
 @dataclass
 class Upload:
-    path: Path
+    path: Path  # spooled, not yet judged
     fields: dict[str, str]
-    width: int
-    height: int
 
 
 def _too_large(limit: int) -> TooLarge:
@@ -47,7 +45,7 @@ def limited_request(request: Request, limit: int) -> Request:
     return Request(request.scope, receive)
 
 
-async def receive_upload(request: Request, *, max_bytes: int, max_pixels: int, tmp_dir: Path) -> Upload:
+async def receive_upload(request: Request, *, max_bytes: int, tmp_dir: Path) -> Upload:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes + FORM_OVERHEAD:
         raise _too_large(max_bytes)
@@ -60,12 +58,7 @@ async def receive_upload(request: Request, *, max_bytes: int, max_pixels: int, t
         path = await _spool(upload, tmp_dir, max_bytes)
     finally:
         await form.close()
-    try:
-        width, height = await inspect_image(path, max_pixels)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return Upload(path=path, fields=fields, width=width, height=height)
+    return Upload(path=path, fields=fields)
 
 
 async def _spool(upload: UploadFile, tmp_dir: Path, max_bytes: int) -> Path:
