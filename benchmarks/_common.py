@@ -149,8 +149,8 @@ def new_loop_policy() -> None:
 _LAUNCH = """
 import sys
 if {lift!r}:
-    import oldphoto.server.ws as ws
-    ws.MAX_CONNECTIONS_PER_USER = 10**9
+    import oldphoto.server.hub as hub
+    hub.MAX_CONNECTIONS_PER_USER = 10**9
 if {asgi_only!r}:  # the previous design, for comparison: every event through the ASGI send, no prepared frames
     import oldphoto.server.ws as ws
     ws.frame_writer = lambda scope: None

@@ -20,7 +20,7 @@ measured job runs.
 
 A job can only be followed by its owner, and SPEC caps progress sockets at 16 per user, so 2,000 sockets cannot
 follow one job through the public API as it stands. This benchmark starts `oldphoto serve` with that one cap
-lifted in the child process (`oldphoto.server.ws.MAX_CONNECTIONS_PER_USER`); the fan-out path (bus -> follower ->
+lifted in the child process (`oldphoto.server.hub.MAX_CONNECTIONS_PER_USER`); the fan-out path (bus -> follower ->
 outbox -> send loop) is the same for one user or many.
 
 Two designs side by side, each socket count on fresh servers, the order alternating: `prepared` (as `oldphoto serve`

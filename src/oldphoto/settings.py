@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     ws_ping_timeout_s: float = Field(20.0, gt=0)
     ws_queue_size: int = Field(256, ge=8)
     sse_heartbeat_s: float = Field(15.0, gt=0)
+    # Idle and slow clients (docs/security.md, "Slow clients"): a request's headers must be complete this long after
+    # the connection opens or the request begins; an idle keep-alive connection is closed after keep_alive_s
+    # (uvicorn's timeout_keep_alive); a WebSocket that follows no job must send its first message within
+    # ws_first_message_s.
+    header_timeout_s: float = Field(10.0, gt=0)
+    keep_alive_s: int = Field(5, ge=1)
+    ws_first_message_s: float = Field(10.0, gt=0)
 
     @property
     def origins(self) -> list[str]:

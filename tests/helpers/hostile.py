@@ -967,3 +967,110 @@ def _built() -> tuple[Case, ...]:
 def hostile_corpus() -> list[Case]:
     """Every case, built once per process (a few hundred milliseconds) and shared."""
     return list(_built())
+
+
+# ===================================================================================== hostile requests
+#
+# Not files: the other things a client sends that a server must parse (issue 11, item 5). Each `RequestCase` is
+# one malformed value in one place and what a correct server answers: a 4xx with the SPEC error shape and its
+# `code`, or on an open WebSocket an `error` event with its `code`, never a 500 or a traceback. Where:
+#   token          the Authorization bearer (REST and SSE) and the WebSocket's `bearer, <token>` (403 handshake)
+#   workflow       the `workflow` form field of POST /api/jobs, posted with a valid photo
+#   resume         SSE's Last-Event-ID header and `?after_seq=` (REST), and the WebSocket's `?after_seq=`
+#   ws_message     a whole text message on an open WebSocket
+# A `value` given as bytes goes into a header as those bytes (latin-1 on the wire), a str as its UTF-8.
+
+UNAUTHORIZED = "unauthorized"
+INVALID_WORKFLOW = "invalid_workflow"
+INVALID_REQUEST = "invalid_request"
+BAD_MESSAGE = "bad_message"
+NOTHING_LEFT = "204"  # a valid resume point past the end of a finished job's log
+
+
+@dataclass(frozen=True)
+class RequestCase:
+    name: str
+    where: str  # token, workflow, resume, ws_message
+    value: str | bytes
+    expect: str  # the error `code` a correct server answers (or NOTHING_LEFT)
+    note: str
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unsigned_token(header: bytes, payload: bytes = b'{"sub": "mallory", "exp": 9999999999}') -> str:
+    return f"{_b64(header)}.{_b64(payload)}.{_b64(b'not-a-signature')}"
+
+
+def _tokens() -> Iterator[RequestCase]:
+    yield RequestCase("alg_list", "token", _unsigned_token(b'{"alg": ["HS256"], "typ": "JWT"}'), UNAUTHORIZED, "alg as a list: was a 500 with a traceback")
+    yield RequestCase("alg_object", "token", _unsigned_token(b'{"alg": {"HS256": 1}}'), UNAUTHORIZED, "alg as an object")
+    yield RequestCase("alg_null", "token", _unsigned_token(b'{"alg": null}'), UNAUTHORIZED, "alg null")
+    yield RequestCase("header_nested_5000", "token", _unsigned_token(b"[" * 5000), UNAUTHORIZED, "a header nested past the parser's depth")
+    yield RequestCase("header_bigint", "token", _unsigned_token(b'{"alg": ' + b"9" * 5000 + b"}"), UNAUTHORIZED, "a 5000-digit number in the header")
+    yield RequestCase("header_not_utf8", "token", _unsigned_token(b"\xff\xfe\xfd"), UNAUTHORIZED, "a header that is not UTF-8")
+    yield RequestCase("kid_list", "token", _unsigned_token(b'{"alg": "HS256", "kid": [1]}'), UNAUTHORIZED, "kid as a list")
+    yield RequestCase("crit_number", "token", _unsigned_token(b'{"alg": "HS256", "crit": 5}'), UNAUTHORIZED, "crit as a number")
+    yield RequestCase("four_parts", "token", "a.b.c.d", UNAUTHORIZED, "four segments")
+    yield RequestCase("latin1_bytes", "token", b"\xb2\xb3.\xe9.\xff", UNAUTHORIZED, "bytes outside ASCII in the header")
+
+
+def _workflows() -> Iterator[RequestCase]:
+    def seed(node: dict[str, object]) -> str:
+        import json
+
+        return json.dumps({"nodes": [{"id": "load", "type": "LoadImage"}, node, {"id": "save", "type": "SaveImage", "inputs": {"images": "x.image"}}]})
+
+    yield RequestCase("array_nested_5000", "workflow", "[" * 5000, INVALID_WORKFLOW, "RecursionError in the JSON parser: was a 500")
+    yield RequestCase("object_nested_5000", "workflow", '{"a":' * 5000 + "1" + "}" * 5000, INVALID_WORKFLOW, "nested objects")
+    yield RequestCase("nested_past_the_cap", "workflow", '{"steps": ' + "[" * 40 + "]" * 40 + "}", INVALID_WORKFLOW, "parses, but deeper than the 16-level cap")
+    yield RequestCase(
+        "deep_in_an_ignored_field",
+        "workflow",
+        '{"nodes": [{"id": "l", "type": "LoadImage"}, {"id": "s", "type": "SaveImage", "inputs": {"images": "l.image"}}], "notes": '
+        + "[" * 500 + "]" * 500 + "}",
+        INVALID_WORKFLOW,
+        "valid but for an extra key nested 500 deep, which would have reached the worker's parser",
+    )
+    yield RequestCase("int_5000_digits", "workflow", '{"a": ' + "9" * 5000 + "}", INVALID_WORKFLOW, "past Python's integer-string limit: was a 500")
+    yield RequestCase("comfy_inputs_list", "workflow", '{"1": {"class_type": "LoadImage", "inputs": [1]}}', INVALID_WORKFLOW, "was a 500")
+    yield RequestCase("seed_inputs_list", "workflow", '{"nodes": [{"id": "a", "type": "LoadImage", "inputs": [1]}]}', INVALID_WORKFLOW, "was a 500")
+    yield RequestCase("seed_params_string", "workflow", '{"nodes": [{"id": "a", "type": "LoadImage", "params": "abc"}]}', INVALID_WORKFLOW, "was a 500")
+    yield RequestCase("output_superscript", "workflow", seed({"id": "x", "type": "Sharpen", "inputs": {"image": "load.\u00b2"}}), INVALID_WORKFLOW, "'²'.isdigit() is True; int('²') fails")
+    yield RequestCase("output_5000_digits", "workflow", seed({"id": "x", "type": "Sharpen", "inputs": {"image": "load." + "9" * 5000}}), INVALID_WORKFLOW, "an output index past the integer-string limit")
+    yield RequestCase("param_huge_int", "workflow", seed({"id": "x", "type": "Denoise", "inputs": {"image": "load.image"}, "params": {"strength": 10**4000}}), INVALID_WORKFLOW, "a 4001-digit parameter")
+
+
+def _resume_points() -> Iterator[RequestCase]:
+    yield RequestCase("superscript_two", "resume", b"\xb2", INVALID_REQUEST, "'²' passes str.isdigit(): was a 500")
+    yield RequestCase("arabic_indic_three", "resume", "\u0663".encode(), INVALID_REQUEST, "a Unicode digit, sent as UTF-8 bytes")
+    yield RequestCase("digits_5000", "resume", "9" * 5000, INVALID_REQUEST, "past Python's integer-string limit: was a 500")
+    yield RequestCase("two_to_the_63", "resume", str(2**63), INVALID_REQUEST, "past a signed 64-bit integer: the store failed")
+    yield RequestCase("two_to_the_64", "resume", str(2**64), INVALID_REQUEST, "past any integer column")
+    yield RequestCase("negative", "resume", "-1", INVALID_REQUEST, "negative")
+    yield RequestCase("plus_sign", "resume", "+1", INVALID_REQUEST, "int() takes it; a seq has no sign")
+    yield RequestCase("underscore", "resume", "1_0", INVALID_REQUEST, "int() takes it; a seq does not")
+    yield RequestCase("largest", "resume", str(2**63 - 1), NOTHING_LEFT, "the largest valid value: nothing left to send")
+
+
+def _ws_messages() -> Iterator[RequestCase]:
+    yield RequestCase("nested_4000", "ws_message", "[" * 4000, BAD_MESSAGE, "RecursionError in the JSON parser, under the 4 KB cap")
+    yield RequestCase("after_seq_2_63", "ws_message", '{"type": "subscribe", "job_id": "JOB", "after_seq": ' + str(2**63) + "}", BAD_MESSAGE, "past a signed 64-bit integer")
+    yield RequestCase("after_seq_4000_digits", "ws_message", '{"type": "subscribe", "job_id": "JOB", "after_seq": ' + "9" * 4000 + "}", BAD_MESSAGE, "a 4000-digit after_seq")
+    yield RequestCase("after_seq_superscript", "ws_message", '{"type": "subscribe", "job_id": "JOB", "after_seq": "\u00b2"}', BAD_MESSAGE, "a Unicode digit as a string")
+    yield RequestCase("after_seq_float", "ws_message", '{"type": "subscribe", "job_id": "JOB", "after_seq": 1e300}', BAD_MESSAGE, "a float far past any seq")
+    yield RequestCase("job_id_nul", "ws_message", '{"type": "subscribe", "job_id": "\\u0000"}', BAD_MESSAGE, "a NUL, which PostgreSQL refuses in text")
+
+
+_REQUEST_SECTIONS: tuple[Callable[[], Iterator[RequestCase]], ...] = (_tokens, _workflows, _resume_points, _ws_messages)
+
+
+def hostile_requests(where: str | None = None) -> list[RequestCase]:
+    """Every request case (or those for one place); `JOB` in a ws_message stands for a job of the sender's."""
+    cases = [case for section in _REQUEST_SECTIONS for case in section() if where in (None, case.where)]
+    assert len({c.name for c in cases}) == len(cases), "case names must be unique"
+    return cases

@@ -9,6 +9,7 @@ from oldphoto.cli import EXIT_FAILED, EXIT_OK
 from oldphoto.commands.db import store_ready
 from oldphoto.server import redact
 from oldphoto.server.app import create_app
+from oldphoto.server.deadlines import header_deadline_protocol
 from oldphoto.server.prepared import PreparedFrameProtocol
 from oldphoto.server.ws import GOING_AWAY
 from oldphoto.settings import Settings
@@ -36,6 +37,8 @@ def serve(args: argparse.Namespace) -> int:
         app,
         host=args.host,
         port=args.port,
+        http=header_deadline_protocol(settings.header_timeout_s),  # uvicorn's httptools protocol, plus a header deadline
+        timeout_keep_alive=settings.keep_alive_s,  # idle between requests; uvicorn arms it only after a response
         ws=PreparedFrameProtocol,  # uvicorn's sans-I/O WebSocket protocol, plus prepared frames for fan-out
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,

@@ -6,6 +6,7 @@ Every problem is an `InvalidWorkflow` naming the node, raised before anything ru
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
@@ -16,6 +17,11 @@ from oldphoto.errors import InvalidWorkflow
 
 MAX_NODES = 32
 MAX_WORKFLOW_BYTES = 64 * 1024
+# Real workflows nest 5 deep; a cap far below Python's recursion limit keeps every later recursive step (pydantic,
+# `repr` in a message) safe from `[[[[...`, which would otherwise raise RecursionError somewhere deep inside.
+MAX_DEPTH = 16
+SHOWN_CHARS = 60  # how much of a bad value a message repeats
+_OUTPUT_INDEX = re.compile(r"[0-9]{1,4}")
 STEP_NODE_TYPES = {"denoise": "Denoise", "colorize": "DDColor", "upscale": "Upscale", "sharpen": "Sharpen"}
 
 
@@ -47,18 +53,47 @@ class Workflow:
 def parse_workflow(data: str | bytes | Mapping[str, Any], options: RunOptions | None = None) -> Workflow:
     """Parse either accepted form and validate it against the options it will run with (the defaults if none)."""
     if isinstance(data, (str, bytes)):
-        if len(data.encode() if isinstance(data, str) else data) > MAX_WORKFLOW_BYTES:
-            raise InvalidWorkflow(f"the workflow is larger than {MAX_WORKFLOW_BYTES // 1024} KB")
-        try:
-            data = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise InvalidWorkflow(f"the workflow is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        data = _loads(data)
     if not isinstance(data, Mapping):
         raise InvalidWorkflow("a workflow is a JSON object")
+    if _deeper_than(data, MAX_DEPTH):
+        raise InvalidWorkflow(f"the workflow is nested more than {MAX_DEPTH} levels deep")
     if set(data) == {"steps"}:
         return workflow_from_steps(data["steps"], options)
     specs = _parse_seed(data) if "nodes" in data else _parse_comfy(data)
     return validate(specs, options)
+
+
+def _loads(text: str | bytes) -> Any:
+    """JSON from a client: every way it can fail is an InvalidWorkflow."""
+    if len(text.encode() if isinstance(text, str) else text) > MAX_WORKFLOW_BYTES:
+        raise InvalidWorkflow(f"the workflow is larger than {MAX_WORKFLOW_BYTES // 1024} KB")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidWorkflow(f"the workflow is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:  # the C parser stops cleanly at Python's recursion limit
+        raise InvalidWorkflow(f"the workflow is nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError:  # bytes that are not UTF-8, or an integer longer than Python converts (4300 digits)
+        raise InvalidWorkflow("the workflow is not valid JSON (bad text encoding or a number too long)") from None
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest deeper than `limit`; iterative, so it cannot recurse too deep itself."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, Mapping) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (Mapping, list, tuple)))
+    return False
+
+
+def _shown(value: Any) -> str:
+    """A bad value, as a message repeats it: short, whatever its size."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
 
 
 def workflow_from_steps(steps: str | Iterable[str], options: RunOptions | None = None) -> Workflow:
@@ -148,14 +183,24 @@ def _parse_seed(data: Mapping[str, Any]) -> list[NodeSpec]:
     specs = []
     for raw in raw_nodes:
         node_id = str(raw["id"])
-        inputs = {name: _seed_reference(node_id, name, ref, out_names) for name, ref in (raw.get("inputs") or {}).items()}
+        raw_inputs = _mapping(raw.get("inputs"), "inputs", node_id)
+        inputs = {name: _seed_reference(node_id, name, ref, out_names) for name, ref in raw_inputs.items()}
         widgets = raw.get("widgets_values") or []
         if not isinstance(widgets, list):
             raise InvalidWorkflow("'widgets_values' must be a list", node=node_id)
-        params = raw.get("params") or {}
+        params = _mapping(raw.get("params"), "params", node_id)
         specs.append(NodeSpec(node_id, raw["type"], inputs, tuple(widgets), dict(params)))
     _check_links(data.get("links") or [], {s.id: s for s in specs})
     return specs
+
+
+def _mapping(value: Any, name: str, node_id: str) -> Mapping[str, Any]:
+    """A node's `inputs` or `params`: an object, or absent (empty values have always meant absent)."""
+    if not value:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidWorkflow(f"{name!r} must be an object, got {_shown(value)}", node=node_id)
+    return value
 
 
 def _seed_reference(node_id: str, name: str, ref: Any, out_names: dict[str, tuple[str, ...]]) -> Link:
@@ -163,21 +208,24 @@ def _seed_reference(node_id: str, name: str, ref: Any, out_names: dict[str, tupl
     if isinstance(ref, list) and len(ref) == 2:
         return Link(str(ref[0]), _int_slot(node_id, name, ref[1]))
     if not isinstance(ref, str) or "." not in ref:
-        raise InvalidWorkflow(f"input {name!r} must be 'node.output', got {ref!r}", node=node_id)
+        raise InvalidWorkflow(f"input {name!r} must be 'node.output', got {_shown(ref)}", node=node_id)
     source, output = ref.rsplit(".", 1)
     if source not in out_names:
-        raise InvalidWorkflow(f"input {name!r} points to a node {source!r} that does not exist", node=node_id)
+        raise InvalidWorkflow(f"input {name!r} points to a node {_shown(source)} that does not exist", node=node_id)
     names = out_names[source]
     if output in names:
         return Link(source, names.index(output))
-    if output == "output" or output.isdigit():
+    # ASCII digits only: `str.isdigit` also takes '²', which `int` refuses, and 5000 digits, which it cannot convert.
+    if output == "output" or _OUTPUT_INDEX.fullmatch(output):
         return Link(source, 0 if output == "output" else int(output))
-    raise InvalidWorkflow(f"input {name!r} points to {source!r}.{output!r}, but {source!r} has outputs {list(names)}", node=node_id)
+    raise InvalidWorkflow(
+        f"input {name!r} points to {_shown(source)}.{_shown(output)}, but {_shown(source)} has outputs {list(names)}", node=node_id
+    )
 
 
 def _int_slot(node_id: str, name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidWorkflow(f"input {name!r} has a bad output index {value!r}", node=node_id)
+        raise InvalidWorkflow(f"input {name!r} has a bad output index {_shown(value)}", node=node_id)
     return value
 
 
@@ -189,7 +237,7 @@ def _check_links(links: Any, nodes: dict[str, NodeSpec]) -> None:
         raise InvalidWorkflow("'links' must be a list")
     for link in links:
         if not (isinstance(link, list) and len(link) >= 5):
-            raise InvalidWorkflow(f"a link must be [id, source, output, target, input], got {link!r}")
+            raise InvalidWorkflow(f"a link must be [id, source, output, target, input], got {_shown(link)}")
         _, source, output, target, slot = link[:5]
         source, target = str(source), str(target)
         if target not in nodes:
@@ -212,7 +260,7 @@ def _parse_comfy(data: Mapping[str, Any]) -> list[NodeSpec]:
         if not isinstance(raw, Mapping) or not isinstance(raw.get("class_type"), str):
             raise InvalidWorkflow("every node needs a 'class_type'", node=str(node_id))
         inputs, params = {}, {}
-        for name, value in (raw.get("inputs") or {}).items():
+        for name, value in _mapping(raw.get("inputs"), "inputs", str(node_id)).items():
             if isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int)) and not isinstance(value[0], bool):
                 inputs[name] = Link(str(value[0]), _int_slot(str(node_id), name, value[1]))
             else:

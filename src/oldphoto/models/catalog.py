@@ -42,6 +42,20 @@ def catalog(models_dir: Path) -> list[dict[str, Any]]:
     return entries
 
 
+# What `oldphoto models list` shows the operator but `GET /api/models` never shows anyone: where files are.
+PRIVATE_FIELDS = frozenset({"path"})
+CUSTOM_MODEL = "custom"
+
+
+def public_catalog(models_dir: Path) -> list[dict[str, Any]]:
+    return [{k: v for k, v in entry.items() if k not in PRIVATE_FIELDS} for entry in catalog(models_dir)]
+
+
+def public_name(model: str) -> str:
+    """The configured model as the public may see it: its name, or `custom` when the operator gave a checkpoint path."""
+    return model if model in DDCOLOR_MODELS else CUSTOM_MODEL
+
+
 def known_names() -> set[str]:
     """Names a user may pick per job; paths are for the operator only (OLDPHOTO_MODEL)."""
     return set(DDCOLOR_MODELS)

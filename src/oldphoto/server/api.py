@@ -18,6 +18,7 @@ from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.service import JobService
 from oldphoto.jobs.store import Job
 from oldphoto.protocol import pick_language, translate
+from oldphoto.server import inputs
 from oldphoto.server.auth import ANONYMOUS_PREFIX, ANONYMOUS_TTL_S, COOKIE, Authenticator, Identity, SessionsDisabled, bearer
 from oldphoto.server.inspect import Inspector
 from oldphoto.server.ratelimit import RateLimiter
@@ -114,17 +115,17 @@ async def list_jobs(request: Request, service: Service, caller: Caller) -> list[
 
 @router.get("/api/jobs/{job_id}")
 async def get_job(job_id: str, request: Request, service: Service, caller: Caller) -> dict[str, Any]:
-    return job_view(await service.get(job_id, caller.user), service, _lang(request))
+    return job_view(await service.get(inputs.job_id(job_id), caller.user), service, _lang(request))
 
 
 @router.delete("/api/jobs/{job_id}", status_code=202)
 async def cancel_job(job_id: str, request: Request, service: Service, caller: Caller) -> dict[str, Any]:
-    return job_view(await service.cancel(job_id, caller.user), service, _lang(request))
+    return job_view(await service.cancel(inputs.job_id(job_id), caller.user), service, _lang(request))
 
 
 @router.get("/results/{job_id}.png")
 async def get_result(job_id: str, service: Service, caller: Caller) -> FileResponse:
-    path = await service.result_path(await service.get(job_id, caller.user))
+    path = await service.result_path(await service.get(inputs.job_id(job_id), caller.user))
     if path is None:
         raise JobNotFound()
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
@@ -132,10 +133,12 @@ async def get_result(job_id: str, service: Service, caller: Caller) -> FileRespo
 
 @router.get("/api/models")
 async def list_models(request: Request) -> dict[str, Any]:
-    from oldphoto.models.catalog import catalog
+    """Names only: where the operator keeps checkpoints (`OLDPHOTO_MODEL` may be a path) is nobody else's business."""
+    from oldphoto.models.catalog import public_catalog, public_name
 
     settings: Settings = request.app.state.settings
-    return {"default": settings.model, "models": catalog(settings.models_dir)}
+    models = await asyncio.to_thread(public_catalog, settings.models_dir)  # it looks at files: not on the loop
+    return {"default": public_name(settings.model), "models": models}
 
 
 @router.get("/healthz")

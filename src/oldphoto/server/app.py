@@ -23,11 +23,13 @@ from oldphoto.jobs.service import JobService
 from oldphoto.jobs.store import JobStore
 from oldphoto.server import api, sse, ws
 from oldphoto.server.auth import Authenticator
+from oldphoto.server.hub import Hub
 from oldphoto.server.inspect import Inspector
 from oldphoto.server.looplag import LoopLag
 from oldphoto.server.metrics import Snapshot, render
 from oldphoto.server.origins import origin_allowed
 from oldphoto.server.ratelimit import RateLimiter
+from oldphoto.server.sweep import sweep_stale_uploads
 from oldphoto.settings import Settings, get_settings
 from oldphoto.wiring import job_service, run_options
 
@@ -42,6 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Before the first request (which could spool a new upload there), and off the loop: it may be many files.
+        await asyncio.to_thread(sweep_stale_uploads, settings.data_dir / "tmp")
         store = await asyncio.to_thread(JobStore, settings.store_url)
         service = job_service(settings, store)
         await service.start()
@@ -63,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth = Authenticator(settings)
     # Scale-out: limits counted in Redis, across every web node (a connection's message rate included: one place).
     app.state.limiter = RateLimiter(settings.broker_url, namespace=settings.broker_prefix) if settings.scale_out else RateLimiter()
-    app.state.hub = ws.Hub()
+    app.state.hub = Hub()
     app.state.inspector = Inspector(settings.check_processes, settings.check_timeout_s)
     app.state.loop_lag = LoopLag()
     _install_error_handlers(app)

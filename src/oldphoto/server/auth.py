@@ -73,11 +73,17 @@ class Authenticator:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("Your session has expired; start a new one.", code="token_expired") from None
-        except jwt.PyJWTError:
+        # The library's own errors, and what slips past them on a token nobody has checked yet (a header nested past
+        # the parser's depth, numbers it cannot convert): every one means "not a token we accept", never a 500.
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError, RecursionError):
             raise Unauthorized("The access token is not valid.") from None
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise Unauthorized("The access token names no user.")
-        return Identity(user=claims["sub"][:128], expires_at=float(claims["exp"]))
+        try:
+            expires_at = float(claims["exp"])  # an integer past a float's range (10**400) cannot be a real expiry
+        except (TypeError, ValueError, OverflowError):
+            raise Unauthorized("The access token is not valid.") from None
+        return Identity(user=claims["sub"][:128], expires_at=expires_at)
 
     def from_sources(self, *candidates: str | None) -> Identity:
         """The first token present among header, cookie, query; a present but bad token is not skipped."""

@@ -1,50 +1,91 @@
-"""`GET /api/jobs/{id}/events`: the WebSocket's events as Server-Sent Events (`id:` is `seq`; Last-Event-ID resumes)."""
+"""`GET /api/jobs/{id}/events`: the WebSocket's events as Server-Sent Events (`id:` is `seq`; Last-Event-ID resumes).
+
+A stream takes one of its user's progress places (shared with WebSockets, server/hub.py) for as long as it is open,
+and ends with a `token_expired` event when the token it was opened with expires, as a WebSocket closes with 4001.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from oldphoto.jobs.service import JobService
 from oldphoto.protocol import pick_language
+from oldphoto.server import inputs
 from oldphoto.server.api import Caller, Service
 from oldphoto.server.follow import follow, unfollow
+from oldphoto.server.hub import Hub, Slot
 from oldphoto.server.outbox import Outbox
-from oldphoto.server.ws import MAX_CONNECTIONS_PER_USER, Hub, TooManyStreams
 
 router = APIRouter()
+
+# Named, so an EventSource's `onmessage` (job events) never mistakes it for a job's `error` event.
+TOKEN_EXPIRED = "event: token_expired\ndata: " + json.dumps(
+    {"error": "Your session has expired; start a new one.", "code": "token_expired"}
+) + "\n\n"
+
+
+class HeldStream(StreamingResponse):
+    """A streaming response that gives its user's place back when it ends, whether or not its body ever started."""
+
+    def __init__(self, content: AsyncIterator[str], slot: Slot, headers: dict[str, str]) -> None:
+        super().__init__(content, media_type="text/event-stream", headers=headers)
+        self.slot = slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slot.release()
 
 
 @router.get("/api/jobs/{job_id}/events")
 async def job_events(job_id: str, request: Request, service: Service, caller: Caller) -> Response:
-    job = await service.get(job_id, caller.user)
-    resume_from = request.headers.get("last-event-id") or request.query_params.get("after_seq") or "0"
-    after_seq = int(resume_from) if resume_from.isdigit() else 0
+    job = await service.get(inputs.job_id(job_id), caller.user)
+    after_seq = _resume_point(request)
     if job.status.is_final and after_seq >= job.last_seq:
         return Response(status_code=204)  # EventSource stops reconnecting on 204
-    hub: Hub = request.app.state.hub
-    if hub.per_user(caller.user) >= MAX_CONNECTIONS_PER_USER:
-        raise TooManyStreams(f"At most {MAX_CONNECTIONS_PER_USER} progress streams per user are open at once.")
     lang = pick_language(request.query_params.get("lang"), request.headers.get("accept-language"))
     settings = request.app.state.settings
-    stream = hub.counted(caller.user, _stream(service, job_id, after_seq, lang, settings.ws_queue_size, settings.sse_heartbeat_s))
+    hub: Hub = request.app.state.hub
+    slot = hub.admit(caller.user)  # the last step before the response: nothing between here and it can fail
+    stream = _stream(service, job_id, after_seq, lang, settings.ws_queue_size, settings.sse_heartbeat_s, caller.expires_at)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+    return HeldStream(stream, slot, headers)
 
 
-async def _stream(service: JobService, job_id: str, after_seq: int, lang: str, capacity: int, heartbeat_s: float) -> AsyncIterator[str]:
+def _resume_point(request: Request) -> int:
+    """Last-Event-ID, else `?after_seq=`, else 0. Empty means absent (as EventSource sends it); malformed is a 400."""
+    header = request.headers.get("last-event-id")
+    if header:
+        return inputs.parse_seq(header, "Last-Event-ID")
+    return inputs.parse_seq(request.query_params.get("after_seq"), "after_seq")
+
+
+async def _stream(
+    service: JobService, job_id: str, after_seq: int, lang: str, capacity: int, heartbeat_s: float, expires_at: float
+) -> AsyncIterator[str]:
     outbox = Outbox(capacity)
     follower = await follow(service, job_id, after_seq, outbox)
     try:
         yield "retry: 2000\n\n"
         while True:
+            left = expires_at - time.time()
+            if left <= 0:
+                yield TOKEN_EXPIRED
+                return
             try:
-                event = await asyncio.wait_for(outbox.get(), timeout=heartbeat_s)
+                # Woken at the token's expiry too, not only at the next heartbeat.
+                event = await asyncio.wait_for(outbox.get(), timeout=min(heartbeat_s, left))
             except TimeoutError:
-                yield ": heartbeat\n\n"
+                if time.time() < expires_at:
+                    yield ": heartbeat\n\n"
                 continue
             # A live event has no place in the log: no `id:`, so Last-Event-ID stays the last recorded seq.
             yield f"data: {event.wire_text(lang)}\n\n" if event.live else f"id: {event.seq}\ndata: {event.wire_text(lang)}\n\n"

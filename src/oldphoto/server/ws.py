@@ -4,9 +4,12 @@ Close codes:
     1000  normal closure
     1001  going away: the server is shutting down (jobs are kept; reconnect with `after_seq`)
     1008  policy violation: too many messages, subscriptions or connections
+    1008  also: no first message within `ws_first_message_s` from a socket that follows no job
     1009  a message was too big
     4001  the token expired: get a new one and reconnect
 A handshake without a valid identity or from a foreign Origin is refused before it is accepted (HTTP 403).
+A malformed `?after_seq=` (or `?job_id=`) is answered on the open socket with an `error` event, like a malformed
+`subscribe` message.
 """
 
 from __future__ import annotations
@@ -17,8 +20,6 @@ import json
 import logging
 import time
 import uuid
-from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -29,9 +30,11 @@ from oldphoto.jobs.service import JobService
 from oldphoto.protocol import Cancel, Ping, Subscribe, Unsubscribe, client_message, pick_language, pong
 from oldphoto.server.auth import COOKIE, Authenticator, Identity, Unauthorized
 from oldphoto.server.follow import Follower, follow, unfollow
+from oldphoto.server.hub import GOING_AWAY, MAX_CONNECTIONS_PER_USER, Hub, TooManyStreams
+from oldphoto.server.inputs import InvalidRequest, parse_seq
 from oldphoto.server.origins import origin_allowed
 from oldphoto.server.outbox import Outbox
-from oldphoto.server.prepared import PreparedFrames, frame_writer
+from oldphoto.server.prepared import frame_writer
 from oldphoto.server.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -39,60 +42,12 @@ router = APIRouter()
 
 MAX_MESSAGE_BYTES = 4096
 MAX_SUBSCRIPTIONS = 64
-MAX_CONNECTIONS_PER_USER = 16
-GOING_AWAY = 1001
 POLICY = 1008
 TOO_BIG = 1009
 TOKEN_EXPIRED = 4001
+BAD_MESSAGE = {"type": "error", "code": "bad_message", "error": "That message is not part of the protocol.", "progress": 0}
 
-
-class TooManyStreams(OldphotoError):
-    code = "too_many_streams"
-    http_status = 429
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.retry_after = 5
-
-
-class Hub:
-    """Every open progress connection (WebSocket and SSE) of this process: per-user caps, and shutdown with 1001."""
-
-    def __init__(self) -> None:
-        self.connections: set[ProgressConnection] = set()
-        self.sockets: Counter[str] = Counter()
-        self.streams: Counter[str] = Counter()
-        self.frames = PreparedFrames()
-
-    def per_user(self, user: str) -> int:
-        return self.sockets[user] + self.streams[user]
-
-    def add(self, connection: ProgressConnection) -> None:
-        self.connections.add(connection)
-        self.sockets[connection.identity.user] += 1
-
-    def discard(self, connection: ProgressConnection) -> None:
-        if connection in self.connections:
-            self.connections.remove(connection)
-            _decrement(self.sockets, connection.identity.user)
-
-    async def counted(self, user: str, stream: AsyncIterator[str]) -> AsyncIterator[str]:
-        """An SSE stream that counts against its user's cap while it is open."""
-        self.streams[user] += 1
-        try:
-            async for chunk in stream:
-                yield chunk
-        finally:
-            _decrement(self.streams, user)
-
-    async def close_all(self, code: int = GOING_AWAY) -> None:
-        await asyncio.gather(*(c.close(code, "server shutting down") for c in list(self.connections)), return_exceptions=True)
-
-
-def _decrement(counter: Counter[str], user: str) -> None:
-    counter[user] -= 1
-    if counter[user] <= 0:
-        del counter[user]
+__all__ = ["GOING_AWAY", "MAX_CONNECTIONS_PER_USER", "Hub", "TooManyStreams", "router"]
 
 
 @router.websocket("/ws/progress")
@@ -108,20 +63,27 @@ async def progress_socket(ws: WebSocket) -> None:
         await ws.close(code=POLICY, reason="unauthorized")
         return
     hub: Hub = app.state.hub
-    if hub.per_user(identity.user) >= MAX_CONNECTIONS_PER_USER:
+    try:
+        slot = hub.admit(identity.user)  # counted now, before the first await: concurrent handshakes cannot all pass
+    except TooManyStreams:
         await ws.close(code=POLICY, reason="too many connections")
         return
-    await ws.accept(subprotocol="bearer" if offered and offered[0].lower() == "bearer" else None)
-    lang = pick_language(ws.query_params.get("lang"), ws.headers.get("accept-language"))
-    connection = ProgressConnection(ws, app.state.service, app.state.limiter, identity, lang, app.state.settings.ws_queue_size)
-    write = frame_writer(ws.scope)
-    if write is not None:  # served by `oldphoto serve`: events go out as prepared frames while the reader keeps up
-        connection.outbox.bypass = lambda event: write(hub.frames.frame(event, lang))
-    hub.add(connection)
     try:
-        await connection.run(ws.query_params.get("job_id"), _int(ws.query_params.get("after_seq")))
+        await ws.accept(subprotocol="bearer" if offered and offered[0].lower() == "bearer" else None)
+        lang = pick_language(ws.query_params.get("lang"), ws.headers.get("accept-language"))
+        settings = app.state.settings
+        connection = ProgressConnection(ws, app.state.service, app.state.limiter, identity, lang, settings.ws_queue_size)
+        connection.first_message_s = settings.ws_first_message_s
+        write = frame_writer(ws.scope)
+        if write is not None:  # served by `oldphoto serve`: events go out as prepared frames while the reader keeps up
+            connection.outbox.bypass = lambda event: write(hub.frames.frame(event, lang))
+        hub.add(connection)
+        try:
+            await connection.run(ws.query_params.get("job_id"), ws.query_params.get("after_seq"))
+        finally:
+            hub.discard(connection)
     finally:
-        hub.discard(connection)
+        slot.release()
 
 
 def _identify(auth: Authenticator, ws: WebSocket, offered: list[str]) -> Identity:
@@ -129,8 +91,13 @@ def _identify(auth: Authenticator, ws: WebSocket, offered: list[str]) -> Identit
     return auth.from_sources(from_protocol, ws.cookies.get(COOKIE), ws.query_params.get("token"))
 
 
-def _int(value: str | None) -> int:
-    return int(value) if value and value.isdigit() else 0
+def query_subscription(job_id: str, after_seq: str | None) -> Subscribe:
+    """`?job_id=&after_seq=` as the `subscribe` message it stands for, held to the same rules (ValueError if not)."""
+    try:
+        seq = parse_seq(after_seq, "after_seq")
+    except InvalidRequest as exc:
+        raise ValueError(exc.message) from None
+    return Subscribe.model_validate({"type": "subscribe", "job_id": job_id[:64], "after_seq": seq})
 
 
 class ProgressConnection:
@@ -144,13 +111,23 @@ class ProgressConnection:
         self.followers: dict[str, Follower] = {}
         self.key = f"{identity.user}:{uuid.uuid4().hex}"
         self.closed = False
+        # A socket that follows nothing once its `?job_id=` is handled must say something within this long, or it is
+        # closed with 1008: an accepted socket costs memory and a per-user place, and pings alone keep it forever.
+        self.first_message_s: float | None = None
 
-    async def run(self, job_id: str | None, after_seq: int) -> None:
+    async def run(self, job_id: str | None, after_seq: str | None) -> None:
         sender = asyncio.create_task(self._send_loop())
         expiry = asyncio.create_task(self._close_on_expiry())
         try:
             if job_id:
-                await self._dispatch(Subscribe(type="subscribe", job_id=job_id[:64], after_seq=after_seq))
+                try:
+                    subscription = query_subscription(job_id, after_seq)
+                except ValueError:  # pydantic's ValidationError is one too
+                    await self._send({**BAD_MESSAGE, "error": "The job_id or after_seq of the URL is not valid."})
+                else:
+                    await self._dispatch(subscription)
+            if not self.followers and self.first_message_s is not None and not await self._first_message_within(self.first_message_s):
+                return
             await self._receive_loop()
         except WebSocketDisconnect:
             pass
@@ -169,25 +146,39 @@ class ProgressConnection:
             with contextlib.suppress(Exception):
                 await self.ws.close(code=code, reason=reason)
 
+    async def _first_message_within(self, seconds: float) -> bool:
+        """Handles the socket's first message if it comes in time; False (and the socket closed) if it does not."""
+        try:
+            frame = await asyncio.wait_for(self.ws.receive(), timeout=seconds)
+        except TimeoutError:
+            await self.close(POLICY, "no message in time")
+            return False
+        return await self._take(frame)
+
     async def _receive_loop(self) -> None:
         while not self.closed:
-            frame = await self.ws.receive()
-            if frame["type"] == "websocket.disconnect":
+            if not await self._take(await self.ws.receive()):
                 return
-            text = frame.get("text") or (frame.get("bytes") or b"").decode("utf-8", "replace")
-            if len(text.encode()) > MAX_MESSAGE_BYTES:
-                await self.close(TOO_BIG, "message too big")
-                return
-            if not await self.limiter.allow("ws_message:connection", self.key):
-                await self.close(POLICY, "too many messages")
-                return
-            await self._handle(text)
+
+    async def _take(self, frame: Any) -> bool:
+        """One frame from the client; False when the connection is over."""
+        if frame["type"] == "websocket.disconnect":
+            return False
+        text = frame.get("text") or (frame.get("bytes") or b"").decode("utf-8", "replace")
+        if len(text.encode()) > MAX_MESSAGE_BYTES:
+            await self.close(TOO_BIG, "message too big")
+            return False
+        if not await self.limiter.allow("ws_message:connection", self.key):
+            await self.close(POLICY, "too many messages")
+            return False
+        await self._handle(text)
+        return not self.closed
 
     async def _handle(self, text: str) -> None:
         try:
             message = client_message.validate_python(json.loads(text))
-        except (ValueError, ValidationError):
-            await self._send({"type": "error", "code": "bad_message", "error": "That message is not part of the protocol.", "progress": 0})
+        except (ValueError, ValidationError, RecursionError):  # RecursionError: `[[[[...` nested past the parser's depth
+            await self._send(BAD_MESSAGE)
             return
         await self._dispatch(message)
 

@@ -1,0 +1,78 @@
+"""Every progress stream of this process, WebSockets and SSE alike: the per-user cap, and shutdown with 1001.
+
+The cap is checked and counted in one step (`admit`), before the first `await` of the request that asks: everything
+here runs on one event loop, so no other request can pass the check between the two. Counting later (when a
+socket is accepted, or when a stream's body starts) let 100 concurrent requests of one user all pass a cap of 16.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Protocol
+
+from oldphoto.errors import OldphotoError
+from oldphoto.server.prepared import PreparedFrames
+
+MAX_CONNECTIONS_PER_USER = 16
+GOING_AWAY = 1001
+
+
+class TooManyStreams(OldphotoError):
+    code = "too_many_streams"
+    http_status = 429
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.retry_after = 5
+
+
+class Closable(Protocol):
+    async def close(self, code: int, reason: str = "") -> None: ...
+
+
+class Slot:
+    """One admitted stream of one user; gives its place back exactly once, however its request ends."""
+
+    def __init__(self, hub: Hub, user: str) -> None:
+        self._hub = hub
+        self.user = user
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self._hub._give_back(self.user)
+
+
+class Hub:
+    def __init__(self, max_per_user: int | None = None) -> None:
+        # Read when the hub is made, not when this module is: the fan-out benchmark lifts the module's constant first.
+        self.max_per_user = MAX_CONNECTIONS_PER_USER if max_per_user is None else max_per_user
+        self.connections: set[Closable] = set()  # open WebSockets (ProgressConnection), closed with 1001 at shutdown
+        self.open: Counter[str] = Counter()  # admitted streams per user, WebSockets and SSE together
+        self.frames = PreparedFrames()
+
+    def per_user(self, user: str) -> int:
+        return self.open[user]
+
+    def admit(self, user: str) -> Slot:
+        """A place for one more stream of `user`, or TooManyStreams. Synchronous on purpose: see the module doc."""
+        if self.open[user] >= self.max_per_user:
+            raise TooManyStreams(f"At most {self.max_per_user} progress streams per user are open at once.")
+        self.open[user] += 1
+        return Slot(self, user)
+
+    def _give_back(self, user: str) -> None:
+        self.open[user] -= 1
+        if self.open[user] <= 0:
+            del self.open[user]
+
+    def add(self, connection: Closable) -> None:
+        self.connections.add(connection)
+
+    def discard(self, connection: Closable) -> None:
+        self.connections.discard(connection)
+
+    async def close_all(self, code: int = GOING_AWAY) -> None:
+        await asyncio.gather(*(c.close(code, "server shutting down") for c in list(self.connections)), return_exceptions=True)
