@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await service.start()
         app.state.service = service
         app.state.inspector.start()
+        freeze_startup_objects()
         app.state.loop_lag.start()
         try:
             yield
@@ -98,6 +100,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def freeze_startup_objects() -> None:
+    """Out of the garbage collector's reach: everything made while starting (modules, the app, the service).
+
+    A full collection walks every tracked object, and the web process starts with a few hundred thousand of them
+    (the libraries it imports): with 1,000 sockets open, full collections took 50-230 ms each, all of it event-loop
+    lag (docs/benchmarks.md, queue storm). Frozen, they are never walked again; what is made later still is."""
+    gc.collect()
+    gc.freeze()
 
 
 def error_body(exc: OldphotoError) -> tuple[dict[str, Any], dict[str, str]]:
