@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     # A worker node renews its running jobs' leases every lease_s / 6; a lease older than lease_s is taken back.
     lease_s: float = Field(30.0, ge=1, le=3600)
 
+    # The web process's garbage collector (server/gcpolicy.py): what has lived this long is frozen out of its walks,
+    # and everything is unfrozen and collected once every gc_sweep_every_s.
+    gc_freeze_every_s: float = Field(1.0, gt=0)
+    gc_sweep_every_s: float = Field(120.0, gt=0)
+
     ws_ping_interval_s: float = Field(20.0, gt=0)
     ws_ping_timeout_s: float = Field(20.0, gt=0)
     ws_queue_size: int = Field(256, ge=8)

@@ -6,13 +6,14 @@ import asyncio
 import json
 import re
 import time
+from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 import websockets
 
-from tests.helpers.server import ServerProcess, run_async
+from tests.helpers.server import ServerProcess, run_async, running_server
 from tests.server.conftest import Client, png_bytes
 
 CYCLES = 2000
@@ -52,3 +53,20 @@ def test_thousands_of_departed_clients_leave_the_server_at_its_baseline(server: 
     assert metric(server, "oldphoto_asyncio_tasks") <= baseline_tasks
     grown = (process.memory_info().rss - baseline_rss) / 1e6
     assert grown < 8, f"the server grew by {grown:.1f} MB over {CYCLES} connections"
+
+
+@pytest.mark.slow
+def test_departed_clients_leave_nothing_when_the_collector_freezes_often(tmp_path: Path) -> None:
+    """server/gcpolicy.py freezes what lives past its interval: a closed connection's cycles must not stay behind."""
+    with running_server(tmp_path, {"OLDPHOTO_GC_FREEZE_EVERY_S": "0.2", "OLDPHOTO_GC_SWEEP_EVERY_S": "3"}) as frozen:
+        client = Client(frozen)
+        job = client.submit(png_bytes(32, 32), steps="sharpen")["job_id"]
+        client.follow(job)
+        run_async(churn(frozen, client.token, job, 200))
+        time.sleep(3.5)  # past a sweep: what is frozen now is what lives
+        baseline = metric(frozen, "oldphoto_gc_frozen_objects")
+        run_async(churn(frozen, client.token, job, CYCLES))
+        time.sleep(3.5)  # a sweep collects any cycle that froze with a connection
+        kept = metric(frozen, "oldphoto_gc_frozen_objects") - baseline
+        # A connection's objects number in the hundreds: leaking them would keep hundreds of thousands here.
+        assert kept < 10 * CYCLES, f"{kept:.0f} more objects live after {CYCLES} connections came and went"

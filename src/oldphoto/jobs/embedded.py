@@ -34,7 +34,7 @@ WAITING_STAGES = ("upload", "queued")
 class LocalQueue:
     """`FairQueue` in memory; each admission and withdrawal recorded in the store in the same step."""
 
-    reads_anywhere = False
+    in_database = False
 
     def __init__(self, store: JobStore) -> None:
         self.store = store

@@ -19,15 +19,21 @@ T = TypeVar("T")
 
 
 class Offload:
-    def __init__(self, readers: int = 4) -> None:
+    def __init__(self, readers: int = 4, transactions: int = 4) -> None:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="oldphoto-writer")
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="oldphoto-reader")
+        self._transactions = ThreadPoolExecutor(transactions, thread_name_prefix="oldphoto-transaction")
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._writer, partial(fn, *args))
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._readers, partial(fn, *args))
+
+    async def transact(self, fn: Callable[..., T], *args: Any) -> T:
+        """A change whose order the database keeps itself (its own transaction and locks): several at once, beside
+        the writer, so that their commits overlap (a shared queue in PostgreSQL)."""
+        return await asyncio.get_running_loop().run_in_executor(self._transactions, partial(fn, *args))
 
     def write_later(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """From any thread (the worker pool's, say): queued behind every change asked for before it."""
@@ -37,6 +43,7 @@ class Offload:
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
+        self._transactions.shutdown(wait=True)
         self._readers.shutdown(wait=True)
 
 

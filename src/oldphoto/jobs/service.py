@@ -88,9 +88,9 @@ class Capacity:
 class Queue(Protocol):
     """A fair queue kept with the job store. Its changes run on the service's writer thread only."""
 
-    # True when `positions` and `len` may be read from a reader thread (the database answers); False when the
-    # queue lives in the writer's memory and is read there.
-    reads_anywhere: bool
+    # True: the database keeps the queue, orders every change (several may run at once) and answers reads from
+    # any thread. False: the queue lives in the writer thread's memory; it alone changes and reads it.
+    in_database: bool
 
     def __len__(self) -> int: ...
 
@@ -159,7 +159,8 @@ class JobService:
 
     async def submit(self, owner: str, input_file: Path, workflow: str, model: str | None = None) -> Admission:
         """Admit a job. Its input, row, `upload` event and place are durable before this returns."""
-        job, position = await self.offload.write(self._admit, owner, input_file, workflow, model)
+        run = self.offload.transact if self.queue.in_database else self.offload.write
+        job, position = await run(self._admit, owner, input_file, workflow, model)
         return Admission(job, position)
 
     async def get(self, job_id: str, owner: str) -> Job:
@@ -271,7 +272,7 @@ class JobService:
     # -- places and retention --------------------------------------------------------------------------------
 
     async def _positions(self) -> dict[str, int]:
-        if self.queue.reads_anywhere:
+        if self.queue.in_database:
             return await self.offload.read(self.queue.positions)
         return await self.offload.write(self.queue.positions)
 

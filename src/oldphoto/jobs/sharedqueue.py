@@ -33,7 +33,7 @@ LOCK_KEY = int.from_bytes(b"oldphoto", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 class SharedQueue:
-    reads_anywhere = True
+    in_database = True
 
     def __init__(self, store: JobStore) -> None:
         self.store = store

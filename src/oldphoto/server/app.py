@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +23,7 @@ from oldphoto.jobs.service import JobService
 from oldphoto.jobs.store import JobStore
 from oldphoto.server import api, sse, ws
 from oldphoto.server.auth import Authenticator
+from oldphoto.server.gcpolicy import GcPolicy
 from oldphoto.server.hub import Hub
 from oldphoto.server.inspect import Inspector
 from oldphoto.server.looplag import LoopLag
@@ -52,12 +52,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await service.start()
         app.state.service = service
         app.state.inspector.start()
-        freeze_startup_objects()
+        app.state.gc_policy.start()
         app.state.loop_lag.start()
         try:
             yield
         finally:
             await app.state.loop_lag.stop()
+            await app.state.gc_policy.stop()
             await app.state.hub.close_all()
             app.state.inspector.close()
             await service.stop()
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.hub = Hub()
     app.state.inspector = Inspector(settings.check_processes, settings.check_timeout_s)
     app.state.loop_lag = LoopLag()
+    app.state.gc_policy = GcPolicy(settings.gc_freeze_every_s, settings.gc_sweep_every_s)
     _install_error_handlers(app)
     app.add_middleware(OriginGuard, settings=settings)
     if settings.origins:
@@ -100,16 +102,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
-
-
-def freeze_startup_objects() -> None:
-    """Out of the garbage collector's reach: everything made while starting (modules, the app, the service).
-
-    A full collection walks every tracked object, and the web process starts with a few hundred thousand of them
-    (the libraries it imports): with 1,000 sockets open, full collections took 50-230 ms each, all of it event-loop
-    lag (docs/benchmarks.md, queue storm). Frozen, they are never walked again; what is made later still is."""
-    gc.collect()
-    gc.freeze()
 
 
 def error_body(exc: OldphotoError) -> tuple[dict[str, Any], dict[str, str]]:

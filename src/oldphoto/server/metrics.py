@@ -4,6 +4,7 @@ by the caller and handed in)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ class ServiceCollector:
         for status, count in snap.jobs_by_status.items():
             jobs.add_metric([status], count)
         yield jobs
+        yield GaugeMetricFamily("oldphoto_gc_frozen_objects", "Objects the garbage collector no longer walks.", value=gc.get_freeze_count())
         yield from self.lag.collect()
 
 
