@@ -40,11 +40,11 @@ class SharedQueue:
         self.engine = store.engine
 
     def __len__(self) -> int:
-        with Session(self.engine) as session:
+        with Session(self.store.reader) as session:
             return session.scalar(select(func.count()).select_from(QueueEntryRow)) or 0
 
     def __contains__(self, job_id: str) -> bool:
-        with Session(self.engine) as session:
+        with Session(self.store.reader) as session:
             return session.get(QueueEntryRow, job_id) is not None
 
     def admit(self, new: NewJob, rules: AdmissionRules, blob: bytes | None) -> tuple[Job, list[JobEvent], int]:
@@ -117,11 +117,11 @@ class SharedQueue:
 
     def positions(self) -> dict[str, int]:
         """Each waiting job's 1-based place: the order in which `pop` would hand them out."""
-        with Session(self.engine) as session:
+        with Session(self.store.reader) as session:
             return {job_id: place for place, job_id in enumerate(_fair_order(session), 1)}
 
     def place_of(self, job_id: str) -> int | None:
-        with Session(self.engine) as session:
+        with Session(self.store.reader) as session:
             return _place_of(session, job_id) if session.get(QueueEntryRow, job_id) is not None else None
 
     @contextmanager

@@ -186,13 +186,20 @@ class NewJob:
 class JobStore:
     def __init__(self, url: str) -> None:
         self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+        # What only reads goes through `reader`. On SQLite it is an engine of its own whose transactions do not take
+        # the write lock (`engine`'s begin immediate, below): in WAL mode readers never wait for the writer, so ten
+        # thousand subscriptions reading their jobs do not queue behind each other and every admission.
+        self.reader: Engine = self.engine
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
+            self.reader = create_engine(url, future=True)
+            event.listen(self.reader, "connect", _sqlite_pragmas)
         upgrade(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
+        self.reader.dispose()
 
     def create(self, new: NewJob, first: JobEvent, connection: Connection | None = None) -> Job:
         """The job and its first event, in one transaction: its own, or the caller's `connection` (admission)."""
@@ -225,7 +232,7 @@ class JobStore:
         return Job(**{**values, "status": JobStatus.QUEUED})  # type: ignore[arg-type]  # the row's own values
 
     def get(self, job_id: str) -> Job | None:
-        with Session(self.engine) as session:
+        with Session(self.reader) as session:
             row = session.get(JobRow, job_id)
             return Job.of(row) if row else None
 
@@ -242,7 +249,7 @@ class JobStore:
             query = query.where(JobRow.owner == owner)
         if connection is not None:
             return connection.scalar(query) or 0
-        with self.engine.connect() as own:
+        with self.reader.connect() as own:
             return own.scalar(query) or 0
 
     def append(self, job_id: str, event: JobEvent | dict[str, Any], status: JobStatus | None = None, **fields: Any) -> JobEvent:
@@ -292,13 +299,13 @@ class JobStore:
                 setattr(row, name, value)
 
     def count_by_status(self) -> dict[str, int]:
-        with Session(self.engine) as session:
+        with Session(self.reader) as session:
             rows = session.execute(select(JobRow.status, func.count()).group_by(JobRow.status))
             return {status: count for status, count in rows}
 
     def events_after(self, job_id: str, seq: int = 0) -> list[JobEvent]:
         query = select(EventRow.body).where(EventRow.job_id == job_id, EventRow.seq > seq).order_by(EventRow.seq)
-        with Session(self.engine) as session:
+        with Session(self.reader) as session:
             return [JobEvent.model_validate_json(body) for body in session.scalars(query)]
 
     def finished_before(self, moment: datetime) -> list[Job]:
@@ -321,12 +328,12 @@ class JobStore:
         connection.execute(insert(BlobRow).values(job_id=job_id, kind=kind, data=data))
 
     def get_blob(self, job_id: str, kind: str) -> bytes | None:
-        with Session(self.engine) as session:
+        with Session(self.reader) as session:
             row = session.get(BlobRow, (job_id, kind))
             return bytes(row.data) if row is not None else None
 
     def _jobs(self, query: Any) -> list[Job]:
-        with Session(self.engine) as session:
+        with Session(self.reader) as session:
             return [Job.of(row) for row in session.scalars(query)]
 
 
