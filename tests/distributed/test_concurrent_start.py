@@ -4,7 +4,6 @@ them in 3 starts of 5)."""
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ import pytest
 from tests.distributed.test_web_nodes import same_user_on
 from tests.distributed.test_worker import worker
 from tests.helpers.server import ServerProcess, start_server
-from tests.helpers.services import postgres_database, redis_namespace
+from tests.helpers.services import postgres_database, redis_namespace, scale_out_env
 from tests.jobs.conftest import pause_workflow
 from tests.server.conftest import Client, png_bytes
 
@@ -52,13 +51,7 @@ def answered(health: dict[str, Any]) -> bool:
 @pytest.mark.parametrize("round_", range(1, ROUNDS + 1))
 def test_a_worker_and_two_web_nodes_started_together_on_a_fresh_database_all_come_up(round_: int, tmp_path: Path) -> None:
     with postgres_database() as database, redis_namespace() as (broker, prefix), ExitStack() as stack:
-        env = {
-            "OLDPHOTO_DATABASE_URL": database,
-            "OLDPHOTO_BROKER_URL": broker,
-            "OLDPHOTO_BROKER_PREFIX": prefix,
-            "OLDPHOTO_JWT_SECRET": secrets.token_urlsafe(32),
-            "OLDPHOTO_TEST_NODES": "1",
-        }
+        env = scale_out_env(database, broker, prefix)
         (tmp_path / "worker").mkdir()
         started = together(
             lambda: start_server(tmp_path / "web-a", env, ready=answered),

@@ -4,7 +4,6 @@ that comes up runs the job."""
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from tests.distributed.test_worker import worker
 from tests.helpers.server import start_server
-from tests.helpers.services import postgres_database, redis_namespace
+from tests.helpers.services import postgres_database, redis_namespace, scale_out_env
 from tests.jobs.conftest import pause_workflow
 from tests.server.conftest import Client, png_bytes, read_until_final
 
@@ -22,13 +21,7 @@ pytestmark = [pytest.mark.scaleout, pytest.mark.slow]
 
 def test_no_worker_is_said_to_the_operator_and_to_the_waiting_user(tmp_path: Path) -> None:
     with postgres_database() as database, redis_namespace() as (broker, prefix):
-        env = {
-            "OLDPHOTO_DATABASE_URL": database,
-            "OLDPHOTO_BROKER_URL": broker,
-            "OLDPHOTO_BROKER_PREFIX": prefix,
-            "OLDPHOTO_JWT_SECRET": secrets.token_urlsafe(32),
-            "OLDPHOTO_TEST_NODES": "1",
-        }
+        env = scale_out_env(database, broker, prefix)
         web = start_server(tmp_path / "web", env, ready=lambda health: "status" in health)
         try:
             health = httpx.get(f"{web.url}/healthz").json()

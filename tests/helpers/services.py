@@ -60,3 +60,14 @@ def redis_namespace() -> Iterator[tuple[str, str]]:
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)
         client.close()
+
+
+def scale_out_env(database: str, broker: str, prefix: str) -> dict[str, str]:
+    """The environment of every node of one test deployment: one store, one Redis prefix, one signing key."""
+    return {
+        "OLDPHOTO_DATABASE_URL": database,
+        "OLDPHOTO_BROKER_URL": broker,
+        "OLDPHOTO_BROKER_PREFIX": prefix,
+        "OLDPHOTO_JWT_SECRET": secrets.token_urlsafe(32),
+        "OLDPHOTO_TEST_NODES": "1",
+    }

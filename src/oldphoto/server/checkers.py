@@ -48,6 +48,14 @@ class CheckersStopped(OldphotoError):
 # ------------------------------------------------------------------------------------------- the process
 
 
+TAKEN = "taken"  # a checker's word that it has the file and starts decoding it
+IDLE_DEATHS_TOLERATED = 3
+
+
+class _DiedIdle(Exception):
+    """The checker was dead before it took the file (killed while idle): not the file's fault."""
+
+
 def _checker_main(conn: Connection, parent: int) -> None:
     import signal
 
@@ -67,6 +75,7 @@ def _checker_main(conn: Connection, parent: int) -> None:
         if task is None:
             return
         path, max_pixels = task
+        conn.send(TAKEN)  # from here on, a death is this file's doing
         conn.send(_decode_reply(decode_file, path, max_pixels))
 
 
@@ -131,12 +140,28 @@ class CheckerPool:
     async def decode_size(self, path: Path, max_pixels: int) -> tuple[int, int]:
         """The decoded (upright) size; the imaging errors, DecodeTimeout past the time limit, InvalidImage when the
         decoder crashed. The caller bounds how many call this at once (`server/fairslots.py`)."""
+        for _ in range(IDLE_DEATHS_TOLERATED):
+            try:
+                return await self._decode_once(path, max_pixels)
+            except _DiedIdle:
+                continue  # it died before it had the file (killed while idle): the file goes to another one
+        raise CheckersStopped("The photo checkers keep stopping; please send the photo again in a moment.")
+
+    async def _decode_once(self, path: Path, max_pixels: int) -> tuple[int, int]:
         checker = await self._take()
         try:
-            checker.conn.send((str(path), max_pixels))
+            try:
+                checker.conn.send((str(path), max_pixels))
+                deadline = time.monotonic() + self.timeout_s
+                taken = await self._receive(checker, self.timeout_s)
+            except (EOFError, OSError):
+                log.warning("upload check: checker %s was dead before it took a file; replaced", checker.process.pid)
+                await self._replace(checker)
+                raise _DiedIdle() from None
+            assert taken == TAKEN, taken
             self.decodes += 1
             started = time.monotonic()
-            reply = await self._receive(checker, self.timeout_s)
+            reply = await self._receive(checker, max(0.0, deadline - started))
         except TimeoutError:
             log.warning("upload check: decode past %.1f s, checker %s killed", self.timeout_s, checker.process.pid)
             await self._replace(checker)
@@ -147,6 +172,8 @@ class CheckerPool:
         except (EOFError, OSError):
             await self._replace(checker)
             raise InvalidImage("The image could not be read (its decoder crashed).") from None
+        except _DiedIdle:
+            raise  # already replaced
         except BaseException:  # cancelled (client gone, server stopping) while the decode may still run
             self._end(checker, kill=True)
             self._start_one()
@@ -181,16 +208,22 @@ class CheckerPool:
     # -- handing out idle checkers ------------------------------------------------------------------------
 
     async def _take(self) -> _Checker:
-        if self._closed:
-            raise CheckersStopped("The server is stopping; please send the photo again in a moment.")
-        self.start()
-        while self._idle:
-            checker = self._idle.pop(0)
+        """A live idle checker. One that died while idle (the OOM killer, say) is replaced, never handed out, however
+        it comes: from the idle list, or passed on to a waiter by a decode that just finished or a fresh start."""
+        while True:
+            checker = await self._next_idle()
             if checker.process.is_alive():
                 return checker
             log.warning("upload check: checker %s died while idle; replaced", checker.process.pid)
             self._end(checker, kill=True)
             self._start_one()
+
+    async def _next_idle(self) -> _Checker:
+        if self._closed:
+            raise CheckersStopped("The server is stopping; please send the photo again in a moment.")
+        self.start()
+        if self._idle:
+            return self._idle.pop(0)
         waiter: asyncio.Future[_Checker] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
