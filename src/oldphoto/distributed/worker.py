@@ -28,7 +28,6 @@ from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.service import ServiceConfig
 from oldphoto.jobs.sharedqueue import SharedQueue
 from oldphoto.jobs.store import JobStore
-from oldphoto.jobs.work import WorkItem
 from oldphoto.jobs.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -124,20 +123,8 @@ class WorkerNode:
             if job is None:
                 continue
             self.recorder.started(job_id, job.progress)
-            self.pool.assign(place, self._work_item(job_id, self._local_input(job_id, job.input_path), job.workflow, job.model))
+            self.pool.assign(place, self.config.work_item(job_id, self._local_input(job_id, job.input_path), job.workflow, job.model))
 
-    def _work_item(self, job_id: str, input_path: str, workflow: str, model: str | None) -> WorkItem:
-        options = self.config.run_options
-        if model:
-            options = type(options)(**{**options.__dict__, "model": model})
-        return WorkItem(
-            job_id=job_id,
-            input_path=input_path,
-            result_path=str(self._result(job_id)),
-            workflow=workflow,
-            options=options,
-            max_pixels=self.config.max_pixels,
-        )
 
     def _keep_leases(self) -> None:
         """Every lease_s / 6: renew this node's leases (and hear cancels written on them), take back stale ones."""

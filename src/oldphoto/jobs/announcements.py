@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from oldphoto.protocol import JobEvent
+
 
 def result_url(job_id: str) -> str:
     return f"/results/{job_id}.png"
+
+
+# The stages of a job that has not started: its reader may still hear a new place.
+WAITING_STAGES = frozenset({"upload", "queued"})
+
+
+def uploaded(job_id: str) -> JobEvent:
+    """A job's first event (seq 1), recorded with the job in the admitting transaction."""
+    return JobEvent(job_id=job_id, seq=1, stage="upload", message_key="upload", progress=0)
 
 
 def queued(position: int, progress: int) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from oldphoto.jobs.messages import Cancelled, Crashed, Done, Failed, Noted, Read
 from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.scheduler import FairQueue
 from oldphoto.jobs.store import Job, JobStore, NewJob
-from oldphoto.jobs.work import WorkItem
 from oldphoto.jobs.workers import WorkerPool
 from oldphoto.protocol import JobEvent
 
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
     from oldphoto.jobs.service import Capacity, JobService, ServiceConfig
 
 log = logging.getLogger(__name__)
-WAITING_STAGES = ("upload", "queued")
 
 
 class LocalQueue:
@@ -44,7 +42,7 @@ class LocalQueue:
         return len(self.fair)
 
     def admit(self, new: NewJob, rules: AdmissionRules, blob: bytes | None) -> tuple[Job, list[JobEvent], int]:
-        upload = _uploaded(new.id)
+        upload = announcements.uploaded(new.id)
         try:
             with self.store.engine.begin() as connection:
                 rules.check(self.store.count_active(new.owner, connection), len(self.fair))
@@ -74,7 +72,7 @@ class LocalQueue:
     def put_back(self, job: Job) -> JobEvent | None:
         """A job that waits again after a restart; one that had started hears its place (its view moves back)."""
         self.fair.push(job.id, job.owner)
-        if job.stage in WAITING_STAGES:
+        if job.stage in announcements.WAITING_STAGES:
             return None
         return self.store.append(job.id, announcements.queued(self.fair.place_of(job.id) or 1, job.progress))
 
@@ -126,7 +124,7 @@ class LocalWorkers:
             if job is None:
                 return
             recorder.started(job.id, job.progress)
-            self.pool.assign(place, self._work_item(job))
+            self.pool.assign(place, self.config.work_item(job.id, job.input_path, job.workflow, job.model))
 
     def cancel_running(self, job_id: str) -> None:
         self.pool.cancel(job_id)
@@ -182,19 +180,4 @@ class LocalWorkers:
         for job in self.store.with_status(JobStatus.RUNNING):
             self.store.set_status(job.id, JobStatus.QUEUED)
 
-    def _work_item(self, job: Job) -> WorkItem:
-        options = self.config.run_options
-        if job.model:
-            options = replace(options, model=job.model)
-        return WorkItem(
-            job_id=job.id,
-            input_path=job.input_path,
-            result_path=str(self.config.results_dir / f"{job.id}.png"),
-            workflow=job.workflow,
-            options=options,
-            max_pixels=self.config.max_pixels,
-        )
 
-
-def _uploaded(job_id: str) -> JobEvent:
-    return JobEvent(job_id=job_id, seq=1, stage="upload", message_key="upload", progress=0)

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +30,7 @@ from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.offload import Offload
 from oldphoto.jobs.places import Places
 from oldphoto.jobs.store import Job, JobStore, NewJob, new_job_id, utcnow
+from oldphoto.jobs.work import WorkItem
 from oldphoto.protocol import JobEvent, LivePlace
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,12 @@ class ServiceConfig:
     @property
     def results_dir(self) -> Path:
         return self.data_dir / "results"
+
+    def work_item(self, job_id: str, input_path: str, workflow: str, model: str | None) -> WorkItem:
+        """What a worker process is handed for a job: its own model, if it named one, over the run's defaults."""
+        options = replace(self.run_options, model=model) if model else self.run_options
+        result = str(self.results_dir / f"{job_id}.png")
+        return WorkItem(job_id, input_path, result, workflow, options, self.max_pixels)
 
     @property
     def retry_after_s(self) -> int:

@@ -51,7 +51,7 @@ class SharedQueue:
         """The job, its photo, its place and its first two events, in one transaction, if the rules allow.
 
         The photo is written before the queue's lock is taken, so a large one does not hold up everyone else."""
-        upload = JobEvent(job_id=new.id, seq=1, stage="upload", message_key="upload", progress=0)
+        upload = announcements.uploaded(new.id)
         with Session(self.engine) as session, session.begin():
             connection = session.connection()
             job = self.store.create(new, upload, connection)

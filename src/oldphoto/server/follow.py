@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from oldphoto.jobs import announcements
 from oldphoto.jobs.service import JobService
 from oldphoto.protocol import JobEvent, LivePlace, OutEvent
 from oldphoto.server.outbox import Outbox
 
 History = Callable[[str, int], Awaitable[list[JobEvent]]]  # (job id, after seq) -> the recorded events after it
-WAITING_STAGES = frozenset({"upload", "queued"})
 
 
 class Follower:
@@ -92,7 +92,7 @@ class Follower:
     def _emit(self, event: JobEvent) -> None:
         self.last_seq = event.seq
         self.progress = max(self.progress, event.progress)
-        self.waiting = event.stage in WAITING_STAGES and not event.is_final
+        self.waiting = event.stage in announcements.WAITING_STAGES and not event.is_final
         self.position = event.position if event.type == "queued" else None
         self.message_key = event.message_key
         self.outbox.deliver(event)
