@@ -166,6 +166,25 @@ if gclog:  # OLDPHOTO_BENCH_GCLOG=file: log every garbage collection that takes 
             with open(gclog, "a") as f:
                 f.write(f"{{time.time():.3f}} gen{{info['generation']}} {{took * 1000:.1f}} ms collected={{info['collected']}}\\n")
     gc.callbacks.append(_gc)
+import os as _os
+if _os.environ.get("OLDPHOTO_BENCH_SWITCH_MS"):  # experiment: the interpreter's GIL switch interval, in ms
+    sys.setswitchinterval(float(_os.environ["OLDPHOTO_BENCH_SWITCH_MS"]) / 1000)
+laglog = {laglog!r}
+if laglog:  # OLDPHOTO_BENCH_LAGLOG=file: log every event-loop lag the probe sees over 10 ms (time it was seen, ms)
+    import time
+    import oldphoto.server.looplag as looplag
+    _observe = looplag.LoopLag.observe
+    _last = [time.perf_counter(), time.thread_time(), time.process_time()]
+    def _logged(self, lag_s):
+        # With the loop thread's own CPU time and the whole process's since the previous probe: a lag with little
+        # loop CPU while the process kept a core busy was spent waiting for the GIL; with neither, for a core.
+        wall, cpu, proc = time.perf_counter(), time.thread_time(), time.process_time()
+        if lag_s > 0.01:
+            with open(laglog, "a") as f:
+                f.write(f"{{time.time():.3f}} lag {{lag_s * 1000:.1f}} ms; CPU of the loop thread {{(cpu - _last[1]) * 1000:.1f}} ms, of the process {{(proc - _last[2]) * 1000:.1f}} ms, in {{(wall - _last[0]) * 1000:.1f}} ms\\n")
+        _last[:] = [wall, cpu, proc]
+        _observe(self, lag_s)
+    looplag.LoopLag.observe = _logged
 if {freeze!r}:  # OLDPHOTO_BENCH_GCFREEZE=1 (experiment): import the server, then move every object so far out of the GC's reach
     import gc
     import oldphoto.commands.serve, oldphoto.server.app  # noqa: F401
@@ -310,6 +329,7 @@ def _launch_code(lift_connection_cap: bool, data_dir: Path, asgi_only: bool = Fa
         asgi_only=asgi_only,
         profile=_profile_path(data_dir),
         gclog=os.environ.get("OLDPHOTO_BENCH_GCLOG", ""),
+        laglog=os.environ.get("OLDPHOTO_BENCH_LAGLOG", ""),
         freeze=os.environ.get("OLDPHOTO_BENCH_GCFREEZE") == "1",
     )
 

@@ -533,8 +533,9 @@ def measure(
                 clients.send_all(("go", t_live))
                 clients.wait_all(60)
                 cpu0, t_cancel = server.cpu_seconds(), time.time()
-                cancel(server, blocker_token, blocker)  # the first advance
-                caught = _wait_caught_up(clients, t_cancel + window_s)
+                with sampled(server, mode):
+                    cancel(server, blocker_token, blocker)  # the first advance
+                    caught = _wait_caught_up(clients, t_cancel + window_s)
                 t_end = time.time()
                 cpu1 = server.cpu_seconds()
             queued_end = int(httpx.get(f"{server.url}/healthz", timeout=120).json()["queued"])
@@ -603,6 +604,25 @@ def measure(
         "per_advance": per_advance,
         "healthz": health,
     }
+
+
+@contextmanager
+def sampled(server: Server, mode: str) -> Iterator[None]:
+    """OLDPHOTO_BENCH_PYSPY=prefix: py-spy samples every thread of the web process through the drain window, into
+    prefix.<mode>.json (Chrome trace format: stacks in time, to set beside OLDPHOTO_BENCH_LAGLOG)."""
+    prefix = os.environ.get("OLDPHOTO_BENCH_PYSPY")
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not prefix:
+        yield
+        return
+    command = [spy, "record", "--pid", str(server.ps.pid), "--threads", "--idle", "--nonblocking", "--rate", "250"]
+    print(f"py-spy from {time.time():.3f}", flush=True)
+    sampler = subprocess.Popen([*command, "--format", "chrometrace", "--output", f"{prefix}.{mode}.json"], stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        sampler.send_signal(2)
+        sampler.wait(30)
 
 
 def _wait_caught_up(clients: Clients, deadline: float) -> list[tuple[Any, ...]]:

@@ -73,3 +73,10 @@ def test_queue_storm_scaleout_quick() -> None:
     out = queue_storm.main(["--quick", "--mode", "scaleout"])
     assert _is_table(out, "mode")
     assert re.search(r"\| scaleout \| 40 \| \d+ / 5 \|", out)
+
+
+def test_log_bytes_quick() -> None:
+    from benchmarks import log_bytes
+
+    out = log_bytes.main(["--quick"])
+    assert _is_table(out, "design") and "| this | 1 |" in out

@@ -99,3 +99,24 @@ def test_a_whole_run_reports_in_stage_order_and_cancels_between_nodes() -> None:
 
     with pytest.raises(Cancelled):
         run_workflow(workflow_from_steps("denoise,sharpen"), image, options=RunOptions(), reporter=Reporter(cancel_after_denoise, cancel=token))
+
+
+def test_a_minimum_step_gap_leaves_out_quick_steps_but_never_a_stage_or_a_stages_last_step() -> None:
+    notes: list[Note] = []
+    node = Reporter(notes.append, span=(1, 99), min_step_gap_s=60.0).for_node("a", "colorize", 0.0, 1.0)
+    node.stage("inference")
+    for i in range(1, 23):
+        node.step(i / 22)
+    node.stage("postprocess")
+    said = [(n.stage, n.step_progress) for n in notes]
+    assert said == [("inference", None), ("inference", 1.0), ("postprocess", None)]
+
+
+def test_without_a_gap_every_step_that_moves_the_bar_is_said() -> None:
+    notes: list[Note] = []
+    node = Reporter(notes.append, span=(1, 99)).for_node("a", "colorize", 0.0, 1.0)
+    node.stage("inference")
+    for i in range(1, 23):
+        node.step(i / 22)
+    assert len([n for n in notes if n.step_progress is not None]) == 22
+    assert notes[2].step_progress == round(2 / 22, 4)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from oldphoto.jobs.admission import AdmissionRules
 from oldphoto.jobs.embedded import LocalQueue
@@ -62,3 +63,25 @@ def test_a_job_that_had_started_hears_its_place_when_put_back(queue: LocalQueue)
     queue.store.set_status(job_id, JobStatus.QUEUED)
     told = queue.put_back(queue.store.get(job_id))
     assert told is not None and told.type == "queued" and told.position == 2 and told.progress == 40
+
+
+def test_a_batch_of_admissions_applies_the_rules_in_order_counting_the_batch(queue: LocalQueue) -> None:
+    batch = [(NewJob(owner=owner, workflow="{}", input_path="x"), None) for owner in ("a", "a", "b", "a", "c")]
+    answers = queue.admit_many(batch, AdmissionRules(user_concurrency=2, queue_max=3))
+    places = [a if isinstance(a, BaseException) else a[2] for a in answers]
+    assert places[:3] == [1, 3, 2]  # each once the batch is in: b's first goes before a's second
+    assert isinstance(places[3], UserLimit) and isinstance(places[4], QueueFull)
+    assert all(queue.store.get(new.id) is None for new, _ in batch[3:])
+    assert len(queue) == 3 and rows(queue) == 6  # two events for each admitted job, none for the refused
+    a1, a2, b1 = (answer[0].id for answer in answers[:3])  # type: ignore[index]
+    assert queue.positions() == {a1: 1, b1: 2, a2: 3}
+
+
+def test_a_batch_whose_transaction_fails_leaves_no_job_waiting(queue: LocalQueue) -> None:
+    taken = NewJob(owner="a", workflow="{}", input_path="x")
+    admit_new = queue.admit(taken, AdmissionRules(), None)
+    assert admit_new[2] == 1
+    unwritable = NewJob(owner="b", workflow=None, input_path="x")  # type: ignore[arg-type]  # a row the store refuses
+    with pytest.raises(IntegrityError):
+        queue.admit_many([(NewJob(owner="c", workflow="{}", input_path="x"), None), (unwritable, None)], AdmissionRules())
+    assert len(queue) == 1 and queue.positions() == {taken.id: 1}

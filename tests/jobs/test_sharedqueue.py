@@ -148,6 +148,40 @@ def test_admission_applies_the_rules_in_its_transaction(store: JobStore) -> None
     assert len(queue) == 1 and store.count_active() == 1  # refused jobs leave nothing behind
 
 
+def test_a_batch_of_admissions_applies_the_rules_in_order_counting_the_batch_and_leaves_nothing_of_a_refusal(store: JobStore) -> None:
+    queue = SharedQueue(store)
+    batch = [(NewJob(owner=owner, workflow="{}", input_path="x"), f"photo of {owner}".encode()) for owner in ("a", "a", "b", "a", "c")]
+    answers = queue.admit_many(batch, AdmissionRules(user_concurrency=2, queue_max=3))
+    places = [a if isinstance(a, BaseException) else a[2] for a in answers]
+    assert places[:3] == [1, 3, 2]  # each once the batch is in: b's first goes before a's second
+    assert isinstance(places[3], UserLimit) and isinstance(places[4], QueueFull)
+    refused = [new.id for new, _ in batch[3:]]
+    assert all(store.get(job_id) is None and store.get_blob(job_id, "input") is None for job_id in refused)
+    assert all(store.events_after(job_id) == [] for job_id in refused)
+    admitted = [a for a in answers if not isinstance(a, BaseException)]
+    assert [store.get_blob(job.id, "input") for job, _, _ in admitted] == [b"photo of a", b"photo of a", b"photo of b"]
+    (a1, _, _), (a2, _, _), (b1, _, _) = admitted
+    assert queue.positions() == {a1.id: 1, b1.id: 2, a2.id: 3}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(st.sampled_from(OWNERS), min_size=1, max_size=6), min_size=1, max_size=5), pops=st.lists(st.booleans(), max_size=5))
+def test_each_admitted_jobs_recorded_place_is_its_place_once_the_batch_is_in(store: JobStore, batches: list[list[str]], pops: list[bool]) -> None:
+    """Places worked out for a whole batch at once (lanes opened at the back, others one by one) are the fair
+    order's, whatever was waiting before."""
+    empty(store)
+    queue, rules = SharedQueue(store), AdmissionRules(user_concurrency=100, queue_max=1000)
+    for i, owners in enumerate(batches):
+        answers = queue.admit_many([(NewJob(owner=o, workflow="{}", input_path="x"), None) for o in owners], rules)
+        positions = queue.positions()
+        for answer in answers:
+            assert not isinstance(answer, BaseException)
+            job, events, place = answer
+            assert positions[job.id] == place == events[-1].position
+        if i < len(pops) and pops[i]:
+            queue.start_next()
+
+
 def test_admission_limits_hold_exactly_at_their_edges_and_count_running_jobs(store: JobStore) -> None:
     """The same edges as the embedded queue's (tests/jobs/test_processes.py, limits): a user's running jobs count
     toward their limit, waiting ones toward the queue's; a job is refused at the limit, never one before it."""

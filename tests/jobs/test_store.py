@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from oldphoto.jobs.lifecycle import IllegalTransition, JobStatus
 from oldphoto.jobs.store import JobStore, NewJob
@@ -58,6 +59,31 @@ def test_events_get_consecutive_seqs_and_replay_after_any_point(new_store: Store
     assert [e.seq for e in store.events_after(job.id, 3)] == [4, 5]
     finished = store.get(job.id)
     assert finished.status == JobStatus.SUCCEEDED and finished.progress == 100 and finished.finished_at is not None
+
+
+def test_the_log_keeps_an_event_without_what_its_row_already_says(new_store: StoreFactory) -> None:
+    """Job id, seq and default values stay out of the stored body (bytes per job), and every field comes back."""
+    store = new_store()
+    job = store.create(NewJob(owner="u", workflow="{}", input_path="x"), upload_event())
+    store.set_status(job.id, JobStatus.RUNNING)
+    step = {**progress("inference", 40), "source": "colorize", "node": "n1", "message_key": "inference.block"}
+    said = store.append(job.id, {**step, "message_params": {"index": 4, "total": 22}, "step_progress": 0.1818, "eta_s": 1.5})
+    with store.engine.connect() as connection:
+        body = connection.execute(text("SELECT body FROM events WHERE job_id = :j AND seq = 2"), {"j": job.id}).scalar_one()
+    assert job.id not in body and '"seq"' not in body and '"type"' not in body
+    (back,) = store.events_after(job.id, 1)
+    assert back == said and back.job_id == job.id and back.seq == 2 and back.type == "progress"
+    assert back.wire_text() == said.wire_text()
+
+
+def test_bodies_written_with_their_job_and_seq_still_read(new_store: StoreFactory) -> None:
+    """The log written before bodies left out their columns reads the same."""
+    store = new_store()
+    job = store.create(NewJob(owner="u", workflow="{}", input_path="x"), upload_event())
+    full = JobEvent(job_id=job.id, seq=1, stage="upload", message_key="upload", progress=0, ts=12.5)
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE events SET body = :b WHERE job_id = :j"), {"b": full.model_dump_json(exclude_none=True), "j": job.id})
+    assert store.events_after(job.id) == [full]
 
 
 def test_the_store_survives_reopening(new_store: StoreFactory) -> None:

@@ -112,7 +112,7 @@ def test_under_another_websocket_implementation_the_extension_is_absent() -> Non
     assert app.offered is False
 
 
-@pytest.mark.parametrize("text", ["{}", "é" * 200, "x" * 70_000])
+@pytest.mark.parametrize("text", ["", "{}", "x" * 125, "x" * 126, "é" * 200, "x" * 65_535, "x" * 65_536, "x" * 70_000])
 def test_text_frame_is_the_rfc_6455_encoding_for_any_length(text: str) -> None:
     frame = text_frame(text)
     payload = text.encode()
@@ -125,6 +125,7 @@ def test_text_frame_is_the_rfc_6455_encoding_for_any_length(text: str) -> None:
         assert length == 126 and int.from_bytes(frame[2:4]) == len(payload)
     else:
         assert length == 127 and int.from_bytes(frame[2:10]) == len(payload)
+    assert frame == Frame(Opcode.TEXT, payload).serialize(mask=False)  # websockets' own encoding, byte for byte
 
 
 def test_one_event_is_framed_once_per_language() -> None:

@@ -132,7 +132,7 @@ class WorkerNode:
         if now < self._next_renewal:
             return
         self._next_renewal = now + self.lease_s / 6
-        self.leases.node_seen(self.holder, self.pool.size * self.pool.slots, len(self.recorder.running))
+        self.leases.node_seen(self.holder, self.pool.size * self.pool.slots, len(self.recorder.running), self.lease_s)
         for job_id in self.leases.renew(self.holder):
             self.pool.cancel(job_id)
         for job_id, owner, attempts in self.leases.stale(self.lease_s):

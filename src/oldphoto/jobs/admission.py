@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from oldphoto.jobs.errors import QueueFull, UserLimit
+
+T = TypeVar("T")
+# What the rules refuse: that admission's answer; any other error fails its whole batch.
+REFUSALS = (UserLimit, QueueFull)
 
 
 @dataclass(frozen=True)
@@ -23,3 +29,11 @@ class AdmissionRules:
             )
         if waiting >= self.queue_max:
             raise QueueFull("The queue is full right now. Please try again in a little while.", retry_after=self.retry_after_s)
+
+
+def only(answers: Sequence[T | BaseException]) -> T:
+    """The answer of a batch of one: its value, or its exception raised."""
+    (answer,) = answers
+    if isinstance(answer, BaseException):
+        raise answer
+    return answer

@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, assert_never
 
+from sqlalchemy import Connection
+
 from oldphoto.jobs import announcements
-from oldphoto.jobs.admission import AdmissionRules
+from oldphoto.jobs.admission import REFUSALS, AdmissionRules, only
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.messages import Cancelled, Crashed, Done, Failed, Noted, Ready, TimedOut, WorkerMessage
 from oldphoto.jobs.recorder import Recorder
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
     from oldphoto.jobs.service import Capacity, JobService, ServiceConfig
 
 log = logging.getLogger(__name__)
+Admitted = tuple[Job, list[JobEvent], int]  # the job, its `upload` and `queued` events, its place
 
 
 class LocalQueue:
@@ -41,19 +46,42 @@ class LocalQueue:
     def __len__(self) -> int:
         return len(self.fair)
 
-    def admit(self, new: NewJob, rules: AdmissionRules, blob: bytes | None) -> tuple[Job, list[JobEvent], int]:
-        upload = announcements.uploaded(new.id)
+    def admit(self, new: NewJob, rules: AdmissionRules, blob: bytes | None) -> Admitted:
+        return only(self.admit_many([(new, blob)], rules))
+
+    def admit_many(self, items: list[tuple[NewJob, bytes | None]], rules: AdmissionRules) -> list[Admitted | BaseException]:
+        """The jobs the rules allow, in the order asked, in one transaction (one commit for the batch); each job's
+        recorded place is its place once the whole batch is in."""
+        verdicts: list[BaseException | None] = []
+        entering: list[NewJob] = []
         try:
             with self.store.engine.begin() as connection:
-                rules.check(self.store.count_active(new.owner, connection), len(self.fair))
-                job = self.store.create(new, upload, connection)
-                self.fair.push(job.id, job.owner)
-                position = self.fair.place_of(job.id) or 1
-                queued = self.store.append_many([(job.id, announcements.queued(position, 0), None, {})], connection)
+                taken: Counter[str] = Counter()  # admitted in this batch, not in the store yet
+                for new, _ in items:
+                    try:
+                        rules.check(self.store.count_active(new.owner, connection) + taken[new.owner], len(self.fair))
+                    except REFUSALS as refused:
+                        verdicts.append(refused)
+                        continue
+                    verdicts.append(None)
+                    entering.append(new)
+                    taken[new.owner] += 1
+                    self.fair.push(new.id, new.owner)
+                admitted = self._record(entering, connection) if entering else iter(())
         except BaseException:
-            self.fair.remove(new.id)  # not durable, so not waiting
+            for new in entering:
+                self.fair.remove(new.id)  # not durable, so not waiting
             raise
-        return replace(job, last_seq=2), [upload, *queued], position
+        return [verdict if verdict is not None else next(admitted) for verdict in verdicts]
+
+    def _record(self, entering: list[NewJob], connection: Connection) -> Iterator[Admitted]:
+        uploads = [announcements.uploaded(new.id) for new in entering]
+        jobs = self.store.create_many(list(zip(entering, uploads, strict=True)), connection)
+        places = [self.fair.place_of(new.id) or 1 for new in entering]
+        first_places = [(new.id, announcements.queued(place, 0)) for new, place in zip(entering, places, strict=True)]
+        queued = self.store.append_second(first_places, connection)
+        recorded = zip(jobs, uploads, queued, places, strict=True)
+        return iter([(replace(job, last_seq=2), [upload, said], place) for job, upload, said, place in recorded])
 
     def withdraw(self, job_id: str, final: dict[str, Any]) -> JobEvent | None:
         if not self.fair.remove(job_id):

@@ -21,6 +21,7 @@ from oldphoto.jobs.store import JobRow, JobStore, LeaseRow, WorkerNodeRow, utcno
 class Leases:
     def __init__(self, store: JobStore) -> None:
         self.engine = store.engine
+        self.reader = store.reader
 
     def renew(self, holder: str) -> list[str]:
         """Renew every lease of this node; the ids of its jobs that someone asked to cancel."""
@@ -56,20 +57,21 @@ class Leases:
         with Session(self.engine) as session:
             return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
 
-    def node_seen(self, holder: str, slots: int, running: int) -> None:
-        """A worker node says it is alive, with its room and load."""
+    def node_seen(self, holder: str, slots: int, running: int, lease_s: float) -> None:
+        """A worker node says it is alive, with its room and load; records of nodes gone for ten leases go."""
         with Session(self.engine) as session, session.begin():
             session.merge(WorkerNodeRow(holder=holder, seen_at=utcnow(), slots=slots, running=running))
+            session.execute(delete(WorkerNodeRow).where(WorkerNodeRow.seen_at < utcnow() - timedelta(seconds=10 * lease_s)))
 
     def node_gone(self, holder: str) -> None:
         with Session(self.engine) as session, session.begin():
             session.execute(delete(WorkerNodeRow).where(WorkerNodeRow.holder == holder))
 
     def live_nodes(self, lease_s: float) -> tuple[int, int]:
-        """(worker nodes, their job slots) seen within `lease_s`; older records are forgotten."""
+        """(worker nodes, their job slots) seen within `lease_s`. A read only (/healthz asks it): the records of
+        nodes long gone are removed by the nodes that are alive (`node_seen`)."""
         cutoff = utcnow() - timedelta(seconds=lease_s)
-        with Session(self.engine) as session, session.begin():
-            session.execute(delete(WorkerNodeRow).where(WorkerNodeRow.seen_at < utcnow() - timedelta(seconds=10 * lease_s)))
-            counts = select(func.count(), func.coalesce(func.sum(WorkerNodeRow.slots), 0)).where(WorkerNodeRow.seen_at >= cutoff)
+        counts = select(func.count(), func.coalesce(func.sum(WorkerNodeRow.slots), 0)).where(WorkerNodeRow.seen_at >= cutoff)
+        with Session(self.reader) as session:
             nodes, slots = session.execute(counts).one()
             return int(nodes), int(slots)

@@ -4,7 +4,7 @@ A move of the queue (a job admitted, started, cancelled) used to write a `queued
 advance cost O(waiting) durable rows and every other request waited behind them. Now the log records a job's place
 once, when it is admitted (and again only when it is put back in line); the places after that are live: `Places`
 marks the queue as moved, and at most once per `interval_s` reads every place in one pass (off the event loop) and
-tells the followers on this process whose job moved, in chunks that let the loop breathe. A follower that
+tells the followers on this process whose job moved, in slices of a few milliseconds that let the loop breathe. A follower that
 subscribes later gets the current place at once (server/follow.py).
 
 Each event's `ts` is when the queue first moved since the last broadcast, so a reader measures the whole delay.
@@ -34,14 +34,14 @@ class Places:
         *,
         interval_s: float = 0.1,
         workers_check_s: float = 2.0,
-        chunk: int = 256,
+        slice_s: float = 0.002,
     ) -> None:
         self.bus = bus
         self.read_positions = read_positions
         self.workers_running = workers_running
         self.interval_s = interval_s
         self.workers_check_s = workers_check_s
-        self.chunk = chunk
+        self.slice_s = slice_s
         self.current: dict[str, int] = {}
         self.no_worker = False
         self.broadcasts = 0
@@ -88,16 +88,21 @@ class Places:
             await asyncio.sleep(self.interval_s)  # every move in the meantime is told in the next pass
 
     async def _tell(self, before: dict[str, int], moved_at: float | None) -> None:
-        """Each followed job whose place changed hears it; the loop gets a turn every `chunk` of them."""
-        told = 0
+        """Each followed job whose place changed hears it; the loop gets a turn every `slice_s` of this.
+
+        A slice of time, not a count of readers: what one reader costs depends on its socket (a write that the
+        kernel takes at once, or one that goes to a slow reader's outbox), and the loop's other work is owed a
+        turn in time."""
+        clock = time.perf_counter
+        yield_at = clock() + self.slice_s
         for job_id in list(self.bus.followed_jobs()):
             position = self.current.get(job_id)
             if position is None or before.get(job_id) == position:
                 continue
             self.bus.tell(self.event(job_id, position, moved_at))
-            told += 1
-            if told % self.chunk == 0:
+            if clock() >= yield_at:
                 await asyncio.sleep(0)
+                yield_at = clock() + self.slice_s
 
     async def _watch_workers(self) -> None:
         while True:

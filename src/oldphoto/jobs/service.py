@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from oldphoto.engine import RunOptions
 from oldphoto.jobs import announcements
 from oldphoto.jobs.admission import AdmissionRules
+from oldphoto.jobs.batches import Batches
 from oldphoto.jobs.bus import Bus
 from oldphoto.jobs.errors import AlreadyFinished, JobNotFound
 from oldphoto.jobs.lifecycle import JobStatus
@@ -75,6 +76,18 @@ class Admission:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """An admission asked for: the job, and its photo's bytes when the queue keeps them (None: kept on disk)."""
+
+    new: NewJob
+    blob: bytes | None
+
+
+Admitted = tuple[Job, builtins.list[JobEvent], int]  # the job, its `upload` and `queued` events, its place
+Batch = builtins.list[tuple[NewJob, bytes | None]]  # jobs to admit, each with its photo's bytes or None
+
+
+@dataclass(frozen=True)
 class Capacity:
     """What /healthz and /metrics say of the workers: job slots alive and ready, jobs waiting and running."""
 
@@ -101,8 +114,9 @@ class Queue(Protocol):
 
     def __len__(self) -> int: ...
 
-    def admit(self, new: NewJob, rules: AdmissionRules, blob: bytes | None) -> tuple[Job, list[JobEvent], int]:
-        """Check the rules and record the job, its `upload` and `queued` events and its place, in one transaction."""
+    def admit_many(self, items: Batch, rules: AdmissionRules) -> builtins.list[Admitted | BaseException]:
+        """For each job in order: check the rules and record it, its `upload` and `queued` events and its place, all
+        in one transaction; a refused job gets its refusal (jobs/admission.py `REFUSALS`) and leaves nothing."""
 
     def withdraw(self, job_id: str, final: dict[str, Any]) -> JobEvent | None:
         """Take a waiting job out and record its final event, in one step; None when it is not waiting."""
@@ -140,6 +154,9 @@ class JobService:
         self.offload = offload or Offload()
         self.rules = AdmissionRules(config.user_concurrency, config.queue_max, config.retry_after_s)
         self.places = Places(bus, self._positions, self._workers_running, interval_s=config.places_interval_s)
+        # Admissions asked for while one batch is recorded wait together for the next (one commit for all).
+        where = self.offload.transact if queue.in_database else self.offload.write
+        self.admissions: Batches[Pending, tuple[Job, int]] = Batches(self._admit_batch, where)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._janitor: asyncio.Task[None] | None = None
         config.inputs_dir.mkdir(parents=True, exist_ok=True)
@@ -166,8 +183,13 @@ class JobService:
 
     async def submit(self, owner: str, input_file: Path, workflow: str, model: str | None = None) -> Admission:
         """Admit a job. Its input, row, `upload` event and place are durable before this returns."""
-        run = self.offload.transact if self.queue.in_database else self.offload.write
-        job, position = await run(self._admit, owner, input_file, workflow, model)
+        job_id = new_job_id()
+        input_path, blob = await asyncio.to_thread(self.runner.take_input, job_id, input_file)
+        try:
+            job, position = await self.admissions(Pending(NewJob(owner, workflow, input_path, model, id=job_id), blob))
+        except Exception:  # refused or failed: nothing refers to the input. (Cancelled meanwhile: it may be admitted.)
+            await asyncio.to_thread(Path(input_path).unlink, missing_ok=True)
+            raise
         return Admission(job, position)
 
     async def get(self, job_id: str, owner: str) -> Job:
@@ -242,18 +264,20 @@ class JobService:
 
     # -- the writer's side -----------------------------------------------------------------------------------
 
-    def _admit(self, owner: str, upload: Path, workflow: str, model: str | None) -> tuple[Job, int]:
-        job_id = new_job_id()
-        input_path, blob = self.runner.take_input(job_id, upload)
-        try:
-            job, events, position = self.queue.admit(NewJob(owner, workflow, input_path, model, id=job_id), self.rules, blob)
-        except BaseException:
-            Path(input_path).unlink(missing_ok=True)
-            raise
-        for event in events:
-            self.publish(event)
-        self.queue_changed()
-        return job, position
+    def _admit_batch(self, batch: builtins.list[Pending]) -> builtins.list[tuple[Job, int] | BaseException]:
+        answers = self.queue.admit_many([(pending.new, pending.blob) for pending in batch], self.rules)
+        admitted: builtins.list[tuple[Job, int] | BaseException] = []
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                admitted.append(answer)
+                continue
+            job, events, position = answer
+            for event in events:
+                self.publish(event)
+            admitted.append((job, position))
+        if len(admitted) > sum(isinstance(a, BaseException) for a in admitted):
+            self.queue_changed()
+        return admitted
 
     def _cancel(self, job: Job) -> Job:
         withdrawn = self.queue.withdraw(job.id, announcements.ended("cancelled", job.stage, job.progress))

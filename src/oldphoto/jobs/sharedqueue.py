@@ -14,19 +14,22 @@ each web node when it hears that the queue moved (jobs/places.py). Only a job's 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, text
+from sqlalchemy import Connection, case, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from oldphoto.jobs import announcements
-from oldphoto.jobs.admission import AdmissionRules
+from oldphoto.jobs.admission import REFUSALS, AdmissionRules, only
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.store import Job, JobRow, JobStore, LaneRow, LeaseRow, NewJob, QueueEntryRow, set_status_in, utcnow
 from oldphoto.protocol import JobEvent
+
+Admitted = tuple[Job, list[JobEvent], int]  # the job, its `upload` and `queued` events, its place
 
 # pg_advisory_xact_lock takes a 64-bit key: this one is "oldphoto" read as eight bytes.
 LOCK_KEY = int.from_bytes(b"oldphoto", "big") & 0x7FFF_FFFF_FFFF_FFFF
@@ -47,24 +50,65 @@ class SharedQueue:
         with Session(self.store.reader) as session:
             return session.get(QueueEntryRow, job_id) is not None
 
-    def admit(self, new: NewJob, rules: AdmissionRules, blob: bytes | None) -> tuple[Job, list[JobEvent], int]:
-        """The job, its photo, its place and its first two events, in one transaction, if the rules allow.
+    def admit(self, new: NewJob, rules: AdmissionRules, blob: bytes | None) -> Admitted:
+        return only(self.admit_many([(new, blob)], rules))
 
-        The photo is written before the queue's lock is taken, so a large one does not hold up everyone else."""
-        upload = announcements.uploaded(new.id)
+    def admit_many(self, items: list[tuple[NewJob, bytes | None]], rules: AdmissionRules) -> list[Admitted | BaseException]:
+        """Each job with its photo, its place and its first two events, in one transaction for all, if the rules
+        allow; a job they refuse gets its refusal and leaves nothing behind.
+
+        The jobs and photos are written before the queue's lock is taken, so large ones do not hold up everyone else;
+        under the lock the rules are checked in the order asked, counting the jobs admitted before in the batch.
+        Each step is one statement for the whole batch (a few places excepted, below): at 10,000 waiting, a batch
+        of 32 took 208 ms when each job was admitted with statements of its own."""
+        news = [new for new, _ in items]
+        uploads = [announcements.uploaded(new.id) for new in news]
         with Session(self.engine) as session, session.begin():
             connection = session.connection()
-            job = self.store.create(new, upload, connection)
-            if blob is not None:
-                self.store.put_blob(new.id, "input", blob, connection)
+            jobs = self.store.create_many(list(zip(news, uploads, strict=True)), connection)
+            self.store.put_blobs([(new.id, "input", blob) for new, blob in items if blob is not None], connection)
             self._lock(session)
-            active = self.store.count_active(new.owner, connection) - 1  # less the job just written
-            rules.check(active, session.scalar(select(func.count()).select_from(QueueEntryRow)) or 0)
-            _enter(session, new.id, new.owner)
-            session.flush()
-            position = _place_of(session, new.id)
-            queued = self.store.append_many([(new.id, announcements.queued(position, 0), None, {})], connection)
-        return replace(job, last_seq=2), [upload, *queued], position
+            verdicts = self._judge(connection, news, rules)
+            refused = [new.id for new, verdict in zip(news, verdicts, strict=True) if verdict is not None]
+            if refused:
+                self.store.delete_many(refused, connection)
+            entering = [new for new, verdict in zip(news, verdicts, strict=True) if verdict is None]
+            places = _enter_many(session, [(new.id, new.owner) for new in entering]) if entering else []
+            first_places = [(new.id, announcements.queued(place, 0)) for new, place in zip(entering, places, strict=True)]
+            queued = self.store.append_second(first_places, connection)
+        told = iter(zip(places, queued, strict=True))
+        answers: list[Admitted | BaseException] = []
+        for job, upload, verdict in zip(jobs, uploads, verdicts, strict=True):
+            if verdict is not None:
+                answers.append(verdict)
+                continue
+            place, said = next(told)
+            answers.append((replace(job, last_seq=2), [upload, said], place))
+        return answers
+
+    def _judge(self, connection: Connection, news: list[NewJob], rules: AdmissionRules) -> list[BaseException | None]:
+        """The rules' verdict on each job in order (None: admitted), counting those admitted before it."""
+        owners = {new.owner for new in news}
+        active_query = (
+            select(JobRow.owner, func.count())
+            .where(JobRow.owner.in_(owners), JobRow.status.in_((JobStatus.QUEUED.value, JobStatus.RUNNING.value)))
+            .group_by(JobRow.owner)
+        )
+        # The store counts the batch's jobs as active already, admitted or not: start from the others.
+        active = Counter({owner: int(count) for owner, count in connection.execute(active_query)})
+        active.subtract(Counter(new.owner for new in news))
+        waiting = connection.scalar(select(func.count()).select_from(QueueEntryRow)) or 0
+        verdicts: list[BaseException | None] = []
+        for new in news:
+            try:
+                rules.check(active[new.owner], waiting)
+            except REFUSALS as refused:
+                verdicts.append(refused)
+                continue
+            active[new.owner] += 1
+            waiting += 1
+            verdicts.append(None)
+        return verdicts
 
     def push(self, job_id: str, owner: str) -> None:
         """Into the line without a word (tests and tools; admission is `admit`)."""
@@ -179,6 +223,32 @@ def _place_of(session: Session, job_id: str) -> int:
     deep_lanes = select(func.count()).select_from(sizes).join(LaneRow, LaneRow.owner == sizes.c.owner)
     deep_lanes_ahead = session.scalar(deep_lanes.where(LaneRow.turn < lane.turn, sizes.c.size > depth)) or 0
     return int(shallower) + depth + int(deep_lanes_ahead) + 1
+
+
+def _enter_many(session: Session, entries: list[tuple[str, str]]) -> list[int]:
+    """Jobs (id, owner) into their owners' lanes, last, in order; their places once all are in.
+
+    A job that opens a lane (its owner had none waiting) is at depth 0 of the lane at the back of the line: its
+    place is the number of lanes before it, plus one, known without a query of its own. A job behind others of
+    its owner's is placed by `_place_of`."""
+    connection = session.connection()
+    owners = {owner for _, owner in entries}
+    lanes = {owner: turn for owner, turn in connection.execute(select(LaneRow.owner, LaneRow.turn).where(LaneRow.owner.in_(owners)))}
+    lanes_before = connection.scalar(select(func.count()).select_from(LaneRow)) or 0
+    number = _next_number(session) - 1
+    new_lanes, rows, opened = [], [], []
+    for job_id, owner in entries:
+        number += 1
+        if owner not in lanes:
+            lanes[owner] = number
+            new_lanes.append({"owner": owner, "turn": number})
+            opened.append(job_id)
+        rows.append({"job_id": job_id, "owner": owner, "ticket": number})
+    if new_lanes:
+        connection.execute(insert(LaneRow), new_lanes)
+    connection.execute(insert(QueueEntryRow), rows)
+    first_places = {job_id: lanes_before + i for i, job_id in enumerate(opened, 1)}
+    return [first_places.get(job_id) or _place_of(session, job_id) for job_id, _ in entries]
 
 
 def _enter(session: Session, job_id: str, owner: str) -> None:

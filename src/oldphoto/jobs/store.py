@@ -6,7 +6,9 @@ reader that asks for `seq > N` gets every later event exactly once.
 
 from __future__ import annotations
 
+import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +40,20 @@ from oldphoto.protocol import JobEvent
 
 # (job id, event, new status or None, other columns to set)
 EventItem = tuple[str, "JobEvent | dict[str, Any]", "JobStatus | None", dict[str, Any]]
+
+
+def stored_body(event: JobEvent) -> str:
+    """An event as the log keeps it: its job and seq are the row's columns, and what a field holds by default (a
+    `progress` type, no parameters) is left out; a colorize job's log is a third smaller for it."""
+    return event.model_dump_json(exclude_none=True, exclude_defaults=True, exclude=IN_COLUMNS)
+
+
+def restored_event(job_id: str, seq: int, body: str) -> JobEvent:
+    """The event back from its row. Bodies written before the columns were left out repeat them: the same values."""
+    return JobEvent.model_validate_json(f'{{"job_id":{json.dumps(job_id)},"seq":{seq:d},{body[1:]}')
+
+
+IN_COLUMNS = {"job_id", "seq"}
 
 
 def new_job_id() -> str:
@@ -139,6 +155,7 @@ class LaneRow(Base):
 # bodies are stored without their empty fields (a third of a progress event's bytes); reading fills them back in.
 INSERT_JOB = insert(JobRow)
 INSERT_EVENT = insert(EventRow)
+INSERT_BLOB = insert(BlobRow)
 LOCK_JOB = select(JobRow.status, JobRow.last_seq).where(JobRow.id == bindparam("job")).with_for_update()
 UPDATE_JOB = update(JobRow).where(JobRow.id == bindparam("job"))
 
@@ -206,30 +223,26 @@ class JobStore:
         if connection is None:
             with self.engine.begin() as own:
                 return self.create(new, first, own)
-        values = {
-            "id": new.id,
-            "owner": new.owner,
-            "status": JobStatus.QUEUED.value,
-            "stage": first.stage,
-            "progress": first.progress,
-            "message_key": first.message_key,
-            "message_params": first.message_params,
-            "workflow": new.workflow,
-            "model": new.model,
-            "input_path": new.input_path,
-            "result_path": None,
-            "error": None,
-            "code": None,
-            "attempts": 0,
-            "last_seq": 1,
-            "created_at": utcnow(),
-            "started_at": None,
-            "finished_at": None,
-        }
-        connection.execute(INSERT_JOB, values)
-        recorded = first.model_copy(update={"job_id": new.id, "seq": 1})
-        connection.execute(INSERT_EVENT, {"job_id": new.id, "seq": 1, "body": recorded.model_dump_json(exclude_none=True)})
-        return Job(**{**values, "status": JobStatus.QUEUED})  # type: ignore[arg-type]  # the row's own values
+        return self.create_many([(new, first)], connection)[0]
+
+    def create_many(self, jobs: list[tuple[NewJob, JobEvent]], connection: Connection) -> list[Job]:
+        """Jobs with their first events, in the caller's transaction: one statement per table for all of them."""
+        now = utcnow()
+        rows = [_new_row(new, first, now) for new, first in jobs]
+        connection.execute(INSERT_JOB, rows)
+        firsts = [first.model_copy(update={"job_id": new.id, "seq": 1}) for new, first in jobs]
+        connection.execute(INSERT_EVENT, [{"job_id": e.job_id, "seq": 1, "body": stored_body(e)} for e in firsts])
+        return [Job(**{**row, "status": JobStatus.QUEUED}) for row in rows]
+
+    def append_second(self, items: Sequence[tuple[str, JobEvent | dict[str, Any]]], connection: Connection) -> list[JobEvent]:
+        """The second event of jobs created in this same transaction (their seq is 2, with nothing to read first),
+        for many jobs in one statement per table: what admission records as each job's place."""
+        if not items:
+            return []  # an empty list of parameters would run each statement once, without any
+        recorded = [JobEvent.model_validate({**_said(said), "job_id": job_id, "seq": 2}) for job_id, said in items]
+        connection.execute(UPDATE_JOB, [{"job": e.job_id, "last_seq": 2, **_shown(e)} for e in recorded])
+        connection.execute(INSERT_EVENT, [{"job_id": e.job_id, "seq": 2, "body": stored_body(e)} for e in recorded])
+        return recorded
 
     def get(self, job_id: str) -> Job | None:
         with Session(self.reader) as session:
@@ -270,21 +283,15 @@ class JobStore:
             current = connection.execute(LOCK_JOB, {"job": job_id}).first()
             if current is None:
                 raise KeyError(job_id)
-            data = said.model_dump() if isinstance(said, JobEvent) else dict(said)
-            data.update(job_id=job_id, seq=current.last_seq + 1)
-            recorded_event = JobEvent.model_validate(data)
+            recorded_event = JobEvent.model_validate({**_said(said), "job_id": job_id, "seq": current.last_seq + 1})
             changes = {
                 "last_seq": recorded_event.seq,
-                "stage": recorded_event.stage,
-                "progress": recorded_event.progress,
-                "message_key": recorded_event.message_key,
-                "message_params": recorded_event.message_params,
+                **_shown(recorded_event),
                 **(_status_changes(JobStatus(current.status), status) if status is not None else {}),
                 **fields,
             }
             connection.execute(UPDATE_JOB, {"job": job_id, **changes})
-            body = recorded_event.model_dump_json(exclude_none=True)
-            connection.execute(INSERT_EVENT, {"job_id": job_id, "seq": recorded_event.seq, "body": body})
+            connection.execute(INSERT_EVENT, {"job_id": job_id, "seq": recorded_event.seq, "body": stored_body(recorded_event)})
             recorded.append(recorded_event)
         return recorded
 
@@ -304,28 +311,35 @@ class JobStore:
             return {status: count for status, count in rows}
 
     def events_after(self, job_id: str, seq: int = 0) -> list[JobEvent]:
-        query = select(EventRow.body).where(EventRow.job_id == job_id, EventRow.seq > seq).order_by(EventRow.seq)
+        query = select(EventRow.seq, EventRow.body).where(EventRow.job_id == job_id, EventRow.seq > seq).order_by(EventRow.seq)
         with Session(self.reader) as session:
-            return [JobEvent.model_validate_json(body) for body in session.scalars(query)]
+            return [restored_event(job_id, row.seq, row.body) for row in session.execute(query)]
 
     def finished_before(self, moment: datetime) -> list[Job]:
         finals = [s.value for s in FINAL_STATUSES]
         return self._jobs(select(JobRow).where(JobRow.status.in_(finals), JobRow.finished_at < moment))
 
     def delete(self, job_id: str) -> None:
-        with Session(self.engine) as session, session.begin():
-            session.execute(delete(QueueEntryRow).where(QueueEntryRow.job_id == job_id))
-            session.execute(delete(LeaseRow).where(LeaseRow.job_id == job_id))
-            session.execute(delete(BlobRow).where(BlobRow.job_id == job_id))
-            session.execute(delete(EventRow).where(EventRow.job_id == job_id))
-            session.execute(delete(JobRow).where(JobRow.id == job_id))
+        with self.engine.begin() as connection:
+            self.delete_many([job_id], connection)
+
+    def delete_many(self, job_ids: list[str], connection: Connection) -> None:
+        """Jobs and all they hold, in the caller's transaction (admissions the rules refused)."""
+        for table in (QueueEntryRow, LeaseRow, BlobRow, EventRow):
+            connection.execute(delete(table).where(table.job_id.in_(job_ids)))
+        connection.execute(delete(JobRow).where(JobRow.id.in_(job_ids)))
 
     def put_blob(self, job_id: str, kind: str, data: bytes, connection: Connection | None = None) -> None:
         if connection is None:
             with Session(self.engine) as session, session.begin():
                 session.merge(BlobRow(job_id=job_id, kind=kind, data=data))
             return
-        connection.execute(insert(BlobRow).values(job_id=job_id, kind=kind, data=data))
+        self.put_blobs([(job_id, kind, data)], connection)
+
+    def put_blobs(self, blobs: list[tuple[str, str, bytes]], connection: Connection) -> None:
+        """New blobs (job id, kind, bytes), in the caller's transaction, in one statement."""
+        if blobs:
+            connection.execute(INSERT_BLOB, [{"job_id": job_id, "kind": kind, "data": data} for job_id, kind, data in blobs])
 
     def get_blob(self, job_id: str, kind: str) -> bytes | None:
         with Session(self.reader) as session:
@@ -335,6 +349,35 @@ class JobStore:
     def _jobs(self, query: Any) -> list[Job]:
         with Session(self.reader) as session:
             return [Job.of(row) for row in session.scalars(query)]
+
+
+def _new_row(new: NewJob, first: JobEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "id": new.id,
+        "owner": new.owner,
+        "status": JobStatus.QUEUED.value,
+        **_shown(first),
+        "workflow": new.workflow,
+        "model": new.model,
+        "input_path": new.input_path,
+        "result_path": None,
+        "error": None,
+        "code": None,
+        "attempts": 0,
+        "last_seq": 1,
+        "created_at": now,
+        "started_at": None,
+        "finished_at": None,
+    }
+
+
+def _said(said: JobEvent | dict[str, Any]) -> dict[str, Any]:
+    return said.model_dump() if isinstance(said, JobEvent) else dict(said)
+
+
+def _shown(event: JobEvent) -> dict[str, Any]:
+    """What a job's row repeats of its latest event, for status reads without the log."""
+    return {"stage": event.stage, "progress": event.progress, "message_key": event.message_key, "message_params": event.message_params}
 
 
 def set_status_in(session: Session, job_id: str, status: JobStatus) -> None:

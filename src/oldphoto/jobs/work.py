@@ -14,6 +14,9 @@ from oldphoto.jobs import messages
 from oldphoto.jobs.messages import Done, Failed, FromWorker, Noted
 
 log = logging.getLogger(__name__)
+# A job's steps are recorded and sent to every follower: at most about ten a second (stage changes and a stage's last
+# step always). See engine/reporter.py.
+MIN_STEP_GAP_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ def execute(item: WorkItem, cancel: CancelToken, send: Callable[[FromWorker], No
     try:
         image = decode_file(item.input_path, max_pixels=item.max_pixels)
         workflow = parse_workflow(item.workflow, item.options)
-        reporter = Reporter(sink=lambda note: send(Noted(item.job_id, note)), cancel=cancel)
+        reporter = Reporter(sink=lambda note: send(Noted(item.job_id, note)), cancel=cancel, min_step_gap_s=MIN_STEP_GAP_S)
         restored = run_workflow(workflow, image.rgb, options=item.options, reporter=reporter)
         cancel.check()
         save_png(result, restored, image.alpha)
