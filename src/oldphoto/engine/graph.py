@@ -107,7 +107,7 @@ def workflow_from_steps(steps: str | Iterable[str], options: RunOptions | None =
         raise InvalidWorkflow("no steps were given")
     unknown = [s for s in names if s not in STEP_NODE_TYPES]
     if unknown:
-        raise InvalidWorkflow(f"unknown step {unknown[0]!r}; steps are {', '.join(STEP_NODE_TYPES)}")
+        raise InvalidWorkflow(f"unknown step {_shown(unknown[0])}; steps are {', '.join(STEP_NODE_TYPES)}")
     specs = [NodeSpec("load_image", "LoadImage")]
     for i, name in enumerate(names):
         node_id = name if names.count(name) == 1 else f"{name}_{i + 1}"
