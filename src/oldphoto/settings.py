@@ -29,6 +29,9 @@ class Settings(BaseSettings):
 
     workers: int = Field(1, ge=1)
     user_concurrency: int = Field(3, ge=1)
+    # "address": the anonymous sessions of one client address take one user's turns and room (docs/jobs.md,
+    # "Fairness"); "session": each anonymous session is a user of its own (many people behind one address).
+    anonymous_share: Literal["address", "session"] = "address"
     queue_max: int = Field(1000, ge=1)
     job_timeout_s: float = Field(600.0, gt=0)
     retention_hours: float = Field(24.0, gt=0)

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from oldphoto.jobs.admission import AdmissionRules
 from oldphoto.jobs.embedded import LocalQueue
-from oldphoto.jobs.errors import QueueFull, UserLimit
+from oldphoto.jobs.errors import QueueFull, ShareLimit, UserLimit
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.store import EventRow, JobStore, NewJob
 
@@ -85,3 +85,12 @@ def test_a_batch_whose_transaction_fails_leaves_no_job_waiting(queue: LocalQueue
     with pytest.raises(IntegrityError):
         queue.admit_many([(NewJob(owner="c", workflow="{}", input_path="x"), None), (unwritable, None)], AdmissionRules())
     assert len(queue) == 1 and queue.positions() == {taken.id: 1}
+
+
+def test_jobs_of_one_share_take_one_lane_and_one_users_room(queue: LocalQueue) -> None:
+    crowd = [(NewJob(owner=f"anon-{i}", workflow="{}", input_path="x", share="address:a"), None) for i in range(4)]
+    answers = queue.admit_many([*crowd, (NewJob(owner="anon-x", workflow="{}", input_path="x", share="address:b"), None)], AdmissionRules(user_concurrency=3))
+    assert isinstance(answers[3], ShareLimit)
+    assert [a[2] for a in answers if not isinstance(a, BaseException)] == [1, 3, 4, 2]
+    later = queue.admit(NewJob(owner="anon-9", workflow="{}", input_path="x", share="address:a"), AdmissionRules(user_concurrency=4), None)
+    assert later[2] == 5  # the share's lane again, behind its own

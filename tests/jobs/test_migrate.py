@@ -41,7 +41,7 @@ def schema_diff(url: str) -> list:
 
 def test_the_migrated_schema_is_the_models_schema(url: str) -> None:
     migrate.upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0002"
+    assert migrate.current(url) == migrate.head() == "0003"
     assert schema_diff(url) == []
 
 
@@ -96,8 +96,8 @@ REVISION_NEXT = '''
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 
 
 def upgrade() -> None:
@@ -112,12 +112,12 @@ def test_a_new_revision_is_one_file_and_copying_jobs_on_sqlite_keeps_their_event
     job = store.create(NewJob(owner="u", workflow="{}", input_path="x"), upload_event())
     migrations = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS, migrations)
-    (migrations / "versions" / "0003_note.py").write_text(REVISION_NEXT)
+    (migrations / "versions" / "0004_note.py").write_text(REVISION_NEXT)
     monkeypatch.setattr(migrate, "MIGRATIONS", migrations)
 
     migrate.upgrade(store.engine)
 
-    assert migrate.current(store.engine) == migrate.head() == "0003"
+    assert migrate.current(store.engine) == migrate.head() == "0004"
     assert "note" in {column["name"] for column in inspect(store.engine).get_columns("jobs")}
     assert [e.seq for e in store.events_after(job.id)] == [1]  # not deleted by cascade when `jobs` was dropped
     with store.engine.connect() as connection:
@@ -147,12 +147,17 @@ def test_waiting_jobs_keep_their_turn_across_the_move_to_live_places(url: str) -
     with engine.begin() as connection:
         config = migrate._config(connection)
         command.upgrade(config, "0001")
-        store = JobStore.__new__(JobStore)
-        store.engine = engine
-        job = store.create(NewJob(owner="u", workflow="{}", input_path="x"), upload_event(), connection)
+        connection.execute(
+            text(
+                "INSERT INTO jobs (id, owner, status, stage, progress, message_key, message_params, workflow, input_path, attempts,"
+                " last_seq, created_at) VALUES ('j1', 'u', 'queued', 'queued', 0, 'queued', '{}', '{}', 'x', 0, 1, '2026-11-29')"
+            )
+        )
         connection.execute(text("INSERT INTO queue_lanes (owner, turn) VALUES ('u', 1)"))
-        connection.execute(text(f"INSERT INTO queue_entries (job_id, owner, ticket, position) VALUES ('{job.id}', 'u', 1, 1)"))
+        connection.execute(text("INSERT INTO queue_entries (job_id, owner, ticket, position) VALUES ('j1', 'u', 1, 1)"))
     engine.dispose()
     migrate.upgrade(url)
-    assert migrate.current(url) == "0002" and schema_diff(url) == []
-    assert SharedQueue(JobStore(url)).positions() == {job.id: 1}
+    assert migrate.current(url) == "0003" and schema_diff(url) == []
+    store = JobStore(url)
+    assert SharedQueue(store).positions() == {"j1": 1} and store.get("j1").share is None
+    store.close()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, func, select
 
 from oldphoto.jobs.admission import AdmissionRules
-from oldphoto.jobs.errors import QueueFull, UserLimit
+from oldphoto.jobs.errors import QueueFull, ShareLimit, UserLimit
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.scheduler import FairQueue
 from oldphoto.jobs.sharedqueue import SharedQueue
@@ -180,6 +180,18 @@ def test_each_admitted_jobs_recorded_place_is_its_place_once_the_batch_is_in(sto
             assert positions[job.id] == place == events[-1].position
         if i < len(pops) and pops[i]:
             queue.start_next()
+
+
+def test_jobs_of_one_share_take_one_lane_and_one_users_room(store: JobStore) -> None:
+    """Four anonymous users of one address (a share) and one of another: the share's fourth job is refused, and
+    the other address's job waits behind only the share's first, not behind each of its users."""
+    queue = SharedQueue(store)
+    crowd = [(NewJob(owner=f"anon-{i}", workflow="{}", input_path="x", share="address:a"), None) for i in range(4)]
+    answers = queue.admit_many([*crowd, (NewJob(owner="anon-x", workflow="{}", input_path="x", share="address:b"), None)], AdmissionRules(user_concurrency=3))
+    assert isinstance(answers[3], ShareLimit) and answers[3].code == "address_limit"
+    places = [a[2] for a in answers if not isinstance(a, BaseException)]
+    assert places == [1, 3, 4, 2]  # a's lane: 1, 3, 4; b's lane: 2
+    assert store.count_active(share="address:a") == 3
 
 
 def test_admission_limits_hold_exactly_at_their_edges_and_count_running_jobs(store: JobStore) -> None:

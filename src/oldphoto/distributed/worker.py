@@ -135,12 +135,12 @@ class WorkerNode:
         self.leases.node_seen(self.holder, self.pool.size * self.pool.slots, len(self.recorder.running), self.lease_s)
         for job_id in self.leases.renew(self.holder):
             self.pool.cancel(job_id)
-        for job_id, owner, attempts in self.leases.stale(self.lease_s):
+        for job_id, lane, attempts in self.leases.stale(self.lease_s):
             if not self.leases.take_back(job_id, self.lease_s):
                 continue  # another node took it first
             if attempts >= 1:
                 self.recorder.fail(job_id, "interrupted", "The machine running this job stopped twice while running it.")
-            elif self._put_back(job_id, owner, attempts=attempts + 1):
+            elif self._put_back(job_id, lane, attempts=attempts + 1):
                 log.warning("job %s: its worker node stopped renewing its lease; back in the queue", job_id)
 
     def _give_back_unfinished(self) -> None:
@@ -148,11 +148,11 @@ class WorkerNode:
         for job_id in list(self.recorder.running):
             job = self.store.get(job_id)
             if job is not None:
-                self._put_back(job_id, job.owner)
+                self._put_back(job_id, job.lane)
 
-    def _put_back(self, job_id: str, owner: str, **fields: object) -> bool:
+    def _put_back(self, job_id: str, lane: str, **fields: object) -> bool:
         """A running job back in line, its place recorded and told; False when it is not running any more."""
-        told = self.queue.requeue(job_id, owner, **fields)
+        told = self.queue.requeue(job_id, lane, **fields)
         if told is None:
             return False
         self.publisher.publish(told)

@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 Admitted = tuple[Job, list[JobEvent], int]  # the job, its `upload` and `queued` events, its place
 
 
+def _counted(new: NewJob) -> list[str]:
+    return [f"owner:{new.owner}"] + ([f"share:{new.share}"] if new.share else [])
+
+
 class LocalQueue:
     """`FairQueue` in memory; each admission and withdrawal recorded in the store in the same step."""
 
@@ -56,23 +60,31 @@ class LocalQueue:
         entering: list[NewJob] = []
         try:
             with self.store.engine.begin() as connection:
-                taken: Counter[str] = Counter()  # admitted in this batch, not in the store yet
+                taken: Counter[str] = Counter()  # owners and shares admitted in this batch, not in the store yet
                 for new, _ in items:
                     try:
-                        rules.check(self.store.count_active(new.owner, connection) + taken[new.owner], len(self.fair))
+                        of_owner, of_share = self._active(new, connection, taken)
+                        rules.check(of_owner, len(self.fair), of_share)
                     except REFUSALS as refused:
                         verdicts.append(refused)
                         continue
                     verdicts.append(None)
                     entering.append(new)
-                    taken[new.owner] += 1
-                    self.fair.push(new.id, new.owner)
+                    taken.update(_counted(new))
+                    self.fair.push(new.id, new.lane)
                 admitted = self._record(entering, connection) if entering else iter(())
         except BaseException:
             for new in entering:
                 self.fair.remove(new.id)  # not durable, so not waiting
             raise
         return [verdict if verdict is not None else next(admitted) for verdict in verdicts]
+
+    def _active(self, new: NewJob, connection: Connection, taken: Counter[str]) -> tuple[int, int | None]:
+        """(the owner's active jobs, its share's or None), counting the batch's."""
+        owner = self.store.count_active(new.owner, connection) + taken[f"owner:{new.owner}"]
+        if new.share is None:
+            return owner, None
+        return owner, self.store.count_active(connection=connection, share=new.share) + taken[f"share:{new.share}"]
 
     def _record(self, entering: list[NewJob], connection: Connection) -> Iterator[Admitted]:
         uploads = [announcements.uploaded(new.id) for new in entering]
@@ -99,7 +111,7 @@ class LocalQueue:
 
     def put_back(self, job: Job) -> JobEvent | None:
         """A job that waits again after a restart; one that had started hears its place (its view moves back)."""
-        self.fair.push(job.id, job.owner)
+        self.fair.push(job.id, job.lane)
         if job.stage in announcements.WAITING_STAGES:
             return None
         return self.store.append(job.id, announcements.queued(self.fair.place_of(job.id) or 1, job.progress))

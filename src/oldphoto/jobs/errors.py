@@ -12,6 +12,12 @@ class UserLimit(OldphotoError):
         self.retry_after = retry_after
 
 
+class ShareLimit(UserLimit):
+    """The jobs of everyone in one share (the anonymous sessions of one client address) are at the user limit."""
+
+    code = "address_limit"
+
+
 class QueueFull(OldphotoError):
     code = "queue_full"
     http_status = 503

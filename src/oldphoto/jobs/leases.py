@@ -47,10 +47,10 @@ class Leases:
             session.execute(delete(LeaseRow).where(LeaseRow.job_id == job_id))
 
     def stale(self, lease_s: float) -> list[tuple[str, str, int]]:
-        """(job id, owner, attempts) of the jobs whose lease has not been renewed for `lease_s` seconds."""
+        """(job id, lane in the fair queue, attempts) of the jobs whose lease has not been renewed for `lease_s`."""
         cutoff = utcnow() - timedelta(seconds=lease_s)
         query = (
-            select(JobRow.id, JobRow.owner, JobRow.attempts)
+            select(JobRow.id, func.coalesce(JobRow.share, JobRow.owner), JobRow.attempts)
             .join(LeaseRow, LeaseRow.job_id == JobRow.id)
             .where(LeaseRow.renewed_at < cutoff)
         )

@@ -181,12 +181,13 @@ class JobService:
 
     # -- what fronts call (on the loop; nothing here waits on the store but through `offload`) ---------------
 
-    async def submit(self, owner: str, input_file: Path, workflow: str, model: str | None = None) -> Admission:
-        """Admit a job. Its input, row, `upload` event and place are durable before this returns."""
+    async def submit(self, owner: str, input_file: Path, workflow: str, model: str | None = None, share: str | None = None) -> Admission:
+        """Admit a job. Its input, row, `upload` event and place are durable before this returns. A `share` is counted
+        beside the owner (NewJob.share)."""
         job_id = new_job_id()
         input_path, blob = await asyncio.to_thread(self.runner.take_input, job_id, input_file)
         try:
-            job, position = await self.admissions(Pending(NewJob(owner, workflow, input_path, model, id=job_id), blob))
+            job, position = await self.admissions(Pending(NewJob(owner, workflow, input_path, model, id=job_id, share=share), blob))
         except Exception:  # refused or failed: nothing refers to the input. (Cancelled meanwhile: it may be admitted.)
             await asyncio.to_thread(Path(input_path).unlink, missing_ok=True)
             raise
@@ -222,9 +223,9 @@ class JobService:
         # An in-memory queue's len() read from a reader thread races harmlessly: it is one number.
         return await self.offload.read(lambda: self.runner.capacity(len(self.queue)))
 
-    async def active_count(self, owner: str) -> int:
-        """The owner's queued and running jobs."""
-        return await self.offload.read(self.store.count_active, owner)
+    async def active_count(self, owner: str | None = None, share: str | None = None) -> int:
+        """Queued and running jobs of an owner, or of a share."""
+        return await self.offload.read(lambda: self.store.count_active(owner, share=share))
 
     async def job_counts(self) -> dict[str, int]:
         return await self.offload.read(self.store.count_by_status)

@@ -73,7 +73,7 @@ class SharedQueue:
             if refused:
                 self.store.delete_many(refused, connection)
             entering = [new for new, verdict in zip(news, verdicts, strict=True) if verdict is None]
-            places = _enter_many(session, [(new.id, new.owner) for new in entering]) if entering else []
+            places = _enter_many(session, [(new.id, new.lane) for new in entering]) if entering else []
             first_places = [(new.id, announcements.queued(place, 0)) for new, place in zip(entering, places, strict=True)]
             queued = self.store.append_second(first_places, connection)
         told = iter(zip(places, queued, strict=True))
@@ -88,24 +88,18 @@ class SharedQueue:
 
     def _judge(self, connection: Connection, news: list[NewJob], rules: AdmissionRules) -> list[BaseException | None]:
         """The rules' verdict on each job in order (None: admitted), counting those admitted before it."""
-        owners = {new.owner for new in news}
-        active_query = (
-            select(JobRow.owner, func.count())
-            .where(JobRow.owner.in_(owners), JobRow.status.in_((JobStatus.QUEUED.value, JobStatus.RUNNING.value)))
-            .group_by(JobRow.owner)
-        )
+        active = _active_counts(connection, news)
         # The store counts the batch's jobs as active already, admitted or not: start from the others.
-        active = Counter({owner: int(count) for owner, count in connection.execute(active_query)})
-        active.subtract(Counter(new.owner for new in news))
+        active.subtract(Counter(key for new in news for key in _counted(new)))
         waiting = connection.scalar(select(func.count()).select_from(QueueEntryRow)) or 0
         verdicts: list[BaseException | None] = []
         for new in news:
             try:
-                rules.check(active[new.owner], waiting)
+                rules.check(active[f"owner:{new.owner}"], waiting, active[f"share:{new.share}"] if new.share else None)
             except REFUSALS as refused:
                 verdicts.append(refused)
                 continue
-            active[new.owner] += 1
+            active.update(_counted(new))
             waiting += 1
             verdicts.append(None)
         return verdicts
@@ -133,7 +127,7 @@ class SharedQueue:
                     session.add(LeaseRow(job_id=job_id, holder=holder, renewed_at=utcnow(), cancel_requested=False))
             return job_id
 
-    def requeue(self, job_id: str, owner: str, **fields: object) -> JobEvent | None:
+    def requeue(self, job_id: str, lane: str, **fields: object) -> JobEvent | None:
         """A running job back in line (its node stopped or vanished), with its place recorded; None when it is not
         running any more."""
         with self._locked() as session:
@@ -144,7 +138,7 @@ class SharedQueue:
             set_status_in(session, job_id, JobStatus.QUEUED)
             for name, value in fields.items():
                 setattr(job, name, value)
-            _enter(session, job_id, owner)
+            _enter(session, job_id, lane)
             session.flush()
             said = announcements.queued(_place_of(session, job_id), job.progress)
             return self.store.append_many([(job_id, said, None, {})], session.connection())[0]
@@ -177,6 +171,22 @@ class SharedQueue:
     def _lock(self, session: Session) -> None:
         if self.engine.dialect.name == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+
+
+def _counted(new: NewJob) -> list[str]:
+    return [f"owner:{new.owner}"] + ([f"share:{new.share}"] if new.share else [])
+
+
+def _active_counts(connection: Connection, news: list[NewJob]) -> Counter[str]:
+    """Queued and running jobs of each owner and each share of the batch, by "owner:..." and "share:..."."""
+    active = JobRow.status.in_((JobStatus.QUEUED.value, JobStatus.RUNNING.value))
+    owners = select(JobRow.owner, func.count()).where(JobRow.owner.in_({new.owner for new in news}), active).group_by(JobRow.owner)
+    counts = Counter({f"owner:{owner}": int(count) for owner, count in connection.execute(owners)})
+    shares = {new.share for new in news if new.share}
+    if shares:
+        by_share = select(JobRow.share, func.count()).where(JobRow.share.in_(shares), active).group_by(JobRow.share)
+        counts.update({f"share:{share}": int(count) for share, count in connection.execute(by_share)})
+    return counts
 
 
 def _fair_order(session: Session) -> list[str]:

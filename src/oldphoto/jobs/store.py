@@ -90,6 +90,8 @@ class JobRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Whose share of the service the job counts against when that is not its owner's alone (NewJob.share).
+    share: Mapped[str | None] = mapped_column(String(160), index=True, nullable=True)
 
 
 class EventRow(Base):
@@ -180,6 +182,12 @@ class Job:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    share: str | None = None
+
+    @property
+    def lane(self) -> str:
+        """Its lane in the fair queue: its share, or its owner's own."""
+        return self.share or self.owner
 
     @classmethod
     def of(cls, row: JobRow) -> Job:
@@ -198,6 +206,13 @@ class NewJob:
     input_path: str
     model: str | None = None
     id: str = field(default_factory=new_job_id)
+    # A share of the service counted beside the owner's: the client address of an anonymous session
+    # (docs/jobs.md, "Fairness"), so that many sessions from one address take one user's turns and room.
+    share: str | None = None
+
+    @property
+    def lane(self) -> str:
+        return self.share or self.owner
 
 
 class JobStore:
@@ -256,10 +271,13 @@ class JobStore:
     def with_status(self, *statuses: JobStatus) -> list[Job]:
         return self._jobs(select(JobRow).where(JobRow.status.in_(statuses)).order_by(JobRow.created_at))
 
-    def count_active(self, owner: str | None = None, connection: Connection | None = None) -> int:
+    def count_active(self, owner: str | None = None, connection: Connection | None = None, *, share: str | None = None) -> int:
+        """Queued and running jobs: of an owner, of a share, or all."""
         query = select(func.count()).select_from(JobRow).where(JobRow.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
         if owner is not None:
             query = query.where(JobRow.owner == owner)
+        if share is not None:
+            query = query.where(JobRow.share == share)
         if connection is not None:
             return connection.scalar(query) or 0
         with self.reader.connect() as own:
@@ -368,6 +386,7 @@ def _new_row(new: NewJob, first: JobEvent, now: datetime) -> dict[str, Any]:
         "created_at": now,
         "started_at": None,
         "finished_at": None,
+        "share": new.share,
     }
 
 

@@ -85,10 +85,11 @@ async def create_job(request: Request, service: Service, caller: Caller) -> dict
         # Cheapest first: a job that would be refused anyway must not cost a decode (server/inspect.py).
         workflow = _workflow_text(upload.fields, request.app.state.run_options)
         model = _model_name(upload.fields.get("model"), request)
-        await _check_user_limit(service, caller.user)
+        share = job_share(caller, request, settings)
+        await _check_user_limit(service, caller.user, share)
         inspector: Inspector = request.app.state.inspector
-        await inspector.size(upload.path, settings.max_pixels, caller.user)
-        admission = await service.submit(caller.user, upload.path, workflow, model)
+        await inspector.size(upload.path, settings.max_pixels, share or caller.user)  # a fair share of the checkers
+        admission = await service.submit(caller.user, upload.path, workflow, model, share)
     finally:
         await asyncio.to_thread(upload.path.unlink, missing_ok=True)
     job = admission.job
@@ -102,9 +103,19 @@ async def create_job(request: Request, service: Service, caller: Caller) -> dict
     }
 
 
-async def _check_user_limit(service: JobService, user: str) -> None:
-    """The user's job limit, before the decode. Admission checks it again, atomically; this only spares a decode."""
-    service.rules.check(await service.active_count(user), waiting=0)
+def job_share(caller: Identity, request: Request, settings: Settings) -> str | None:
+    """What a job counts against beside its owner: for an anonymous session, its client address (docs/jobs.md,
+    "Fairness": sessions are free, so six from one address would otherwise take six users' turns and room)."""
+    if settings.anonymous_share == "address" and caller.user.startswith(ANONYMOUS_PREFIX):
+        return f"address:{client_address(request)}"
+    return None
+
+
+async def _check_user_limit(service: JobService, user: str, share: str | None) -> None:
+    """The user's (and share's) job limit, before the decode. Admission checks again, atomically; this only spares
+    a decode."""
+    of_share = await service.active_count(share=share) if share else None
+    service.rules.check(await service.active_count(user), 0, of_share)
 
 
 @router.get("/api/jobs")
