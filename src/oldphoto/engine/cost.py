@@ -57,9 +57,9 @@ DENOISE_TEMPLATE_FACTOR = 0.021
 DENOISE_BYTES_PER_BAND_PIXEL = 128
 DENOISE_FIXED_BYTES = 8 * MB
 
-# Sharpen (unsharp mask in float32 bands of 512 rows): 83-102 MB for 4 MP (the band's float copies);
+# Sharpen (unsharp mask in float32 bands of 512 rows): 83-102 MB for 4 MP (67 B per band pixel: its float copies);
 # 0.24 s per MP at radius 1.5, 0.67 at radius 20 (the Gaussian's kernel grows with the radius).
-SHARPEN_BYTES_PER_BAND_PIXEL = 40
+SHARPEN_BYTES_PER_BAND_PIXEL = 72
 SHARPEN_S_PER_MP = 0.2
 SHARPEN_S_PER_MP_PER_RADIUS = 0.025
 
@@ -82,7 +82,7 @@ class UpscaleNet:
 # ncnn's transformed weights; 17-80 s. x4plus-anime (6 blocks): 1341 MB and 8.6 s at tile 128.
 UPSCALE_NETS: dict[str, UpscaleNet] = {
     "realesr-animevideov3": UpscaleNet(40 * MB, 3_200, 25.0, 1.5),
-    "realesrgan-x4plus-anime": UpscaleNet(300 * MB, 42_000, 330.0, 1.5),
+    "realesrgan-x4plus-anime": UpscaleNet(310 * MB, 42_000, 330.0, 1.5),
     "realesrgan-x4plus": UpscaleNet(520 * MB, 42_000, 700.0, 1.5),
 }
 # A net of the operator's own (a .param/.bin pair under the models dir) is costed as the heaviest known one.
