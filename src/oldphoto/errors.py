@@ -6,6 +6,8 @@ from __future__ import annotations
 class OldphotoError(Exception):
     code = "internal_error"
     http_status = 500
+    # Fields an HTTP error body carries beside `error` and `code` (the numbers of an `over_budget`).
+    extra: dict[str, object] = {}  # noqa: RUF012 - never mutated: instances replace it
 
     def __init__(self, message: str, *, code: str | None = None, node: str | None = None) -> None:
         super().__init__(message)

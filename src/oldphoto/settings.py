@@ -38,6 +38,15 @@ class Settings(BaseSettings):
 
     max_upload_mb: float = Field(25.0, gt=0)
     max_pixels: int = Field(40_000_000, gt=0)
+    # Per-job caps on what the workflow would cost (engine/cost.py), judged from the header before any decode: the
+    # result's width x height, the worker's peak resident memory, and the seconds on a 2-core machine (keep it
+    # below job_timeout_s). Over any of them: 422 over_budget with the numbers (docs/jobs.md, "What a job may cost").
+    max_result_pixels: int = Field(64_000_000, gt=0)
+    max_job_memory_mb: int = Field(6144, gt=0)
+    max_job_seconds: float = Field(300.0, gt=0)
+    # DDColor's exported ONNX graphs (one per weights and input size) under <models dir>/.oldphoto-runtime: the least
+    # recently used are removed past this many MB.
+    runtime_cache_mb: int = Field(4096, ge=0)
     # Uploads are decoded to judge them in this many checker processes (one user holds at most half of them),
     # each decode refused past check_timeout_s (real photos take well under a second).
     check_processes: int = Field(2, ge=1, le=32)

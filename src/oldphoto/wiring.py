@@ -7,6 +7,7 @@ Scale-out (database and broker URLs set): the shared fair queue in PostgreSQL, R
 from __future__ import annotations
 
 from oldphoto.engine.context import RunOptions
+from oldphoto.engine.cost import Budget
 from oldphoto.jobs.service import JobService, ServiceConfig
 from oldphoto.jobs.store import JobStore
 from oldphoto.settings import Settings
@@ -27,7 +28,13 @@ def run_options(settings: Settings) -> RunOptions:
         batch_wait_ms=settings.batch_wait_ms,
         # The machine's cores shared between the workers' jobs running at once.
         threads=default_threads(settings.workers),
+        runtime_cache_mb=settings.runtime_cache_mb,
     )
+
+
+def budget(settings: Settings) -> Budget:
+    """The per-job caps every upload's workflow is costed against before its photo is decoded."""
+    return Budget(settings.max_result_pixels, settings.max_job_memory_mb, settings.max_job_seconds)
 
 
 def service_config(settings: Settings) -> ServiceConfig:

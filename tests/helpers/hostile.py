@@ -1043,6 +1043,13 @@ def _workflows() -> Iterator[RequestCase]:
     yield RequestCase("output_superscript", "workflow", seed({"id": "x", "type": "Sharpen", "inputs": {"image": "load.\u00b2"}}), INVALID_WORKFLOW, "'²'.isdigit() is True; int('²') fails")
     yield RequestCase("output_5000_digits", "workflow", seed({"id": "x", "type": "Sharpen", "inputs": {"image": "load." + "9" * 5000}}), INVALID_WORKFLOW, "an output index past the integer-string limit")
     yield RequestCase("param_huge_int", "workflow", seed({"id": "x", "type": "Denoise", "inputs": {"image": "load.image"}, "params": {"strength": 10**4000}}), INVALID_WORKFLOW, "a 4001-digit parameter")
+    # Issue 11, item 1: six tiny photos, each with its own DDColor input size, built six ONNX exports (~256 MB each, never
+    # purged) and six engines in the worker; 63 sizes were legal. Now a short list (models/registry.py INPUT_SIZES).
+    for size in (64, 96, 160, 288, 448, 1024):
+        yield RequestCase(
+            f"ddcolor_input_size_{size}", "workflow", seed({"id": "x", "type": "DDColor", "inputs": {"image": "load.image"}, "params": {"input_size": size}}),
+            INVALID_WORKFLOW, "a model input size off the short list: each size was an export on disk and an engine in memory",
+        )
 
 
 def _resume_points() -> Iterator[RequestCase]:
@@ -1074,3 +1081,81 @@ def hostile_requests(where: str | None = None) -> list[RequestCase]:
     cases = [case for section in _REQUEST_SECTIONS for case in section() if where in (None, case.where)]
     assert len({c.name for c in cases}) == len(cases), "case names must be unique"
     return cases
+
+
+# ===================================================================================== over budget
+#
+# Issue 11, item 1 ("Hostile jobs"): small, valid uploads whose workflow asks for more work than a worker can give.
+# Each ran (or would have run) in a worker until it swapped, died or reached the job time limit; each must now be
+# refused at admission (or, like Upscale at tile 1024 with animevideov3, estimated at what it measured and run within
+# the budget), from the header's size and before any decode, with 422 `over_budget` and the numbers
+# (engine/cost.py, with the default caps). `over` is the words of the cap the message names.
+# The sizes a workflow may give DDColor are a short list: the six photos with six input sizes are 400s instead,
+# the `ddcolor_input_size_*` cases of `hostile_requests("workflow")`.
+
+OVER_BUDGET = "over_budget"
+OVER_RESULT = "its result would be"
+OVER_MEMORY = "of memory"
+OVER_SECONDS = "it would take about"
+
+
+@dataclass(frozen=True)
+class BudgetCase:
+    name: str
+    data: bytes  # the upload: a PNG of width x height
+    width: int
+    height: int
+    workflow: str
+    over: str
+    note: str
+
+
+def _flat_gray_png(width: int, height: int) -> bytes:
+    """A valid flat gray PNG: every row a filter byte and zeros, deflated to a few tens of KB whatever its size."""
+    return _png(width, height, _deflate_zeros((width + 1) * height))
+
+
+def _small_png(side: int) -> bytes:
+    return _encode(_noise(side, side), "PNG")
+
+
+def _chain(*nodes: tuple[str, dict[str, object]]) -> str:
+    import json
+
+    specs: list[dict[str, object]] = [{"id": "load", "type": "LoadImage"}]
+    for i, (node_type, params) in enumerate(nodes, 1):
+        specs.append({"id": f"{node_type.lower()}_{i}", "type": node_type, "inputs": {"image": f"{specs[-1]['id']}.image"}, "params": params})
+    specs.append({"id": "save", "type": "SaveImage", "inputs": {"images": f"{specs[-1]['id']}.image"}})
+    return json.dumps({"nodes": specs})
+
+
+def _budget_cases() -> Iterator[BudgetCase]:
+    widest = ("Denoise", {"strength": 30, "template_window": 21, "search_window": 45})
+    yield BudgetCase(
+        "thirty_widest_denoises_on_40_mp", _flat_gray_png(8000, 5000), 8000, 5000, _chain(*[widest] * 30), OVER_SECONDS,
+        "a 40 KB flat 40 MP PNG with 30 Denoise nodes at their widest windows: ran to the 600 s job limit",
+    )
+    x4 = ("Upscale", {"model": "realesr-animevideov3-x4", "tile": 256})
+    yield BudgetCase(
+        "three_x4_upscales_of_128", _small_png(128), 128, 128, _chain(x4, x4, x4), OVER_RESULT,
+        "three x4 upscales of a 128² PNG: an 8192² result, 1.7x the pixel limit; nothing bounded results",
+    )
+    yield BudgetCase(
+        "x4plus_tile_1024_on_1024", _small_png(1024), 1024, 1024,
+        _chain(("Upscale", {"model": "realesrgan-x4plus", "tile": 1024})), OVER_MEMORY,
+        "x4plus at tile 1024 on a 1024² photo: extrapolates to ~50 GB (the same at tile 1024 with animevideov3 peaked at "
+        "4.0 GB: within the default budget, so it runs)",
+    )
+
+
+@functools.cache
+def _budget_built() -> tuple[BudgetCase, ...]:
+    return tuple(_budget_cases())
+
+
+def budget_cases() -> list[BudgetCase]:
+    """The over-budget uploads, built once per process."""
+    return list(_budget_built())
+
+
+BUDGET_CASES = budget_cases()

@@ -140,13 +140,14 @@ def test_onnx_batches_drop_a_member_between_segments(exported: dict[str, Any]) -
 
 def test_a_second_process_loads_the_graphs_from_disk(exported: dict[str, Any]) -> None:
     weights: Path = exported["weights"]
-    key = onnx_runtime.graph_key(weights, FAST_INPUT, None)
-    assert key.folder.parent.parent == weights.parent / onnx_runtime.CACHE_FOLDER
+    models = weights.parent / "models"  # the fixture's models dir: weights outside it have their graphs under it
+    key = onnx_runtime.graph_key(weights, FAST_INPUT, models)
+    assert key.folder.parent.parent == models / onnx_runtime.CACHE_FOLDER
     manifest = json.loads((key.folder / "manifest.json").read_text())
     assert len(manifest["segments"]) == 22 and manifest["input_size"] == FAST_INPUT
     assert manifest["probe_max_abs_ab"] < onnx_runtime.AGREEMENT_AB
     MODEL_CACHE.clear()  # as a new worker process: nothing in memory
-    colorizer, from_memory = load_colorizer(weights, CPU, "onnx")
+    colorizer, from_memory = load_colorizer(weights, CPU, "onnx", cache_dir=models)
     assert not from_memory and not colorizer.needs_export(FAST_INPUT)
     assert colorizer.prepare(FAST_INPUT) == "onnx"
 
@@ -167,12 +168,13 @@ def test_the_cache_key_follows_the_weights_content(tmp_path: Path, tiny_checkpoi
 
 
 def test_a_read_only_weights_folder_caches_under_the_models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    weights_dir = tmp_path / "readonly"
-    weights_dir.mkdir()
+    weights_dir = tmp_path / "models" / "readonly"
+    weights_dir.mkdir(parents=True)
     weights = weights_dir / "w.pth"
     weights.write_bytes(b"x")
     assert onnx_runtime.cache_root(weights, tmp_path / "models") == weights_dir / onnx_runtime.CACHE_FOLDER
-    monkeypatch.setattr(onnx_runtime.os, "access", lambda path, mode: False)  # root may write anywhere: pretend
+    # root may write anywhere: pretend the weights folder is read-only
+    monkeypatch.setattr(onnx_runtime.os, "access", lambda path, mode: not str(path).startswith(str(weights_dir)))
     assert onnx_runtime.cache_root(weights, tmp_path / "models") == tmp_path / "models" / onnx_runtime.CACHE_FOLDER
 
 

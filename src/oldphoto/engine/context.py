@@ -30,6 +30,9 @@ class RunOptions:
     # CPU threads one net may use (Real-ESRGAN's ncnn), worked out by whoever builds the options from how many
     # jobs run at once on the machine; None: all of this machine's cores, for a single job.
     threads: int | None = None
+    # DDColor's exported ONNX graphs under <models_dir>/.oldphoto-runtime are held to this many MB (least recently used
+    # removed first; OLDPHOTO_RUNTIME_CACHE_MB).
+    runtime_cache_mb: int = 4096
 
 
 @dataclass

@@ -16,12 +16,19 @@ def run_workflow(workflow: Workflow, image: np.ndarray, *, options: RunOptions, 
     total = sum(node.cost() for node in nodes.values()) or 1.0
     done = 0.0
     values: dict[str, tuple] = {}
+    last_reader = {link.source: node_id for node_id in workflow.order for link in workflow.nodes[node_id].inputs.values()}
     for node_id, node in nodes.items():
         reporter.cancel.check()
         share = node.cost() / total
         report = reporter.for_node(node_id, node.source, done, done + share)
         inputs = {name: values[link.source][link.output] for name, link in node.spec.inputs.items()}
         values[node_id] = node.run(NodeContext(report, options, image), **inputs)
+        # An output nobody reads any more is let go: memory holds the images still to be read, not every step's
+        # (engine/cost.py counts it so).
+        for link in node.spec.inputs.values():
+            if last_reader.get(link.source) == node_id:
+                values.pop(link.source, None)
+        del inputs
         done += share
     reporter.cancel.check()
     return values[workflow.output_node.id][0]

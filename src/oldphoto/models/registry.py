@@ -15,6 +15,11 @@ from typing import Literal
 HF_WEIGHT_FILES: tuple[str, ...] = ("model.safetensors", "pytorch_model.bin")
 # DDColor halves its input five times (ConvNeXt's stem /4, then /2 three times) and the decoder doubles back.
 INPUT_MULTIPLE = 32
+# Model input sizes a workflow may ask for (besides the server's own OLDPHOTO_INPUT_SIZE). Each size a worker runs
+# is an ONNX export on disk (0.1-1 GB) and an engine in memory, so the sizes are few: the official 512 (every
+# checkpoint was trained at it) and two smaller ones for faster colour. Larger sizes are for the operator to choose
+# (OLDPHOTO_INPUT_SIZE): their first use exports with a peak of 2.9 GB above the worker at 768 (tiny; docs/jobs.md).
+INPUT_SIZES: tuple[int, ...] = (256, 384, 512)
 # Checkpoint file suffixes the loader reads (SPEC: official `.pth` with or without `params`, `.pt`, `.safetensors`, `.bin`).
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pth", ".pt", ".safetensors", ".bin")
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse
 
+from oldphoto.engine import cost
 from oldphoto.engine.context import RunOptions
-from oldphoto.engine.graph import parse_workflow
+from oldphoto.engine.graph import Workflow, parse_workflow
 from oldphoto.errors import BadInput, OldphotoError
 from oldphoto.jobs.announcements import result_url
 from oldphoto.jobs.errors import JobNotFound
@@ -83,12 +86,13 @@ async def create_job(request: Request, service: Service, caller: Caller) -> dict
     upload = await receive_upload(request, max_bytes=settings.max_upload_bytes, tmp_dir=settings.data_dir / "tmp")
     try:
         # Cheapest first: a job that would be refused anyway must not cost a decode (server/inspect.py).
-        workflow = _workflow_text(upload.fields, request.app.state.run_options)
+        workflow, parsed = _workflow_text(upload.fields, request.app.state.run_options)
         model = _model_name(upload.fields.get("model"), request)
         share = job_share(caller, request, settings)
         await _check_user_limit(service, caller.user, share)
         inspector: Inspector = request.app.state.inspector
-        await inspector.size(upload.path, settings.max_pixels, share or caller.user)  # a fair share of the checkers
+        judge = _budget_judge(parsed, request.app.state.run_options, model, request.app.state.budget)
+        await inspector.size(upload.path, settings.max_pixels, share or caller.user, judge)  # a fair share of the checkers
         admission = await service.submit(caller.user, upload.path, workflow, model, share)
     finally:
         await asyncio.to_thread(upload.path.unlink, missing_ok=True)
@@ -190,11 +194,21 @@ def _lang(request: Request) -> str:
     return pick_language(request.query_params.get("lang"), request.headers.get("accept-language"))
 
 
-def _workflow_text(fields: dict[str, str], options: RunOptions) -> str:
+def _workflow_text(fields: dict[str, str], options: RunOptions) -> tuple[str, Workflow]:
     """Validated now, so a broken workflow is a 400 before anything is queued; stored as text for the worker."""
     text = fields.get("workflow") or json.dumps({"steps": fields.get("steps") or "colorize"})
-    parse_workflow(text, options)
-    return text
+    return text, parse_workflow(text, options)
+
+
+def _budget_judge(workflow: Workflow, options: RunOptions, model: str | None, budget: cost.Budget) -> Callable[[int, int], None]:
+    """What the job would cost on a photo of this size, against the caps: run on the header's size, before any decode
+    (`server/inspect.py`). The options are the job's own, as the worker will get them (`ServiceConfig.work_item`)."""
+    options = replace(options, model=model) if model else options
+
+    def judge(width: int, height: int) -> None:
+        cost.check(workflow, width, height, options, budget)
+
+    return judge
 
 
 def _model_name(requested: str | None, request: Request) -> str | None:

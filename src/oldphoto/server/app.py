@@ -32,7 +32,7 @@ from oldphoto.server.origins import origin_allowed
 from oldphoto.server.ratelimit import RateLimiter
 from oldphoto.server.sweep import sweep_stale_uploads
 from oldphoto.settings import Settings, get_settings
-from oldphoto.wiring import job_service, run_options
+from oldphoto.wiring import budget, job_service, run_options
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="oldphoto", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.run_options = run_options(settings)  # uploads' workflows are checked against what they will run with
+    app.state.budget = budget(settings)  # and costed against these caps before their photo is decoded
     app.state.auth = Authenticator(settings)
     # Scale-out: limits counted in Redis, across every web node (a connection's message rate included: one place).
     app.state.limiter = RateLimiter(settings.broker_url, namespace=settings.broker_prefix) if settings.scale_out else RateLimiter()
@@ -111,7 +112,8 @@ def error_body(exc: OldphotoError) -> tuple[dict[str, Any], dict[str, str]]:
         headers["Retry-After"] = str(retry_after)
     if exc.http_status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return {"error": exc.message, "code": exc.code}, headers
+    # A few errors carry their numbers too (`over_budget`: the estimate and the caps), beside the SPEC shape.
+    return {**exc.extra, "error": exc.message, "code": exc.code}, headers
 
 
 def _install_error_handlers(app: FastAPI) -> None:

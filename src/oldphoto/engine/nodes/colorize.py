@@ -17,7 +17,8 @@ from oldphoto.engine.graph import NodeSpec
 from oldphoto.engine.nodes.base import Node
 from oldphoto.engine.nodes.upscale import Upscale
 from oldphoto.engine.reporter import NodeReporter
-from oldphoto.models.registry import DDCOLOR_MODELS, INPUT_MULTIPLE
+from oldphoto.errors import InvalidWorkflow
+from oldphoto.models.registry import DDCOLOR_MODELS, INPUT_MULTIPLE, INPUT_SIZES
 
 if TYPE_CHECKING:
     from oldphoto.models.ddcolor import Colorizer
@@ -61,6 +62,10 @@ class DDColorNode(Node):
     @classmethod
     def check_spec(cls, spec: NodeSpec, options: RunOptions) -> None:
         own = cast(DDColorOptions, cls.options_from(spec))
+        allowed = allowed_input_sizes(options)
+        if own.input_size is not None and own.input_size not in allowed:
+            # Each size is an export on disk and an engine in a worker's memory: a short list, not every multiple of 32.
+            raise InvalidWorkflow(f"input_size must be one of {', '.join(map(str, allowed))}, not {own.input_size}", node=spec.id)
         if own.upscale:
             Upscale.check_spec(_upscale_spec(spec.id, own), options)
 
@@ -82,7 +87,7 @@ class DDColorNode(Node):
         report.stage("preprocess")
         input_size = opts.input_size or run.input_size
         prepared = preprocess(image, input_size)
-        colorizer = self._load(report, opts.model or run.model, Path(run.models_dir), run.device, run.runtime)
+        colorizer = self._load(report, opts.model or run.model, Path(run.models_dir), run.device, run.runtime, run.runtime_cache_mb)
         self._prepare_runtime(report, colorizer, input_size)
         report.stage("inference")
 
@@ -105,7 +110,9 @@ class DDColorNode(Node):
         batcher = shared_batcher(colorizer, run.batch_max, run.batch_wait_ms / 1000)
         return batcher.infer(tensor, on_block=on_block, cancelled=lambda: report.cancel.cancelled)
 
-    def _load(self, report: NodeReporter, model: str, models_dir: Path, device_name: str, runtime: str = "auto") -> Colorizer:
+    def _load(
+        self, report: NodeReporter, model: str, models_dir: Path, device_name: str, runtime: str = "auto", cache_mb: int | None = None
+    ) -> Colorizer:
         """The load_model stage: from memory, from the disk cache, or downloaded first (with its percentage)."""
         from oldphoto.models.ddcolor import is_loaded, load_colorizer
         from oldphoto.models.runtimes import resolve_device
@@ -124,7 +131,8 @@ class DDColorNode(Node):
         else:
             path = store.resolve(model)
             report.stage("load_model", "load_model.memory" if is_loaded(path, device) else None)
-        colorizer, _ = load_colorizer(path, device, runtime, cache_dir=models_dir)
+        cache_bytes = None if cache_mb is None else cache_mb * 1024 * 1024
+        colorizer, _ = load_colorizer(path, device, runtime, cache_dir=models_dir, cache_max_bytes=cache_bytes)
         return colorizer
 
     @staticmethod
@@ -151,6 +159,11 @@ class DDColorNode(Node):
 
     def _upscaler(self) -> Node:
         return Upscale.build(_upscale_spec(self.spec.id, self.options))
+
+
+def allowed_input_sizes(options: RunOptions) -> list[int]:
+    """The model input sizes a workflow may choose: the short list, and the size this server runs by default."""
+    return sorted({*INPUT_SIZES, options.input_size})
 
 
 def _upscale_spec(node_id: str, options: DDColorOptions) -> NodeSpec:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, Protocol
@@ -43,6 +44,9 @@ HALF_TOLERANCE_AB = 0.25
 AfterBlock = Callable[[int, int, str], Sequence[int] | None]
 # (fraction, what) while a runtime is being prepared (an export)
 PrepareProgress = Callable[[float, str], None]
+# Runtime engines (per input size) one colorizer keeps in memory: each holds its own copy of the weights as ONNX
+# Runtime sessions (0.1-0.3 GB for tiny). Another size replaces it (from the disk cache: 0.5 s tiny, 4 s large).
+MAX_ENGINES = 1
 
 
 class Engine(Protocol):
@@ -61,6 +65,8 @@ class Colorizer:
         source: Path | None = None,
         runtime: str = "exact",
         cache_dir: Path | None = None,
+        cache_max_bytes: int | None = None,
+        max_engines: int = MAX_ENGINES,
     ) -> None:
         self.network = network.to(device).eval()
         self.device = device
@@ -71,13 +77,16 @@ class Colorizer:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         self.requested_runtime = runtime
         self.cache_dir = cache_dir
+        # The exported graphs on disk are held to this many bytes (None: no bound), the engines in memory to max_engines.
+        self.cache_max_bytes = cache_max_bytes
+        self.max_engines = max(1, max_engines)
         # DDColor keeps the encoder's features on hook objects between the encoder and the decoder, so two
         # forward passes on one network at once would read each other's features: runs take turns. (The
         # segment runtimes have no such state, but one pass at a time also bounds the memory; the Batcher is
         # the way for concurrent jobs to share a pass.)
         self._lock = threading.Lock()
         self._prepare_lock = threading.Lock()
-        self._engines: dict[int, Engine] = {}
+        self._engines: OrderedDict[int, Engine] = OrderedDict()  # least recently used first
         self._exact = _ExactEngine(self)
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
 
@@ -95,13 +104,15 @@ class Colorizer:
 
     # --- runtime selection ---------------------------------------------------------------------------------
 
-    def use_runtime(self, runtime: str, *, cache_dir: Path | None = None) -> None:
+    def use_runtime(self, runtime: str, *, cache_dir: Path | None = None, cache_max_bytes: int | None = None) -> None:
         """Run on this runtime from the next pass on (prepared runtimes for another one are dropped)."""
         if runtime not in (*RUNTIMES, "exact"):
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         with self._prepare_lock:
             if cache_dir is not None:
                 self.cache_dir = cache_dir
+            if cache_max_bytes is not None:
+                self.cache_max_bytes = cache_max_bytes
             if runtime != self.requested_runtime:
                 self.requested_runtime = runtime
                 with self._lock:
@@ -140,12 +151,25 @@ class Colorizer:
 
     def prepare(self, input_size: int, on_progress: PrepareProgress | None = None) -> str:
         """Make the runtime for this input size ready (export, load, check) and return its name."""
+        return self._engine(input_size, on_progress).name
+
+    def _engine(self, input_size: int, on_progress: PrepareProgress | None = None) -> Engine:
+        """The engine for this size, made if needed; the least recently used ones past `max_engines` are let go
+        (a pass still running on one keeps it alive until it ends)."""
         with self._prepare_lock:
             engine = self._engines.get(input_size)
             if engine is None:
+                while len(self._engines) >= self.max_engines:
+                    self._engines.popitem(last=False)  # before building: never two sizes' sessions at once
                 engine = self._build_engine(input_size, on_progress)
                 self._engines[input_size] = engine
-            return engine.name
+            self._engines.move_to_end(input_size)
+            return engine
+
+    @property
+    def engine_sizes(self) -> list[int]:
+        """The input sizes whose engines are held in memory, least recently used first."""
+        return list(self._engines)
 
     def _build_engine(self, input_size: int, on_progress: PrepareProgress | None) -> Engine:
         planned = self.planned_runtime()
@@ -174,7 +198,7 @@ class Colorizer:
         return onnxruntime_missing() or "unknown"
 
     def _onnx_engine(self, input_size: int, on_progress: PrepareProgress | None) -> Engine:
-        from oldphoto.models.ddcolor.onnx import OnnxSegments, ensure_exported, export_segments, graph_key
+        from oldphoto.models.ddcolor.onnx import OnnxSegments, export_segments, graph_key, load_segments
 
         threads = torch.get_num_threads()
         if self.source is None:  # no weights file to key a cache on: export for this object's lifetime
@@ -184,8 +208,9 @@ class Colorizer:
             folder.mkdir(exist_ok=True)
             return OnnxSegments(folder, export_segments(self.network, input_size, folder, on_progress), threads=threads)
         key = graph_key(self.source, input_size, self.cache_dir)
-        manifest = ensure_exported(self.network, key, on_progress)
-        return OnnxSegments(key.folder, manifest, threads=threads)
+        return load_segments(
+            self.network, key, threads=threads, max_bytes=self.cache_max_bytes, scope=self.cache_dir, on_progress=on_progress
+        )
 
     # --- inference ---------------------------------------------------------------------------------------------
 
@@ -211,7 +236,7 @@ class Colorizer:
         the result has one row per member still there at the end, in order. An empty selection stops the pass
         (the result then has no rows).
         """
-        engine = self._engines.get(gray_rgb.shape[-1]) or self._engine_for(gray_rgb.shape[-1])
+        engine = self._engine(gray_rgb.shape[-1])
         with self._lock:
             try:
                 return engine.run(gray_rgb, self._synchronized(after_block)).float().cpu()
@@ -222,10 +247,6 @@ class Colorizer:
                 raise OutOfMemory(message) from None
             except _AllLeft:
                 return torch.zeros(0, 2, *gray_rgb.shape[-2:])
-
-    def _engine_for(self, input_size: int) -> Engine:
-        self.prepare(input_size)
-        return self._engines[input_size]
 
     def _synchronized(self, after_block: AfterBlock | None) -> AfterBlock | None:
         """A block callback that says when no row is left, and on a GPU waits for the block so progress tells the truth."""

@@ -119,23 +119,24 @@ def is_loaded(path: Path, device: torch.device) -> bool:
 
 
 def load_colorizer(
-    path: Path, device: torch.device, runtime: str | None = None, *, cache_dir: Path | None = None
+    path: Path, device: torch.device, runtime: str | None = None, *, cache_dir: Path | None = None, cache_max_bytes: int | None = None
 ) -> tuple[Colorizer, bool]:
     """The colorizer for a checkpoint on a device, and whether it came from memory (an earlier run's load).
 
     `runtime` (`auto`, `torch`, `onnx`, or `exact`; see colorizer.py) switches the loaded model to that runtime;
     None leaves it as it is (`exact`, the network's own forward, for a fresh load). `cache_dir` is where exported
-    graphs go when the weights' own folder is read-only (the models dir).
+    graphs go (the models dir), `cache_max_bytes` the size they are held to there (least recently used removed first).
     """
     weights = checkpoint_file(path)
 
     def load() -> Colorizer:
         network = build_network(read_state_dict(weights), source=str(weights))
-        return Colorizer(network, device, native_input_size=_config_input_size(weights), source=weights, cache_dir=cache_dir)
+        native = _config_input_size(weights)
+        return Colorizer(network, device, native_input_size=native, source=weights, cache_dir=cache_dir, cache_max_bytes=cache_max_bytes)
 
     colorizer, from_memory = MODEL_CACHE.get_or_load(cache_key(weights, device), load)
     if runtime is not None:
-        colorizer.use_runtime(runtime, cache_dir=cache_dir)
+        colorizer.use_runtime(runtime, cache_dir=cache_dir, cache_max_bytes=cache_max_bytes)
     return colorizer, from_memory
 
 

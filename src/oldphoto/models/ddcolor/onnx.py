@@ -4,9 +4,11 @@ Why: on the CPU, ONNX Runtime runs this network 1.4-2.1x as fast as eager PyTorc
 Why segments: a single exported graph runs in one call, with no place to report a block or to stop on a cancel;
 run one after another, the segments keep both (`on_block` between segments, where the caller's cancel check runs).
 
-The cache, next to the weights (or under the models dir when the weights' folder is read-only):
+The cache, under the models dir (the cache dir, `OLDPHOTO_MODELS_DIR`): beside the weights of a known model (its
+folder there), in the models dir's own `.oldphoto-runtime` for weights elsewhere (an operator's path) or in a
+read-only folder; beside the weights when no models dir is given (a direct `load_colorizer` call):
 
-    <weights dir>/.oldphoto-runtime/
+    <models dir>/<model>/.oldphoto-runtime/    or    <models dir>/.oldphoto-runtime/
       <weights file>.sha256.json            size, mtime and sha256 of the weights (re-hashed only when size or mtime change)
       <weights file>-<sha256[:16]>/onnx-v<FORMAT>-s<input size>/
         manifest.json                       segments, their inputs and outputs, versions; written last
@@ -14,6 +16,9 @@ The cache, next to the weights (or under the models dir when the weights' folder
 
 Graphs are keyed by the weights' content and the input size (shapes are fixed at export; the batch is dynamic, so
 the Batcher's batches use the same graphs). Weights whose content changes get a new folder; the old one is removed.
+The whole cache is held to a size in bytes (`OLDPHOTO_RUNTIME_CACHE_MB`): after each export, and at each load, the
+graphs used least recently are removed until it fits (`evict`); graphs being loaded are never removed under a
+reader (a shared lock per folder), and the ones just used stay whatever their size.
 An export is checked against the PyTorch network on a probe input before its manifest is written; a graph that does
 not agree is never used. Several worker processes that want the same graph take turns on a lock file: one exports,
 the others then load its result.
@@ -92,13 +97,16 @@ def weights_sha256(weights: Path, record_dir: Path) -> str:
     return sha
 
 
-def cache_root(weights: Path, fallback: Path | None) -> Path:
-    """`.oldphoto-runtime` beside the weights when that folder is writable, else under `fallback` (the models dir)."""
+def cache_root(weights: Path, models_dir: Path | None) -> Path:
+    """Where a weights file's graphs go: `.oldphoto-runtime` beside the weights when they lie in the models dir (the
+    cache dir: a known model's own folder) or no models dir is given; under the models dir for weights elsewhere (an
+    operator's path) or in a read-only folder; else under the system's temporary folder."""
+    models = Path(models_dir).expanduser() if models_dir is not None else None
     beside = weights.parent / CACHE_FOLDER
-    if _writable(beside) or (not beside.exists() and _writable(weights.parent)):
+    own_folder = models is None or weights.resolve().is_relative_to(models.resolve())
+    if own_folder and (_writable(beside) or (not beside.exists() and _writable(weights.parent))):
         return beside
-    if fallback is not None:
-        models = Path(fallback).expanduser()
+    if models is not None:
         inside = models / CACHE_FOLDER
         if _writable(inside) or (not inside.exists() and (_writable(models) or not models.exists())):
             return inside
@@ -142,6 +150,58 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
 
 def is_cached(key: GraphKey) -> bool:
     return read_manifest(key.folder) is not None
+
+
+# --- the bound on the cache's size -----------------------------------------------------------------------------
+
+# Touched at each load of a folder's graphs: how recently it was used (the manifest's own time says when it was made).
+USED_STAMP = "last-used"
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def _graph_folders(scope: Path) -> list[Path]:
+    """Every exported graph folder (`.oldphoto-runtime/<weights>-<sha>/onnx-v*-s*`) in `scope`: the models dir's own
+    cache and each model folder's, or a single cache root."""
+    patterns = [f"{CACHE_FOLDER}/*/onnx-v*-s*", f"*/{CACHE_FOLDER}/*/onnx-v*-s*"] if scope.name != CACHE_FOLDER else ["*/onnx-v*-s*"]
+    return [f for pattern in patterns for f in scope.glob(pattern) if f.is_dir()]
+
+
+def _last_used(folder: Path) -> float:
+    for name in (USED_STAMP, "manifest.json"):
+        with contextlib.suppress(OSError):
+            return (folder / name).stat().st_mtime
+    return 0.0
+
+
+def mark_used(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        (folder / USED_STAMP).touch()
+
+
+def evict(scope: Path, max_bytes: int, keep: Path | None = None) -> list[Path]:
+    """Remove the least recently used graph folders in `scope` (the models dir, or one cache root) until the rest fit
+    in `max_bytes`; never `keep`, never a folder a process is exporting or loading (its lock is held). Returns what
+    was removed."""
+    folders = sorted(_graph_folders(scope), key=_last_used)
+    sizes = {folder: folder_bytes(folder) for folder in folders}
+    total = sum(sizes.values())
+    removed = []
+    for folder in folders:
+        if total <= max_bytes:
+            break
+        if keep is not None and folder == keep:
+            continue
+        with _try_lock(folder.parent / f"{folder.name}.lock") as locked:
+            if not locked:
+                continue  # in use by another process: the next eviction will see it again
+            shutil.rmtree(folder, ignore_errors=True)
+        total -= sizes[folder]
+        removed.append(folder)
+        log.info("removed the ONNX graphs %s (%.0f MB): the cache is held to %.0f MB", folder, sizes[folder] / 2**20, max_bytes / 2**20)
+    return removed
 
 
 def ensure_exported(network: torch.nn.Module, key: GraphKey, on_progress: ExportProgress | None = None) -> dict[str, Any]:
@@ -201,15 +261,62 @@ def _remove_stale(key: GraphKey) -> None:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def _file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
     import fcntl
 
     with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _try_lock(path: Path) -> Iterator[bool]:
+    """The exclusive lock if no one holds it now (True), else nothing (False); never waits."""
+    import fcntl
+
+    try:
+        handle = path.open("a")
+    except OSError:
+        yield False
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def load_segments(
+    network: torch.nn.Module,
+    key: GraphKey,
+    *,
+    threads: int,
+    max_bytes: int | None = None,
+    scope: Path | None = None,
+    on_progress: ExportProgress | None = None,
+) -> OnnxSegments:
+    """The sessions of the cached graphs for this key (exported first if missing), with the graphs in `scope` (the
+    models dir; the key's cache root if None) then held to `max_bytes`. The folder is read under a shared lock, so an
+    eviction elsewhere cannot remove it mid-load."""
+    for _ in range(3):  # evicted between the export and the load: export again
+        manifest = ensure_exported(network, key, on_progress)
+        with _file_lock(key.weights_folder / f"{key.folder.name}.lock", shared=True):
+            if read_manifest(key.folder) is None:
+                continue
+            segments = OnnxSegments(key.folder, manifest, threads=threads)
+            mark_used(key.folder)
+        if max_bytes is not None:
+            evict(scope or key.root, max_bytes, keep=key.folder)
+        return segments
+    raise ExportFailed(f"the graphs at {key.folder} were removed each time they were made")
 
 
 def _write_atomic(path: Path, text: str) -> None:
