@@ -166,9 +166,6 @@ if gclog:  # OLDPHOTO_BENCH_GCLOG=file: log every garbage collection that takes 
             with open(gclog, "a") as f:
                 f.write(f"{{time.time():.3f}} gen{{info['generation']}} {{took * 1000:.1f}} ms collected={{info['collected']}}\\n")
     gc.callbacks.append(_gc)
-import os as _os
-if _os.environ.get("OLDPHOTO_BENCH_SWITCH_MS"):  # experiment: the interpreter's GIL switch interval, in ms
-    sys.setswitchinterval(float(_os.environ["OLDPHOTO_BENCH_SWITCH_MS"]) / 1000)
 laglog = {laglog!r}
 if laglog:  # OLDPHOTO_BENCH_LAGLOG=file: log every event-loop lag the probe sees over 10 ms (time it was seen, ms)
     import time

@@ -397,6 +397,7 @@ def deployment(mode: str, users: int, log_level: str) -> Iterator[Deployment]:
         "OLDPHOTO_WORKERS": "1",
         "OLDPHOTO_QUEUE_MAX": str(users + 100),
         "OLDPHOTO_JOB_TIMEOUT_S": "3600",  # the blocker may run for as long as admission takes
+        "OLDPHOTO_MAX_JOB_SECONDS": "7200",  # and is costed at 1,800 s (30 Pause nodes of 60 s)
     }
     with ExitStack() as stack:
         left_behind: list[psutil.Process] = []

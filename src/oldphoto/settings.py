@@ -68,6 +68,9 @@ class Settings(BaseSettings):
 
     # The web process's garbage collector (server/gcpolicy.py): what has lived this long is frozen out of its walks,
     # and everything is unfrozen and collected once every gc_sweep_every_s.
+    # How long another thread of the web process may hold the GIL while the event loop waits for it (Python's
+    # default is 5 ms; each wait is loop lag). docs/benchmarks.md, queue storm.
+    gil_switch_ms: float = Field(1.0, gt=0, le=100)
     gc_freeze_every_s: float = Field(1.0, gt=0)
     gc_sweep_every_s: float = Field(120.0, gt=0)
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import uvicorn
 
@@ -32,6 +33,8 @@ def serve(args: argparse.Namespace) -> int:
     # Migrated here rather than first in the app's lifespan, where a failure would end in uvicorn's traceback.
     if not store_ready(settings.store_url, "serve"):
         return EXIT_FAILED
+    # The store's threads run Python too (SQLAlchemy): the loop must get the GIL back soon after it asks.
+    sys.setswitchinterval(settings.gil_switch_ms / 1000)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
