@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(20.0, ge=0, le=10_000)
 
     workers: int = Field(1, ge=1)
+    # A worker process that still holds more than this (resident, MB) after a job, once it has given back what it
+    # can, is replaced by a fresh one between jobs (0: never). Above what a worker holding the large DDColor and an
+    # upscaler needs (docs/benchmarks.md, "Worker memory"), so only a worker that keeps what it should not is.
+    worker_max_rss_mb: int = Field(6144, ge=0)
     user_concurrency: int = Field(3, ge=1)
     queue_max: int = Field(1000, ge=1)
     job_timeout_s: float = Field(600.0, gt=0)
