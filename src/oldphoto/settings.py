@@ -29,9 +29,11 @@ class Settings(BaseSettings):
 
     workers: int = Field(1, ge=1)
     # A worker process that still holds more than this (resident, MB) after a job, once it has given back what it
-    # can, is replaced by a fresh one between jobs (0: never). Above what a worker holding the large DDColor and an
-    # upscaler needs (docs/benchmarks.md, "Worker memory"), so only a worker that keeps what it should not is.
-    worker_max_rss_mb: int = Field(6144, ge=0)
+    # can, is replaced by a fresh one between jobs (0: never). Measured after a job (docs/benchmarks.md, section
+    # 10): 0.7 GB with an upscaler loaded, 1.6 GB with the tiny DDColor, 3.3 GB with the large one (a second large
+    # one would add about 2.6 GB more, not measured): only a worker that keeps what it should not, or holds more
+    # models than that, goes over.
+    worker_max_rss_mb: int = Field(8192, ge=0)
     user_concurrency: int = Field(3, ge=1)
     queue_max: int = Field(1000, ge=1)
     job_timeout_s: float = Field(600.0, gt=0)

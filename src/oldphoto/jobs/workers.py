@@ -95,6 +95,7 @@ class Worker:
     # Above the pool's memory ceiling after a job: takes no more jobs, and is replaced once its last one ends.
     retiring: bool = False
     retired_at: float = 0.0
+    finished: int = 0  # jobs it has ended
 
     def __post_init__(self) -> None:
         self.jobs = [None] * len(self.cancel_flags)
@@ -241,6 +242,7 @@ class WorkerPool:
             if slot is not None:
                 worker.jobs[slot] = None
                 worker.deadlines[slot] = None
+                worker.finished += 1
 
     def _after_job(self, worker: Worker, rss_bytes: int) -> None:
         """A worker holding more than the ceiling after a job takes no more; it is replaced once it has none."""
@@ -268,8 +270,10 @@ class WorkerPool:
         with contextlib.suppress(OSError, ValueError):
             worker.conn.send(None)  # between jobs: it stops at once
         log.warning(
-            "worker %s (pid %s) recycled: it held %.0f MB after its jobs (ceiling %.0f MB); a fresh worker takes its place",
-            worker.index, worker.process.pid, rss_bytes / MB, self.max_rss_mb,
+            "worker %s (pid %s) recycled: it held %.0f MB after %d job(s) (ceiling %.0f MB); a fresh worker takes its place%s",
+            worker.index, worker.process.pid, rss_bytes / MB, worker.finished, self.max_rss_mb,
+            # A fresh worker over the ceiling after one job will be over it after the next one too: say so.
+            "; the ceiling may be below what one job's models need (OLDPHOTO_WORKER_MAX_RSS_MB)" if worker.finished <= 1 else "",
         )
 
     def _reap_retired(self) -> None:
