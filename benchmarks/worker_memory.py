@@ -7,7 +7,10 @@ job's outcome, so whatever the worker does after a job is done). Each kind of jo
 worker of its own: the first round loads the model (and, for DDColor, exports its ONNX segments on first use),
 later rounds find it in memory, as a worker's later jobs do.
 
-    .venv/bin/python benchmarks/worker_memory.py [--size 1024] [--tiles 1024 256] [--rounds 2] [--quick]
+    .venv/bin/python benchmarks/worker_memory.py [--size 1024] [--tiles 1024 256] [--ddcolor tiny] [--rounds 2] [--quick]
+
+`--ddcolor large` runs the large architecture (ConvNeXt-L) instead of the tiny one; `--tiles` with no value and
+`--no-colorize` leave out either kind of job.
 
 The photo is one of ../shared/photos, resized to --size x --size; without it the script says so and stops (with
 --quick it uses a generated image: a run only to show the script still works).
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
 import sys
 import tempfile
@@ -71,6 +75,18 @@ class Sampler:
         self._stop.set()
         self._thread.join()
         return self.peak
+
+
+def large_checkpoint() -> Path:
+    """The real DDColor large architecture (ConvNeXt-L) with seeded random weights, cached beside the tiny one."""
+    path = tiny_checkpoint().with_name("ddcolor_large_random.pth")
+    if not path.is_file():
+        from tests.helpers.checkpoints import write_large_checkpoint
+
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        write_large_checkpoint(partial)
+        partial.replace(path)
+    return path
 
 
 def upscale_workflow(model: str, tile: int) -> str:
@@ -154,9 +170,10 @@ def run_jobs(kind: str, workflow: str, photo: Path, rounds: int, options: Any, w
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024, help="the photo's side in pixels, for the upscale")
-    parser.add_argument("--tiles", type=int, nargs="+", default=[1024, 256], help="Upscale tile sizes to run")
+    parser.add_argument("--tiles", type=int, nargs="*", default=[1024, 256], help="Upscale tile sizes to run")
     parser.add_argument("--upscale-model", default=UPSCALE_MODEL)
     parser.add_argument("--input-size", type=int, default=512, help="DDColor's model input")
+    parser.add_argument("--ddcolor", choices=["tiny", "large"], default="tiny", help="the DDColor architecture (seeded random weights)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-colorize", action="store_true")
     parser.add_argument("--quick", action="store_true", help="a 96 px photo, tile 64, DDColor at 64 px, one round")
@@ -178,13 +195,14 @@ def main(argv: list[str] | None = None) -> str:
             return text
         photo, name = written
         print(f"photo: {name}\n", flush=True)
-        options = RunOptions(model=str(tiny_checkpoint()), models_dir=MODELS_DIR, runtime="onnx", threads=default_threads(1))
+        checkpoint = tiny_checkpoint() if args.ddcolor == "tiny" else large_checkpoint()
+        options = RunOptions(model=str(checkpoint), models_dir=MODELS_DIR, runtime="onnx", threads=default_threads(1))
         for tile in args.tiles:
             kind = f"upscale {args.upscale_model} tile {tile}"
             rows += run_jobs(kind, upscale_workflow(args.upscale_model, tile), photo, args.rounds, options, work)
         if not args.no_colorize:
             colorize_photo = PHOTOS / PHOTO if (PHOTOS / PHOTO).is_file() and not args.quick else photo
-            kind = f"colorize ddcolor tiny {args.input_size} px"
+            kind = f"colorize ddcolor {args.ddcolor} {args.input_size} px"
             rows += run_jobs(kind, colorize_workflow(args.input_size), colorize_photo, args.rounds, options, work)
     text = table(
         ["job", "round", "RSS before MB", "peak MB", "after MB", "after - before MB", "job s", "outcome"],
