@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(20.0, ge=0, le=10_000)
 
     workers: int = Field(1, ge=1)
+    # A worker process that still holds more than this (resident, MB) after a job, once it has given back what it
+    # can, is replaced by a fresh one between jobs (0: never). Measured after a job (docs/benchmarks.md, section
+    # 10): 0.7 GB with an upscaler loaded, 1.6 GB with the tiny DDColor, 3.3 GB with the large one (a second large
+    # one would add about 2.6 GB more, not measured): only a worker that keeps what it should not, or holds more
+    # models than that, goes over.
+    worker_max_rss_mb: int = Field(8192, ge=0)
     user_concurrency: int = Field(3, ge=1)
     # "address": the anonymous sessions of one client address take one user's turns and room (docs/jobs.md,
     # "Fairness"); "session": each anonymous session is a user of its own (many people behind one address).

@@ -51,19 +51,24 @@ def service_config(settings: Settings) -> ServiceConfig:
     )
 
 
+def worker_max_rss_mb(settings: Settings) -> float | None:
+    """The memory ceiling above which a worker process is replaced after a job (None: never)."""
+    return settings.worker_max_rss_mb or None
+
+
 def job_service(settings: Settings, store: JobStore) -> JobService:
     config = service_config(settings)
     if settings.scale_out:
         return scale_out_service(config, store, settings.broker_url or "", settings.broker_prefix, settings.lease_s)
-    return embedded_service(config, store)
+    return embedded_service(config, store, worker_max_rss_mb(settings))
 
 
-def embedded_service(config: ServiceConfig, store: JobStore) -> JobService:
+def embedded_service(config: ServiceConfig, store: JobStore, max_rss_mb: float | None = None) -> JobService:
     from oldphoto.jobs.bus import LocalBus
     from oldphoto.jobs.embedded import LocalQueue, LocalWorkers
 
     queue = LocalQueue(store)
-    return JobService(config, store, LocalBus(), queue, LocalWorkers(config, queue))
+    return JobService(config, store, LocalBus(), queue, LocalWorkers(config, queue, max_rss_mb=max_rss_mb))
 
 
 def scale_out_service(config: ServiceConfig, store: JobStore, broker_url: str, prefix: str, lease_s: float = 30.0) -> JobService:

@@ -40,3 +40,9 @@ def test_stage_times_prints_its_table() -> None:
 def test_ab_upsample_compares_nearest_with_bilinear() -> None:
     out = run("ab_upsample.py", "--input-size", "64", "--enlarge", "1")
     assert "| photo | size | nearest" in out and "bilinear has the lower mean" in out
+
+
+def test_worker_memory_prints_rss_before_peak_and_after_each_job(tmp_path: Path) -> None:
+    out = run("worker_memory.py", "--quick", "--out", str(tmp_path / "result.json"))
+    assert "| job | round | RSS before MB | peak MB | after MB |" in out and "| upscale " in out and "| colorize " in out
+    assert (tmp_path / "result.json").is_file()

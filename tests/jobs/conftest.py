@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers.pools import Pool
 from tests.helpers.server import ServerProcess, start_server
 
 TEST_ENV = {"OLDPHOTO_TEST_NODES": "1", "OLDPHOTO_WORKERS": "1"}
@@ -35,3 +36,13 @@ def job_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProce
     server = start_server(tmp_path_factory.mktemp("jobs"), {**TEST_ENV, "OLDPHOTO_USER_CONCURRENCY": "20"})
     yield server
     server.stop()
+
+
+@pytest.fixture
+def pools(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Pool]]:
+    """Real worker pools started by a test (tests.helpers.pools.start), stopped after it."""
+    monkeypatch.setenv("OLDPHOTO_TEST_NODES", "1")  # the Pause and Crash nodes, in the spawned workers
+    started: list[Pool] = []
+    yield started
+    for pool in started:
+        pool.pool.stop()

@@ -3,36 +3,33 @@ intact, and a real WorkerPool says each of them when its workers do what the mes
 
 from __future__ import annotations
 
-import queue
 import time
-from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
 
-from oldphoto.engine import RunOptions
 from oldphoto.jobs.messages import (
     Cancelled,
     CancelRequest,
     Crashed,
     Done,
     Failed,
+    FromWorker,
     NodeMessage,
     Noted,
     Ready,
+    Released,
     TimedOut,
-    WorkerMessage,
     exited,
     restarted_beside,
 )
-from oldphoto.jobs.work import WorkItem
-from oldphoto.jobs.workers import CONTEXT, WorkerPool
+from oldphoto.jobs.workers import CONTEXT
 from oldphoto.protocol import Note
-from tests.helpers.images import png_bytes
+from tests.helpers.pools import Pool, start
 from tests.jobs.conftest import crash_workflow, pause_workflow
 
-EACH_KIND: list[NodeMessage] = [
+EACH_KIND: list[NodeMessage | FromWorker] = [
     Ready(),
     Noted("j1", Note(stage="inference", message_key="inference.block", message_params={"index": 1}, progress=40)),
     Done("j1"),
@@ -42,6 +39,7 @@ EACH_KIND: list[NodeMessage] = [
     restarted_beside("j5"),
     TimedOut("j6"),
     CancelRequest("j7"),
+    Released(3 * 2**30),
 ]
 
 
@@ -65,52 +63,6 @@ def test_every_kind_crosses_the_spawn_boundary_intact() -> None:
 def test_messages_are_frozen() -> None:
     with pytest.raises(AttributeError):
         Done("j1").job_id = "j2"  # type: ignore[misc]
-
-
-class Pool:
-    """A real WorkerPool whose messages land in a queue the test reads."""
-
-    def __init__(self, tmp_path: Path, *, slots: int = 1, job_timeout_s: float = 60) -> None:
-        self.tmp_path = tmp_path
-        self.messages: queue.Queue[WorkerMessage] = queue.Queue()
-        self.pool = WorkerPool(1, self.messages.put, job_timeout_s=job_timeout_s, slots=slots)
-        self.photo = tmp_path / "photo.png"
-        self.photo.write_bytes(png_bytes(32, 32))
-
-    def next(self, timeout: float = 60) -> WorkerMessage:
-        return self.messages.get(timeout=timeout)
-
-    def until(self, kind: type, timeout: float = 60) -> tuple[list[WorkerMessage], WorkerMessage]:
-        """Messages up to the first of `kind`, and that one."""
-        before: list[WorkerMessage] = []
-        deadline = time.monotonic() + timeout
-        while not isinstance(message := self.next(max(0.1, deadline - time.monotonic())), kind):
-            before.append(message)
-        return before, message
-
-    def submit(self, job_id: str, workflow: str, options: RunOptions | None = None) -> None:
-        deadline = time.monotonic() + 60
-        while (place := self.pool.idle()) is None:
-            assert time.monotonic() < deadline, "no worker became ready"
-            time.sleep(0.05)
-        item = WorkItem(job_id, str(self.photo), str(self.tmp_path / f"{job_id}.png"), workflow, options or RunOptions(), 10_000)
-        self.pool.assign(place, item)
-
-
-@pytest.fixture
-def pools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Pool]]:
-    monkeypatch.setenv("OLDPHOTO_TEST_NODES", "1")  # the Pause and Crash nodes, in the spawned workers
-    started: list[Pool] = []
-    yield started
-    for pool in started:
-        pool.pool.stop()
-
-
-def start(pools: list[Pool], tmp_path: Path, **kwargs: float) -> Pool:
-    pool = Pool(tmp_path, **kwargs)  # type: ignore[arg-type]
-    pool.pool.start()
-    pools.append(pool)
-    return pool
 
 
 @pytest.mark.slow

@@ -214,9 +214,9 @@ def test_cancel_from_on_tile_stops_at_once(x2: realesrgan.Upscaler, crop: np.nda
     passes: list[tuple[int, ...]] = []
     real_run = realesrgan.Upscaler.run_net
 
-    def counting_run(self: realesrgan.Upscaler, rgb: np.ndarray) -> np.ndarray:
+    def counting_run(self: realesrgan.Upscaler, rgb: np.ndarray, *scratch: realesrgan.Scratch) -> np.ndarray:
         passes.append(rgb.shape)
-        return real_run(self, rgb)
+        return real_run(self, rgb, *scratch)
 
     def cancel_after_first(index: int, total: int) -> None:
         raise Cancelled()

@@ -18,7 +18,7 @@ def worker(args: argparse.Namespace) -> int:
     from oldphoto.commands.db import store_ready
     from oldphoto.distributed.worker import WorkerNode
     from oldphoto.jobs.store import JobStore
-    from oldphoto.wiring import service_config
+    from oldphoto.wiring import service_config, worker_max_rss_mb
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
@@ -31,7 +31,10 @@ def worker(args: argparse.Namespace) -> int:
     config.inputs_dir.mkdir(parents=True, exist_ok=True)
     config.results_dir.mkdir(parents=True, exist_ok=True)
     try:
-        WorkerNode(config, store, settings.broker_url or "", settings.broker_prefix, settings.lease_s).run(stop)
+        node = WorkerNode(
+            config, store, settings.broker_url or "", settings.broker_prefix, settings.lease_s, max_rss_mb=worker_max_rss_mb(settings)
+        )
+        node.run(stop)
     finally:
         store.close()
     return EXIT_OK

@@ -43,7 +43,14 @@ def request_cancel(client: redis.Redis, job_id: str, prefix: str = DEFAULT_PREFI
 
 class WorkerNode:
     def __init__(
-        self, config: ServiceConfig, store: JobStore, broker_url: str, prefix: str = DEFAULT_PREFIX, lease_s: float = 30.0
+        self,
+        config: ServiceConfig,
+        store: JobStore,
+        broker_url: str,
+        prefix: str = DEFAULT_PREFIX,
+        lease_s: float = 30.0,
+        *,
+        max_rss_mb: float | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -57,7 +64,9 @@ class WorkerNode:
         self.queue = SharedQueue(store)
         self.recorder = Recorder(store, self.publisher.publish, config.results_dir, config.job_timeout_s)
         self.inbox: queue.SimpleQueue[NodeMessage] = queue.SimpleQueue()
-        self.pool = WorkerPool(config.workers, self.inbox.put, job_timeout_s=config.job_timeout_s, slots=config.jobs_per_worker)
+        self.pool = WorkerPool(
+            config.workers, self.inbox.put, job_timeout_s=config.job_timeout_s, slots=config.jobs_per_worker, max_rss_mb=max_rss_mb
+        )
 
     def run(self, stop: threading.Event) -> None:
         self.pool.start()

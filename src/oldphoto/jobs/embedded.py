@@ -123,11 +123,13 @@ class LocalQueue:
 class LocalWorkers:
     """This machine's worker processes (`WorkerPool`) as the service's runner."""
 
-    def __init__(self, config: ServiceConfig, queue: LocalQueue) -> None:
+    def __init__(self, config: ServiceConfig, queue: LocalQueue, *, max_rss_mb: float | None = None) -> None:
         self.config = config
         self.queue = queue
         self.store = queue.store
-        self.pool = WorkerPool(config.workers, self._from_pool, job_timeout_s=config.job_timeout_s, slots=config.jobs_per_worker)
+        self.pool = WorkerPool(
+            config.workers, self._from_pool, job_timeout_s=config.job_timeout_s, slots=config.jobs_per_worker, max_rss_mb=max_rss_mb
+        )
         self.service: JobService | None = None
         self.recorder: Recorder | None = None  # what the workers say, recorded by the service's writer thread
         self._stopping = False
@@ -178,6 +180,11 @@ class LocalWorkers:
 
         alive = sum(1 for w in self.pool.workers if w.process.is_alive())
         return Capacity(workers=alive, workers_ready=self.pool.ready_count(), queued=queued, running=len(self.pool.running()))
+
+    @property
+    def workers_recycled(self) -> int:
+        """Worker processes replaced for holding too much memory after a job, since start (for /metrics)."""
+        return self.pool.recycled
 
     def local_files(self, job: Job) -> list[Path]:
         return [Path(path) for path in (job.input_path, job.result_path) if path]

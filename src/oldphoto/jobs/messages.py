@@ -43,6 +43,16 @@ class Cancelled:
 
 
 @dataclass(frozen=True, slots=True)
+class Released:
+    """After a job's outcome: the worker gave back what memory it could and still holds `rss_bytes` (resident).
+
+    The pool's own business (it replaces a worker that stays above its ceiling); not handed on to its owner.
+    """
+
+    rss_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class Crashed:
     """The job's worker process ended under it; the pool says so (a worker cannot)."""
 
@@ -66,7 +76,7 @@ class CancelRequest:
 
 
 # What a worker process sends over its pipe.
-FromWorker = Ready | Noted | Done | Failed | Cancelled
+FromWorker = Ready | Noted | Done | Failed | Cancelled | Released
 # How a job in a worker ends: exactly one of these per job handed to a worker.
 Outcome = Done | Failed | Cancelled | Crashed | TimedOut
 # What is said about one job: recorded by the Recorder.

@@ -4,6 +4,10 @@ Each worker has its own pipe and one cancel flag per job slot, so a worker that 
 memory, `os._exit`) takes only its own jobs with it: the pool notices, reports the crash and starts a new worker in
 its place. A worker runs one job at a time, or `slots` at once on threads when batching is on
 (`OLDPHOTO_BATCH_MAX`), so that concurrent colorize jobs can share a forward pass.
+
+After each job a worker gives back what memory it can and says how much it still holds (`Released`). One that
+holds more than the pool's ceiling (`OLDPHOTO_WORKER_MAX_RSS_MB`) takes no more jobs and, once its last one has
+ended, is told to stop and replaced by a fresh worker: no job is lost or failed for it (docs/jobs.md).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from oldphoto.jobs.messages import (
     FromWorker,
     Noted,
     Ready,
+    Released,
     TimedOut,
     WorkerMessage,
     exited,
@@ -37,12 +42,16 @@ from oldphoto.lifeline import die_with_parent as _die_with_parent
 
 log = logging.getLogger(__name__)
 CONTEXT = mp.get_context("spawn")  # fork after torch or CUDA has started is unsafe
+MB = 2**20
+# A recycled worker was told to stop between jobs; one still alive this long after is killed.
+RETIRE_GRACE_S = 30.0
 
 
 def _worker_main(conn: Connection, cancel_flags: list[Any], cores_shared_by: int, parent: int = 0) -> None:
     if parent:
         _die_with_parent(parent)
     from oldphoto.engine import CancelToken
+    from oldphoto.jobs.memory import give_back
     from oldphoto.jobs.work import execute
     from oldphoto.models.runtimes import configure_threads, threads_per_job
 
@@ -56,6 +65,8 @@ def _worker_main(conn: Connection, cancel_flags: list[Any], cores_shared_by: int
 
     def run(slot: int, item: WorkItem) -> None:
         execute(item, CancelToken(cancel_flags[slot]), send)
+        # After the outcome, so the job's owner does not wait for it.
+        send(Released(give_back()))
 
     send(Ready())
     while True:
@@ -81,6 +92,10 @@ class Worker:
     jobs: list[str | None] = field(default_factory=list)  # the job in each slot
     deadlines: list[float | None] = field(default_factory=list)
     ready: bool = False
+    # Above the pool's memory ceiling after a job: takes no more jobs, and is replaced once its last one ends.
+    retiring: bool = False
+    retired_at: float = 0.0
+    finished: int = 0  # jobs it has ended
 
     def __post_init__(self) -> None:
         self.jobs = [None] * len(self.cancel_flags)
@@ -92,18 +107,26 @@ class Worker:
     def slot_of(self, job_id: str) -> int | None:
         return next((i for i, job in enumerate(self.jobs) if job == job_id), None)
 
+    @property
+    def busy(self) -> bool:
+        return any(job is not None for job in self.jobs)
+
 
 # Gets what workers say, and the outcomes the pool reports on its own (Crashed, TimedOut).
 Handler = Callable[[WorkerMessage], None]
 
 
 class WorkerPool:
-    def __init__(self, size: int, handler: Handler, *, job_timeout_s: float, slots: int = 1) -> None:
+    def __init__(self, size: int, handler: Handler, *, job_timeout_s: float, slots: int = 1, max_rss_mb: float | None = None) -> None:
         self.size = size
         self.slots = slots
         self.handler = handler
         self.job_timeout_s = job_timeout_s
+        # A worker that still holds more than this after a job is replaced by a fresh one (None: never).
+        self.max_rss_mb = max_rss_mb
+        self.recycled = 0  # workers replaced for holding too much memory, since start
         self.workers: list[Worker] = []
+        self._retired: list[Worker] = []  # told to stop, not yet gone
         self._stopping = threading.Event()
         self._pump: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -114,36 +137,47 @@ class WorkerPool:
         self._pump.start()
 
     def stop(self, timeout: float = 3.0) -> None:
-        self._stopping.set()
+        with self._lock:  # no worker is recycled (a new one started) once this is set
+            self._stopping.set()
         for worker in self.workers:
             for flag in worker.cancel_flags:
                 flag.set()
             with contextlib.suppress(OSError, ValueError):
                 worker.conn.send(None)
         deadline = time.monotonic() + timeout
-        for worker in self.workers:
+        for worker in [*self.workers, *list(self._retired)]:
             worker.process.join(max(0.0, deadline - time.monotonic()))
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join(1)
         if self._pump is not None:
             self._pump.join(2)
+        for worker in self._retired:
+            worker.conn.close()
 
     def idle(self) -> tuple[Worker, int] | None:
         """A ready worker with a free slot. A job's time limit must not run while its worker still starts."""
         with self._lock:
             for worker in self.workers:
                 slot = worker.free_slot()
-                if worker.ready and slot is not None and worker.process.is_alive():
+                if worker.ready and not worker.retiring and slot is not None and worker.process.is_alive():
                     return worker, slot
         return None
 
     def assign(self, place: tuple[Worker, int], item: WorkItem) -> None:
         worker, slot = place
         with self._lock:
+            successor = self.workers[worker.index]
+            if successor is not worker:
+                # Replaced since `idle` chose it (recycled right after its last job): the fresh worker takes the job
+                # and starts it once it has started itself.
+                free = successor.free_slot()
+                assert free is not None, "a worker that has just been started has every slot free"
+                worker, slot = successor, free
             worker.cancel_flags[slot].clear()  # cleared here, before the job exists, so no cancel can be lost
             worker.jobs[slot] = item.job_id
-            worker.deadlines[slot] = time.monotonic() + self.job_timeout_s
+            # A job's time limit runs from when its worker is ready (set on `Ready` for one still starting).
+            worker.deadlines[slot] = time.monotonic() + self.job_timeout_s if worker.ready else None
             worker.conn.send((slot, item))
 
     def cancel(self, job_id: str) -> bool:
@@ -185,11 +219,19 @@ class WorkerPool:
             return  # the process is gone; _check_health reports it
         match message:
             case Ready():
-                worker.ready = True
+                with self._lock:
+                    worker.ready = True
+                    now = time.monotonic()
+                    for slot, job in enumerate(worker.jobs):
+                        if job is not None and worker.deadlines[slot] is None:
+                            worker.deadlines[slot] = now + self.job_timeout_s
             case Done(job_id) | Failed(job_id) | Cancelled(job_id):
                 self._free(worker, job_id)
             case Noted():
                 pass
+            case Released(rss_bytes):
+                self._after_job(worker, rss_bytes)
+                return  # the pool's own business
             case _:
                 assert_never(message)
         self.handler(message)
@@ -200,10 +242,56 @@ class WorkerPool:
             if slot is not None:
                 worker.jobs[slot] = None
                 worker.deadlines[slot] = None
+                worker.finished += 1
+
+    def _after_job(self, worker: Worker, rss_bytes: int) -> None:
+        """A worker holding more than the ceiling after a job takes no more; it is replaced once it has none."""
+        if self.max_rss_mb is None:
+            return
+        with self._lock:
+            if self._stopping.is_set() or self.workers[worker.index] is not worker:
+                return
+            if not worker.retiring:
+                if rss_bytes <= self.max_rss_mb * MB:
+                    return
+                worker.retiring = True
+                if worker.busy:  # jobs of other slots, or one handed to it since this job's outcome
+                    log.info(
+                        "worker %s (pid %s) holds %.0f MB after a job, over the ceiling of %.0f MB: it takes no more jobs "
+                        "and is replaced once those it runs have ended",
+                        worker.index, worker.process.pid, rss_bytes / MB, self.max_rss_mb,
+                    )
+            if worker.busy:
+                return  # the `Released` after its last job comes back here
+            worker.retired_at = time.monotonic()
+            self._retired.append(worker)
+            self.workers[worker.index] = self._spawn(worker.index)
+            self.recycled += 1
+        with contextlib.suppress(OSError, ValueError):
+            worker.conn.send(None)  # between jobs: it stops at once
+        log.warning(
+            "worker %s (pid %s) recycled: it held %.0f MB after %d job(s) (ceiling %.0f MB); a fresh worker takes its place%s",
+            worker.index, worker.process.pid, rss_bytes / MB, worker.finished, self.max_rss_mb,
+            # A fresh worker over the ceiling after one job will be over it after the next one too: say so.
+            "; the ceiling may be below what one job's models need (OLDPHOTO_WORKER_MAX_RSS_MB)" if worker.finished <= 1 else "",
+        )
+
+    def _reap_retired(self) -> None:
+        now = time.monotonic()
+        for worker in list(self._retired):
+            if worker.process.is_alive() and now - worker.retired_at > RETIRE_GRACE_S:
+                waited = now - worker.retired_at
+                log.warning("recycled worker %s (pid %s) did not stop within %.0f s: killed", worker.index, worker.process.pid, waited)
+                worker.process.kill()
+            if not worker.process.is_alive():
+                worker.process.join(1)
+                worker.conn.close()
+                self._retired.remove(worker)
 
     def _check_health(self) -> None:
         if self._stopping.is_set():
             return
+        self._reap_retired()
         now = time.monotonic()
         for i, worker in enumerate(self.workers):
             jobs = [job for job in worker.jobs if job is not None]

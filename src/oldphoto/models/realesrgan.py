@@ -132,6 +132,26 @@ def default_threads(workers: int = 1) -> int:
     return max(1, cores // max(1, workers))
 
 
+class Scratch:
+    """The ncnn pools one upscale takes its blobs and workspace from: reused from tile to tile, then emptied.
+
+    Without them an extractor takes the net's own pools, which keep every block they ever gave out for as long as
+    the net is loaded: a worker held 2.4 GB after one 1024-px tile of a 4x net, idle, until it ended
+    (docs/benchmarks.md, "Worker memory"). Locked pools, as ncnn's own: a layer's threads may share them.
+    """
+
+    def __init__(self) -> None:
+        self.blob = ncnn.PoolAllocator()
+        self.workspace = ncnn.PoolAllocator()
+        for pool in (self.blob, self.workspace):
+            pool.set_size_compare_ratio(0.0)  # as ncnn's own pools: any free block large enough is reused
+
+    def clear(self) -> None:
+        """Give the free blocks back to the system (blocks still taken stay valid)."""
+        self.blob.clear()
+        self.workspace.clear()
+
+
 class Upscaler:
     """One loaded net. Thread-safe: each call makes its own ncnn extractor, the net itself is read-only."""
 
@@ -149,15 +169,32 @@ class Upscaler:
     def scale(self) -> int:
         return self.files.scale
 
-    def run_net(self, rgb: np.ndarray) -> np.ndarray:
-        """One pass of the net on a whole (H, W, 3) uint8 array, as the CLI feeds it: RGB scaled to 0..1."""
+    def run_net(self, rgb: np.ndarray, scratch: Scratch | None = None) -> np.ndarray:
+        """One pass of the net on a whole (H, W, 3) uint8 array, as the CLI feeds it: RGB scaled to 0..1.
+
+        Its blobs come from `scratch` (one upscale's pools, emptied by the caller), or from pools of this call only.
+        """
         planes = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) * np.float32(1 / 255)
+        own = scratch is None
+        scratch = scratch or Scratch()
+        try:
+            status, out = self._extract(planes, scratch)
+        finally:
+            if own:
+                scratch.clear()
+        if out is None:
+            raise OldphotoError(f"The {self.name} net failed on a {rgb.shape[1]}x{rgb.shape[0]} tile (ncnn error {status}).")
+        return np.rint(np.clip(out, 0.0, 1.0).transpose(1, 2, 0) * 255).astype(np.uint8)
+
+    def _extract(self, planes: np.ndarray, scratch: Scratch) -> tuple[int, np.ndarray | None]:
+        """ncnn's status and the net's output as a numpy copy (None when it failed). No ncnn Mat outlives this call,
+        so nothing is still taken from the scratch pools when they are emptied."""
         extractor = self.net.create_extractor()
+        extractor.set_blob_allocator(scratch.blob)
+        extractor.set_workspace_allocator(scratch.workspace)
         extractor.input(self.input_blob, ncnn.Mat(planes))
         status, out = extractor.extract(self.output_blob)
-        if status != 0:
-            raise OldphotoError(f"The {self.name} net failed on a {rgb.shape[1]}x{rgb.shape[0]} tile (ncnn error {status}).")
-        return np.rint(np.clip(np.array(out), 0.0, 1.0).transpose(1, 2, 0) * 255).astype(np.uint8)
+        return status, (np.array(out, dtype=np.float32) if status == 0 else None)
 
     def upscale(self, rgb: np.ndarray, *, tile: int = 256, on_tile: TileCallback | None = None) -> np.ndarray:
         """The (H*s, W*s, 3) uint8 upscale of an (H, W, 3) uint8 RGB image.
@@ -174,11 +211,15 @@ class Upscaler:
         padded = cv2.copyMakeBorder(rgb, m, m, m, m, cv2.BORDER_REFLECT_101)
         out = np.empty((height * s, width * s, 3), np.uint8)
         boxes = tile_boxes(height, width, tile)
-        for index, (top, left, bottom, right) in enumerate(boxes, start=1):
-            piece = self.run_net(padded[top : bottom + 2 * m, left : right + 2 * m])
-            out[top * s : bottom * s, left * s : right * s] = piece[m * s : (m + bottom - top) * s, m * s : (m + right - left) * s]
-            if on_tile is not None:
-                on_tile(index, len(boxes))
+        scratch = Scratch()  # reused from tile to tile, emptied when the upscale ends, however it ends
+        try:
+            for index, (top, left, bottom, right) in enumerate(boxes, start=1):
+                piece = self.run_net(padded[top : bottom + 2 * m, left : right + 2 * m], scratch)
+                out[top * s : bottom * s, left * s : right * s] = piece[m * s : (m + bottom - top) * s, m * s : (m + right - left) * s]
+                if on_tile is not None:
+                    on_tile(index, len(boxes))
+        finally:
+            scratch.clear()
         return out
 
 

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oldphoto import __version__
 from oldphoto.errors import OldphotoError
+from oldphoto.jobs.embedded import LocalWorkers
 from oldphoto.jobs.service import JobService
 from oldphoto.jobs.store import JobStore
 from oldphoto.server import api, sse, ws
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             connections=len(request.app.state.hub.connections),
             subscriptions=service.bus.subscription_count,
             places_broadcasts=service.places.broadcasts,
+            workers_recycled=service.runner.workers_recycled if isinstance(service.runner, LocalWorkers) else None,
         )
         return Response(render(snapshot, request.app.state.loop_lag), media_type="text/plain; version=0.0.4")
 

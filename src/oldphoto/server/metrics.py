@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from oldphoto.jobs.service import Capacity
 from oldphoto.server.looplag import LoopLag
@@ -22,6 +22,9 @@ class Snapshot:
     connections: int
     subscriptions: int
     places_broadcasts: int
+    # Worker processes replaced for holding too much memory after a job (this machine's workers; None in scale-out,
+    # where each worker node logs its own).
+    workers_recycled: int | None = None
 
 
 class ServiceCollector:
@@ -36,6 +39,9 @@ class ServiceCollector:
         yield GaugeMetricFamily("oldphoto_workers_alive", "Worker job slots alive (here, or on all worker nodes).", value=capacity.workers)
         if capacity.worker_nodes is not None:
             yield GaugeMetricFamily("oldphoto_worker_nodes", "Worker nodes seen alive.", value=capacity.worker_nodes)
+        if snap.workers_recycled is not None:
+            help_text = "Worker processes replaced for holding too much memory after a job."
+            yield CounterMetricFamily("oldphoto_workers_recycled", help_text, value=snap.workers_recycled)
         yield GaugeMetricFamily("oldphoto_degraded", "1 when no worker is ready to run a job.", value=int(capacity.degraded))
         yield GaugeMetricFamily("oldphoto_asyncio_tasks", "Tasks alive on the server's event loop.", value=len(asyncio.all_tasks()))
         yield GaugeMetricFamily("oldphoto_ws_connections", "Open progress WebSockets.", value=snap.connections)

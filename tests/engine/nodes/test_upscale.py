@@ -90,10 +90,10 @@ def test_cancel_between_tiles_stops_at_once(crop: np.ndarray, tmp_path: Path, mo
     passes: list[tuple[int, ...]] = []
     real_run = realesrgan.Upscaler.run_net
 
-    def counting_run(self: realesrgan.Upscaler, rgb: np.ndarray) -> np.ndarray:
+    def counting_run(self: realesrgan.Upscaler, rgb: np.ndarray, *scratch: realesrgan.Scratch) -> np.ndarray:
         if rgb.shape[0] > realesrgan.PROBE_SIDE:  # tiles only, not the probe of a first load
             passes.append(rgb.shape)
-        return real_run(self, rgb)
+        return real_run(self, rgb, *scratch)
 
     monkeypatch.setattr(realesrgan.Upscaler, "run_net", counting_run)
     cancel = CancelToken()
