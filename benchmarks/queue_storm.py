@@ -521,7 +521,7 @@ def measure(
             connected = sum(r[1] for r in clients.wait_all(600))
             time.sleep(1.0)
             rss_connected = server.rss()
-            with HealthPoller(server.port, blocker_token) as poller:
+            with HealthPoller(server.port, blocker_token) as poller, sampled(server, mode):
                 # Idle first: everything connected, the blocker holding the worker, /healthz polled. What the web
                 # process spends then (the poller's requests included) is subtracted for "above idle".
                 time.sleep(0.5)
@@ -534,9 +534,9 @@ def measure(
                 clients.send_all(("go", t_live))
                 clients.wait_all(60)
                 cpu0, t_cancel = server.cpu_seconds(), time.time()
-                with sampled(server, mode):
-                    cancel(server, blocker_token, blocker)  # the first advance
-                    caught = _wait_caught_up(clients, t_cancel + window_s)
+                print(f"window from {t_cancel:.3f}", flush=True)
+                cancel(server, blocker_token, blocker)  # the first advance
+                caught = _wait_caught_up(clients, t_cancel + window_s)
                 t_end = time.time()
                 cpu1 = server.cpu_seconds()
             queued_end = int(httpx.get(f"{server.url}/healthz", timeout=120).json()["queued"])
@@ -609,8 +609,8 @@ def measure(
 
 @contextmanager
 def sampled(server: Server, mode: str) -> Iterator[None]:
-    """OLDPHOTO_BENCH_PYSPY=prefix: py-spy samples every thread of the web process through the drain window, into
-    prefix.<mode>.json (Chrome trace format: stacks in time, to set beside OLDPHOTO_BENCH_LAGLOG)."""
+    """OLDPHOTO_BENCH_PYSPY=prefix: py-spy samples every thread of the web process through the idle phase and the
+    drain window, into prefix.<mode>.json (Chrome trace format: stacks in time, to set beside OLDPHOTO_BENCH_LAGLOG)."""
     prefix = os.environ.get("OLDPHOTO_BENCH_PYSPY")
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not prefix:

@@ -4,6 +4,7 @@ of one client address share one user's room and one user's turns; a named user, 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,3 +71,46 @@ def test_with_sessions_as_users_each_session_has_its_own_room(tmp_path: Path) ->
         assert [submit(client).status_code for client in crowd] == [202] * 4
     finally:
         server.stop()
+
+
+def pause(seconds: float) -> str:
+    return HOLD.replace('"seconds": 30', f'"seconds": {seconds}')
+
+
+def victim_wait(server: ServerProcess, crowd_address: str, victim_address: str) -> tuple[int, float]:
+    """Six free sessions from one address each ask for three 1.5 s jobs; then someone from another address asks for
+    one. (Jobs the crowd got admitted, seconds the other person waited for theirs to start.)"""
+    crowd = [session(server, crowd_address) for _ in range(6)]
+    admitted = sum(
+        client.post("/api/jobs", files={"file": ("p.png", png_bytes(), "image/png")}, data={"workflow": pause(1.5)}).status_code == 202
+        for client in crowd
+        for _ in range(3)
+    )
+    victim = session(server, victim_address)
+    asked = time.monotonic()
+    job = victim.post("/api/jobs", files={"file": ("p.png", png_bytes(), "image/png")}, data={"workflow": pause(0.1)}).json()
+    while victim.get(f"/api/jobs/{job['job_id']}").json()["status"] == "queued":
+        time.sleep(0.05)
+    waited = time.monotonic() - asked
+    for client in crowd:
+        for listed in client.get("/api/jobs").json():
+            if listed["status"] not in FINAL:
+                client.delete(f"/api/jobs/{listed['job_id']}")
+    return admitted, waited
+
+
+@pytest.mark.slow
+def test_beside_a_crowd_of_free_sessions_a_person_from_elsewhere_waits_for_one_of_their_jobs_not_all(tmp_path: Path) -> None:
+    """The attack and the victim side by side, with each setting (numbers in docs/security.md, Limits)."""
+    results = {}
+    for share in ("address", "session"):
+        server = start(tmp_path, share)
+        try:
+            results[share] = victim_wait(server, "127.0.42.2", "127.0.42.3")
+        finally:
+            server.stop()
+    print(f"crowd admitted / victim waited: {results}")
+    (admitted, waited), (admitted_apart, waited_apart) = results["address"], results["session"]
+    assert admitted == 3 and admitted_apart == 18
+    assert waited < 4.5  # behind the crowd's running job and the one job ahead in line (1.5 s each)
+    assert waited_apart > 2 * waited  # six lanes ahead instead of one

@@ -78,9 +78,9 @@ def test_departed_clients_leave_nothing_when_the_collector_freezes_often(tmp_pat
         client.follow(job)
         run_async(churn(frozen, client.token, job, 200))
         time.sleep(3.5)  # past a sweep: what is frozen now is what lives
-        baseline = metric(frozen, "oldphoto_gc_frozen_objects")
+        baseline = metric(frozen, "oldphoto_gc_objects_at_sweep")
         run_async(churn(frozen, client.token, job, CYCLES))
         time.sleep(3.5)  # a sweep collects any cycle that froze with a connection
-        kept = metric(frozen, "oldphoto_gc_frozen_objects") - baseline
+        kept = metric(frozen, "oldphoto_gc_objects_at_sweep") - baseline
         # A connection's objects number in the hundreds: leaking them would keep hundreds of thousands here.
         assert kept < 10 * CYCLES, f"{kept:.0f} more objects live after {CYCLES} connections came and went"

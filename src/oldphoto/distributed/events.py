@@ -1,9 +1,14 @@
-"""Job events between processes over Redis pub/sub, one channel per job.
+"""Job events between processes over Redis pub/sub, one channel per job, heard by each web node through one pattern.
 
 Pub/sub delivers at most once, so it is never trusted alone: every event is in the durable log before it is
-published (the store assigns its seq), and a subscriber that may have missed something is told to `resync` from
-the log: when its channel subscription is confirmed (events published just before were not heard), after a lost
-Redis connection is restored, and when a seq arrives out of turn. Subscribers drop what they already have by seq.
+published (the store assigns its seq), a follower reads the log after subscribing here (server/follow.py), and a
+subscriber that may have missed something is told to `resync` from the log: after a lost Redis connection is
+restored, and when a seq arrives out of turn. Subscribers drop what they already have by seq.
+
+A web node listens to every job's channel through one pattern subscription, made when it starts, and passes on
+only what its own followers follow (the job id is in the channel's name: nothing else is parsed). A subscription
+per job cost a Redis round trip per new follower, one after another, and a second read of the log when Redis
+confirmed it: with 10,000 followers arriving at once, a web node spent half a minute on it (docs/benchmarks.md).
 
 `RedisBus` is the asyncio side, used by web nodes: it delivers to the process's own subscribers at once and
 forwards to Redis in publish order. `RedisPublisher` is the blocking side, for worker processes.
@@ -36,6 +41,11 @@ QUEUE = "queue"  # the channel after the prefix that says the shared queue moved
 
 def channel(prefix: str, job_id: str) -> str:
     return f"{prefix}:events:{job_id}"
+
+
+def events_pattern(prefix: str) -> str:
+    """Every job's channel. A prefix holds no glob characters (settings: `broker_prefix`)."""
+    return f"{prefix}:events:*"
 
 
 def cancel_channel(prefix: str) -> str:
@@ -79,17 +89,20 @@ class RedisBus:
         self.local = LocalBus()
         self._redis: aioredis.Redis | None = None
         self._pubsub: Any = None
-        self._commands: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue()
+        self._commands: asyncio.Queue[tuple[str, str]] = asyncio.Queue()  # (channel, message) to publish, in order
         self._tasks: list[asyncio.Task[None]] = []
         self._control = f"{prefix}:bus"  # always subscribed, so the reader always has a subscription to listen on
         self._queue = queue_channel(prefix)
         self.on_queue_moved: Callable[[float], None] | None = None
+        self.listening = asyncio.Event()  # every job's channel is heard (the pattern subscription is confirmed)
 
     async def start(self) -> None:
         self._redis = aioredis.Redis.from_url(self.url, client_name=f"{self.prefix}:web")  # named in CLIENT LIST
         self._pubsub = self._redis.pubsub()
         await self._pubsub.subscribe(self._control, self._queue)
+        await self._pubsub.psubscribe(events_pattern(self.prefix))
         self._tasks = [asyncio.create_task(self._send_loop()), asyncio.create_task(self._read_loop())]
+        await asyncio.wait_for(self.listening.wait(), timeout=30)  # no follower before this node hears events
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -104,19 +117,14 @@ class RedisBus:
     # -- the LocalBus interface ---------------------------------------------------------------------------------
 
     def subscribe(self, job_id: str, subscriber: Subscriber) -> None:
-        first = not self.local.has_subscribers(job_id)
-        self.local.subscribe(job_id, subscriber)
-        if first:
-            self._commands.put_nowait(("subscribe", channel(self.prefix, job_id), None))
+        self.local.subscribe(job_id, subscriber)  # every job's events already arrive here (the pattern)
 
     def unsubscribe(self, job_id: str, subscriber: Subscriber) -> None:
         self.local.unsubscribe(job_id, subscriber)
-        if not self.local.has_subscribers(job_id):
-            self._commands.put_nowait(("unsubscribe", channel(self.prefix, job_id), None))
 
     def publish(self, event: JobEvent) -> None:
         self.local.publish(event)  # this node's readers at once; Redis brings it to the others
-        self._commands.put_nowait(("publish", channel(self.prefix, event.job_id), event.model_dump_json()))
+        self._commands.put_nowait((channel(self.prefix, event.job_id), event.model_dump_json()))
 
     def tell(self, event: LivePlace) -> None:
         self.local.tell(event)
@@ -130,7 +138,7 @@ class RedisBus:
 
     def send(self, name: str, data: str) -> None:
         """Publish other words than events (a cancel request), in order with the events."""
-        self._commands.put_nowait(("publish", f"{self.prefix}:{name}", data))
+        self._commands.put_nowait((f"{self.prefix}:{name}", data))
 
     @property
     def subscription_count(self) -> int:
@@ -139,23 +147,17 @@ class RedisBus:
     # -- Redis ---------------------------------------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
-        """Subscribes, unsubscribes and publishes strictly in the order they were asked for."""
+        """Publishes strictly in the order asked for."""
         assert self._redis is not None
         while True:
-            command, name, data = await self._commands.get()
+            name, data = await self._commands.get()
             for delay in (*RECONNECT_DELAYS_S, None):
                 try:
-                    if command == "publish":
-                        assert data is not None  # only (un)subscribe commands carry none
-                        await self._redis.publish(name, data)
-                    elif command == "subscribe":
-                        await self._pubsub.subscribe(name)
-                    elif not self.local.has_subscribers(_job_of(name)):  # nobody came back for it meanwhile
-                        await self._pubsub.unsubscribe(name)
+                    await self._redis.publish(name, data)
                     break
                 except (redis.RedisError, OSError) as exc:
                     if delay is None:  # readers still find the event in the log
-                        log.warning("Redis %s %s failed: %s", command, name, exc)
+                        log.warning("Redis publish to %s failed: %s", name, exc)
                         break
                     await asyncio.sleep(delay)
 
@@ -176,23 +178,26 @@ class RedisBus:
 
     def _handle(self, message: dict[str, Any]) -> None:
         name = _text(message.get("channel"))
-        if name == self._control:
+        kind = message["type"]
+        if kind == "pmessage":
+            job_id = _job_of(name)
+            if self.local.has_subscribers(job_id):  # another node's follower: not parsed here
+                self._deliver(name, message["data"])
+        elif kind == "psubscribe":  # (re)connected: what was published meanwhile is in the log
+            self.listening.set()
+            for job_id in list(self.local.followed_jobs()):
+                for subscriber in self.local.subscribers(job_id):
+                    subscriber.resync()
+        elif name == self._queue and kind == "message" and self.on_queue_moved is not None:
+            self.on_queue_moved(_moment(message["data"]))
+
+    def _deliver(self, name: str, data: bytes | str) -> None:
+        try:
+            event = JobEvent.model_validate_json(data)
+        except ValueError:
+            log.warning("dropped a malformed event on %s", name)
             return
-        if name == self._queue:
-            if message["type"] == "message" and self.on_queue_moved is not None:
-                self.on_queue_moved(_moment(message["data"]))
-            return
-        job_id = _job_of(name)
-        if message["type"] == "message":
-            try:
-                event = JobEvent.model_validate_json(message["data"])
-            except ValueError:
-                log.warning("dropped a malformed event on %s", name)
-                return
-            self.local.publish(event)
-        elif message["type"] == "subscribe":  # heard from now on; what came before is in the log
-            for subscriber in self.local.subscribers(job_id):
-                subscriber.resync()
+        self.local.publish(event)
 
 
 def _text(value: bytes | str | None) -> str:

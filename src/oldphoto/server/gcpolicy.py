@@ -29,6 +29,7 @@ class GcPolicy:
         self.freeze_every_s = freeze_every_s
         self.sweep_every_s = sweep_every_s
         self.sweeps = 0
+        self.alive_at_sweep = 0  # objects the collector tracked after the last sweep
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -44,11 +45,14 @@ class GcPolicy:
         gc.unfreeze()
 
     def sweep(self) -> None:
-        """Unfreeze, collect every generation once, freeze what is left."""
+        """Unfreeze, collect every generation once, freeze what is left, and count it."""
         gc.unfreeze()
         gc.collect()
         gc.freeze()
         self.sweeps += 1
+        # Counting walks every frozen object (300 ms at 10,000 sockets): done here, in a pause that walks them all
+        # anyway, and never when /metrics is scraped (it did, and was the loop's longest stall in the queue storm).
+        self.alive_at_sweep = gc.get_freeze_count()
 
     async def _run(self) -> None:
         last_sweep = time.monotonic()

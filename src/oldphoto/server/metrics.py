@@ -4,7 +4,6 @@ by the caller and handed in)."""
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ class Snapshot:
     connections: int
     subscriptions: int
     places_broadcasts: int
+    gc_objects_at_sweep: int = 0
     # Worker processes replaced for holding too much memory after a job (this machine's workers; None in scale-out,
     # where each worker node logs its own).
     workers_recycled: int | None = None
@@ -51,7 +51,8 @@ class ServiceCollector:
         for status, count in snap.jobs_by_status.items():
             jobs.add_metric([status], count)
         yield jobs
-        yield GaugeMetricFamily("oldphoto_gc_frozen_objects", "Objects the garbage collector no longer walks.", value=gc.get_freeze_count())
+        swept = snap.gc_objects_at_sweep
+        yield GaugeMetricFamily("oldphoto_gc_objects_at_sweep", "Objects alive after the collector's last sweep.", value=swept)
         yield from self.lag.collect()
 
 
