@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from oldphoto.jobs.scheduler import FairQueue
 
 
@@ -40,3 +44,26 @@ def test_remove_takes_a_job_out_and_moves_the_rest_up() -> None:
     assert queue.remove("b0") and not queue.remove("b0")
     assert queue.positions() == {"a0": 1, "a1": 2}
     assert len(queue) == 2 and "b0" not in queue
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    waiting=st.lists(st.sampled_from("abcde"), max_size=12),
+    batch=st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=8),
+)
+def test_a_batchs_places_are_its_places_once_all_are_in(waiting: list[str], batch: list[str]) -> None:
+    queue = FairQueue()
+    for i, owner in enumerate(waiting):
+        queue.push(f"w{i}", owner)
+    places = queue.push_many([(f"b{i}", owner) for i, owner in enumerate(batch)])
+    positions = queue.positions()
+    assert places == [positions[f"b{i}"] for i in range(len(batch))]
+
+
+def test_new_users_in_a_batch_are_placed_without_walking_the_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Admission must not slow down as the queue grows: a new user's place is the count of lanes before it."""
+    queue = FairQueue()
+    for i in range(10_000):
+        queue.push(f"w{i}", f"u{i}")
+    monkeypatch.setattr(FairQueue, "place_of", lambda self, job_id: pytest.fail("walked the lanes"))
+    assert queue.push_many([(f"n{i}", f"new{i}") for i in range(32)]) == list(range(10_001, 10_033))

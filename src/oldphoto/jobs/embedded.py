@@ -64,15 +64,15 @@ class LocalQueue:
                 for new, _ in items:
                     try:
                         of_owner, of_share = self._active(new, connection, taken)
-                        rules.check(of_owner, len(self.fair), of_share)
+                        rules.check(of_owner, len(self.fair) + len(entering), of_share)
                     except REFUSALS as refused:
                         verdicts.append(refused)
                         continue
                     verdicts.append(None)
                     entering.append(new)
                     taken.update(_counted(new))
-                    self.fair.push(new.id, new.lane)
-                admitted = self._record(entering, connection) if entering else iter(())
+                places = self.fair.push_many([(new.id, new.lane) for new in entering])
+                admitted = self._record(entering, places, connection) if entering else iter(())
         except BaseException:
             for new in entering:
                 self.fair.remove(new.id)  # not durable, so not waiting
@@ -86,10 +86,9 @@ class LocalQueue:
             return owner, None
         return owner, self.store.count_active(connection=connection, share=new.share) + taken[f"share:{new.share}"]
 
-    def _record(self, entering: list[NewJob], connection: Connection) -> Iterator[Admitted]:
+    def _record(self, entering: list[NewJob], places: list[int], connection: Connection) -> Iterator[Admitted]:
         uploads = [announcements.uploaded(new.id) for new in entering]
         jobs = self.store.create_many(list(zip(entering, uploads, strict=True)), connection)
-        places = [self.fair.place_of(new.id) or 1 for new in entering]
         first_places = [(new.id, announcements.queued(place, 0)) for new, place in zip(entering, places, strict=True)]
         queued = self.store.append_second(first_places, connection)
         recorded = zip(jobs, uploads, queued, places, strict=True)

@@ -26,6 +26,16 @@ class FairQueue:
         self._owner[job_id] = owner
         self._users.setdefault(owner, deque()).append(job_id)
 
+    def push_many(self, entries: list[tuple[str, str]]) -> list[int]:
+        """Jobs (id, owner) in order; their places once all are in. A job that opens its owner's lane is at the
+        back of the line at depth 0: its place is known without a walk (place_of walks the lanes for the others)."""
+        lanes_before, opened = len(self._users), dict[str, int]()
+        for job_id, owner in entries:
+            if owner not in self._users:
+                opened[job_id] = lanes_before + len(opened) + 1
+            self.push(job_id, owner)
+        return [opened.get(job_id) or self.place_of(job_id) or 1 for job_id, _ in entries]
+
     def pop(self) -> str | None:
         if not self._users:
             return None
