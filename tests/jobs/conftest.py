@@ -8,7 +8,9 @@ import pytest
 from tests.helpers.pools import Pool
 from tests.helpers.server import ServerProcess, start_server
 
-TEST_ENV = {"OLDPHOTO_TEST_NODES": "1", "OLDPHOTO_WORKERS": "1"}
+# These tests speak as several anonymous users from one address (127.0.0.1), each a user of its own: the sharing of
+# one address's sessions is tested apart (tests/server/test_fairness.py).
+TEST_ENV = {"OLDPHOTO_TEST_NODES": "1", "OLDPHOTO_WORKERS": "1", "OLDPHOTO_ANONYMOUS_SHARE": "session"}
 
 
 def pause_workflow(seconds: float) -> str:
