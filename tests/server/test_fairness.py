@@ -78,11 +78,11 @@ def pause(seconds: float) -> str:
 
 
 def victim_wait(server: ServerProcess, crowd_address: str, victim_address: str) -> tuple[int, float]:
-    """Six free sessions from one address each ask for three 1.5 s jobs; then someone from another address asks for
+    """Six free sessions from one address each ask for three 0.8 s jobs; then someone from another address asks for
     one. (Jobs the crowd got admitted, seconds the other person waited for theirs to start.)"""
     crowd = [session(server, crowd_address) for _ in range(6)]
     admitted = sum(
-        client.post("/api/jobs", files={"file": ("p.png", png_bytes(), "image/png")}, data={"workflow": pause(1.5)}).status_code == 202
+        client.post("/api/jobs", files={"file": ("p.png", png_bytes(), "image/png")}, data={"workflow": pause(0.8)}).status_code == 202
         for client in crowd
         for _ in range(3)
     )
@@ -112,5 +112,5 @@ def test_beside_a_crowd_of_free_sessions_a_person_from_elsewhere_waits_for_one_o
     print(f"crowd admitted / victim waited: {results}")
     (admitted, waited), (admitted_apart, waited_apart) = results["address"], results["session"]
     assert admitted == 3 and admitted_apart == 18
-    assert waited < 4.5  # behind the crowd's running job and the one job ahead in line (1.5 s each)
+    assert waited < 2.6  # behind the crowd's running job and the one job ahead in line (0.8 s each)
     assert waited_apart > 2 * waited  # six lanes ahead instead of one
