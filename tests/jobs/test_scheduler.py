@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from oldphoto.jobs.scheduler import FairQueue
 
 
@@ -40,3 +43,23 @@ def test_remove_takes_a_job_out_and_moves_the_rest_up() -> None:
     assert queue.remove("b0") and not queue.remove("b0")
     assert queue.positions() == {"a0": 1, "a1": 2}
     assert len(queue) == 2 and "b0" not in queue
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["push", "push", "push", "pop", "remove"]), st.sampled_from("abcd"), st.integers(0, 9)), max_size=40))
+def test_every_place_is_the_one_pop_would_give(ops: list[tuple[str, str, int]]) -> None:
+    """`place_of` (one job, no full count), `positions` (everyone) and `pop` (the truth) agree after any history."""
+    queue = FairQueue()
+    for op, owner, n in ops:
+        job = f"{owner}{n}"
+        if op == "push":
+            queue.push(job, owner)
+        elif op == "pop":
+            queue.pop()
+        else:
+            queue.remove(job)
+    positions = queue.positions()
+    assert {job: queue.place_of(job) for job in positions} == positions
+    assert queue.place_of("nobody") is None
+    assert sorted(positions, key=positions.get) == drain(queue)
+    assert len(queue) == 0 and queue.pop() is None

@@ -1,0 +1,194 @@
+"""`make mutate`: mutation testing of the modules that carry the promises (issue 17, docs/testing.md).
+
+    python tools/mutate.py                 # every module of MODULES, then the report
+    python tools/mutate.py jobs.scheduler  # some of them (the report still covers all that have results)
+    python tools/mutate.py --report        # only the report, from the results in mutants/
+
+mutmut (pinned in the dev extra) copies src/ into mutants/, rewrites each function of the modules listed under
+[tool.mutmut] only_mutate in pyproject.toml into a trampoline, runs the test selection listed there once to learn
+which tests reach which function, and then runs each mutant in a forked process against only those tests. The
+mapping of module to tests is therefore measured, per function, not written by hand; the selection in pyproject.toml
+bounds it to the fast, focused tests (no browser, no model downloads, no benchmarks).
+
+Real servers and workers that the tests start (`python -m oldphoto serve`, spawned workers) import from mutants/src
+(PYTHONPATH below) and inherit the active mutant through MUTANT_UNDER_TEST; tools/mutation/ credits their hits to
+the test that started them, so code reached only across a socket counts as covered and is mutated too.
+
+One module at a time, each a `mutmut run "oldphoto.<module>.*"`, so that its time can be told. Set
+OLDPHOTO_MUTATE_PAUSE_FILE to a path to hold off between modules while that file exists (a shared machine's
+"quiet, benchmarks running" flag).
+
+The report: per module, killed (a test failed, or the mutant hung past its timeout), survived, no tests (no test of
+the selection reached the function), and the score: caught / (all - equivalent). tools/mutation/equivalent.toml
+names the survivors judged equivalent, each with its reason; they are left out of the score and listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MUTANTS = ROOT / "mutants"
+EQUIVALENT = ROOT / "tools" / "mutation" / "equivalent.toml"
+REPORT = MUTANTS / "report.md"
+TARGET = 0.90
+
+MODULES = [
+    "jobs.service",
+    "jobs.scheduler",
+    "jobs.sharedqueue",
+    "jobs.store",
+    "jobs.recorder",
+    "jobs.lifecycle",
+    "server.follow",
+    "server.outbox",
+    "server.uploads",
+    "server.auth",
+    "server.origins",
+    "server.ws",
+    "server.sse",
+    "engine.reporter",
+    "engine.graph",
+    "engine.cancel",
+    "models.ddcolor.pipeline",
+]
+
+# mutmut's exit codes, grouped the way the report counts them.
+KILLED = {1, 3}
+TIMEOUT = {36, -24, 24, 152, 255}
+SURVIVED = {0}
+NO_TESTS = {5, 33}
+
+
+def module_of(mutant: str) -> str:
+    """'oldphoto.jobs.store.xǁJobStoreǁcreate__mutmut_3' -> 'jobs.store'."""
+    head = mutant.split("ǁ", 1)[0] if "ǁ" in mutant else mutant.rsplit("__mutmut_", 1)[0]
+    parts = head.removeprefix("oldphoto.").split(".")
+    return ".".join(parts[:-1])
+
+
+def environment() -> dict[str, str]:
+    paths = [str(MUTANTS / "src"), str(ROOT / "tools" / "mutation")]
+    old = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths + ([old] if old else []))}
+
+
+def wait_while_paused() -> None:
+    flag = os.environ.get("OLDPHOTO_MUTATE_PAUSE_FILE")
+    while flag and Path(flag).exists():
+        print(f"    {flag} exists: waiting", flush=True)
+        time.sleep(30)
+
+
+def run_module(module: str) -> float:
+    mutmut = Path(sys.executable).with_name("mutmut")
+    started = time.monotonic()
+    subprocess.run([str(mutmut), "run", f"oldphoto.{module}.*"], cwd=ROOT, env=environment(), check=False)
+    return time.monotonic() - started
+
+
+def load_results() -> dict[str, int | None]:
+    results: dict[str, int | None] = {}
+    for meta in (MUTANTS / "src").rglob("*.py.meta"):
+        results.update(json.loads(meta.read_text())["exit_code_by_key"])
+    return results
+
+
+def load_equivalent() -> dict[str, str]:
+    if not EQUIVALENT.exists():
+        return {}
+    return {name: entry["why"] for name, entry in tomllib.loads(EQUIVALENT.read_text()).items()}
+
+
+def report(times: dict[str, float]) -> str:
+    results = load_results()
+    equivalent = load_equivalent()
+    rows = []
+    totals: Counter[str] = Counter()
+    for module in MODULES:
+        mine = {name: code for name, code in results.items() if module_of(name) == module}
+        if not mine or all(code is None for code in mine.values()):
+            rows.append(f"| {module} | not run | | | | | | |")
+            continue
+        count: Counter[str] = Counter()
+        for name, code in mine.items():
+            if name in equivalent and code in SURVIVED | NO_TESTS:
+                count["equivalent"] += 1
+            elif code in KILLED:
+                count["killed"] += 1
+            elif code in TIMEOUT:
+                count["timeout"] += 1
+            elif code in SURVIVED:
+                count["survived"] += 1
+            elif code in NO_TESTS:
+                count["no tests"] += 1
+            else:
+                count["other"] += 1
+        count["all"] = len(mine)
+        totals.update(count)
+        rows.append(row(module, count, times.get(module)))
+    rows.append(row("**all**", totals, sum(times.values()) if times else None))
+    header = [
+        "| module | mutants | killed | timeout | survived | no tests | equivalent | score |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    survivors = sorted(n for n, c in results.items() if c in SURVIVED | NO_TESTS and n not in equivalent)
+    lines = [*header, *rows, ""]
+    if survivors:
+        lines += ["Survivors not judged equivalent (each needs a test):", "", *(f"- `{n}`" for n in survivors), ""]
+    return "\n".join(lines)
+
+
+def row(module: str, count: Counter[str], seconds: float | None) -> str:
+    caught = count["killed"] + count["timeout"]
+    relevant = count["all"] - count["equivalent"]
+    score = f"{100 * caught / relevant:.1f} %" if relevant else "-"
+    took = f" ({seconds / 60:.1f} min)" if seconds else ""
+    return (
+        f"| {module}{took} | {count['all']} | {count['killed']} | {count['timeout']} | {count['survived']} | "
+        f"{count['no tests']} | {count['equivalent']} | {score} |"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("modules", nargs="*", help=f"some of: {' '.join(MODULES)}")
+    parser.add_argument("--report", action="store_true", help="only print the report of the results in mutants/")
+    parser.add_argument("--fresh", action="store_true", help="start from a new copy of src/ (drops earlier results)")
+    args = parser.parse_args()
+    unknown = set(args.modules) - set(MODULES)
+    if unknown:
+        parser.error(f"not a module of this run: {' '.join(sorted(unknown))}")
+    times: dict[str, float] = {}
+    times_file = MUTANTS / "times.json"
+    if not args.report:
+        if args.fresh:
+            shutil.rmtree(MUTANTS, ignore_errors=True)
+        # It must exist before Python starts: a missing PYTHONPATH entry is remembered as missing for good.
+        (MUTANTS / "src").mkdir(parents=True, exist_ok=True)
+        if times_file.exists():
+            times = json.loads(times_file.read_text())
+        for module in args.modules or MODULES:
+            wait_while_paused()
+            print(f"== {module}", flush=True)
+            times[module] = run_module(module)
+            times_file.write_text(json.dumps(times, indent=1))
+    elif times_file.exists():
+        times = json.loads(times_file.read_text())
+    text = report(times)
+    REPORT.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
