@@ -6,9 +6,9 @@
 
 mutmut (pinned in the dev extra) copies src/ into mutants/, rewrites each function of the modules listed under
 [tool.mutmut] only_mutate in pyproject.toml into a trampoline, runs the test selection listed there once to learn
-which tests reach which function, and then runs each mutant in a forked process against only those tests. The
-mapping of module to tests is therefore measured, per function, not written by hand; the selection in pyproject.toml
-bounds it to the fast, focused tests (no browser, no model downloads, no benchmarks).
+which tests reach which function, and then runs each mutant in a forked process against only those tests. MODULES
+below narrows that, per module, to the module's own focused tests: a mutant runs against the tests that both reach
+its function and are listed for its module.
 
 Real servers and workers that the tests start (`python -m oldphoto serve`, spawned workers) import from mutants/src
 (PYTHONPATH below) and inherit the active mutant through MUTANT_UNDER_TEST; tools/mutation/ credits their hits to
@@ -42,25 +42,28 @@ EQUIVALENT = ROOT / "tools" / "mutation" / "equivalent.toml"
 REPORT = MUTANTS / "report.md"
 TARGET = 0.90
 
-MODULES = [
-    "jobs.service",
-    "jobs.scheduler",
-    "jobs.sharedqueue",
-    "jobs.store",
-    "jobs.recorder",
-    "jobs.lifecycle",
-    "server.follow",
-    "server.outbox",
-    "server.uploads",
-    "server.auth",
-    "server.origins",
-    "server.ws",
-    "server.sse",
-    "engine.reporter",
-    "engine.graph",
-    "engine.cancel",
-    "models.ddcolor.pipeline",
-]
+# Each module and the tests it is run against: of the tests of the selection in pyproject.toml that reach a mutated
+# function, only those under these paths run (a server-wide test that happens to pass through a module is not what
+# guards its promises, and would cost a server start per mutant). An empty list: not run yet (docs/testing.md).
+MODULES: dict[str, list[str]] = {
+    "jobs.service": ["tests/jobs/test_embedded.py", "tests/distributed/test_web.py"],
+    "jobs.scheduler": ["tests/jobs/test_scheduler.py"],
+    "jobs.sharedqueue": ["tests/jobs/test_sharedqueue.py"],
+    "jobs.store": ["tests/jobs/test_store.py", "tests/jobs/test_lifecycle.py", "tests/jobs/test_recorder.py", "tests/jobs/test_leases.py"],
+    "jobs.recorder": ["tests/jobs/test_recorder.py"],
+    "jobs.lifecycle": ["tests/jobs/test_lifecycle.py", "tests/jobs/test_store.py"],
+    "server.follow": ["tests/server/test_follow.py", "tests/distributed/test_events.py"],
+    "server.outbox": ["tests/server/test_outbox.py", "tests/server/test_follow.py"],
+    "server.uploads": [],
+    "server.auth": ["tests/server/test_auth.py"],
+    "server.origins": ["tests/server/test_origins.py"],
+    "server.ws": [],
+    "server.sse": [],
+    "engine.reporter": ["tests/engine/test_reporter.py"],
+    "engine.graph": ["tests/engine/test_graph.py", "tests/engine/test_graph_hostile.py"],
+    "engine.cancel": ["tests/engine/test_reporter.py"],
+    "models.ddcolor.pipeline": ["tests/models/test_ddcolor_pipeline.py"],
+}
 
 # mutmut's exit codes, grouped the way the report counts them.
 KILLED = {1, 3}
@@ -89,10 +92,30 @@ def wait_while_paused() -> None:
         time.sleep(30)
 
 
+def mutmut(*args: str) -> None:
+    subprocess.run([str(Path(sys.executable).with_name("mutmut")), *args], cwd=ROOT, env=environment(), check=False)
+
+
+def keep_mapped_tests(module: str) -> None:
+    """Narrow mutmut's measured tests of each of the module's functions to the module's own tests."""
+    stats_path = MUTANTS / "mutmut-stats.json"
+    stats = json.loads(stats_path.read_text())
+    prefix = f"oldphoto.{module}."
+    tests = stats["tests_by_mangled_function_name"]
+    for function, names in tests.items():
+        if function.startswith(prefix):
+            tests[function] = [n for n in names if n.split("::", 1)[0] in MODULES[module]]
+    stats_path.write_text(json.dumps(stats, indent=1))
+
+
 def run_module(module: str) -> float:
-    mutmut = Path(sys.executable).with_name("mutmut")
     started = time.monotonic()
-    subprocess.run([str(mutmut), "run", f"oldphoto.{module}.*"], cwd=ROOT, env=environment(), check=False)
+    if not (MUTANTS / "mutmut-stats.json").exists():
+        # The first run also measures which test reaches which function (the whole selection, once); cancel's four
+        # mutants are the cheapest way there. It is run again, narrowed, in its turn.
+        mutmut("run", "oldphoto.engine.cancel.*")
+    keep_mapped_tests(module)
+    mutmut("run", f"oldphoto.{module}.*")
     return time.monotonic() - started
 
 
@@ -161,7 +184,7 @@ def row(module: str, count: Counter[str], seconds: float | None) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("modules", nargs="*", help=f"some of: {' '.join(MODULES)}")
+    parser.add_argument("modules", nargs="*", help=f"some of: {' '.join(MODULES)} (default: all that have tests)")
     parser.add_argument("--report", action="store_true", help="only print the report of the results in mutants/")
     parser.add_argument("--fresh", action="store_true", help="start from a new copy of src/ (drops earlier results)")
     args = parser.parse_args()
@@ -177,7 +200,7 @@ def main() -> int:
         (MUTANTS / "src").mkdir(parents=True, exist_ok=True)
         if times_file.exists():
             times = json.loads(times_file.read_text())
-        for module in args.modules or MODULES:
+        for module in args.modules or [m for m, tests in MODULES.items() if tests]:
             wait_while_paused()
             print(f"== {module}", flush=True)
             times[module] = run_module(module)

@@ -120,3 +120,15 @@ def test_without_a_gap_every_step_that_moves_the_bar_is_said() -> None:
         node.step(i / 22)
     assert len([n for n in notes if n.step_progress is not None]) == 22
     assert notes[2].step_progress == round(2 / 22, 4)
+
+
+def test_a_token_follows_the_flag_it_was_given_so_another_process_can_cancel() -> None:
+    import threading
+
+    from oldphoto.engine.cancel import CancelToken
+
+    flag = threading.Event()  # stands for the multiprocessing.Event a worker is handed
+    token = CancelToken(flag)
+    assert not token.cancelled
+    flag.set()  # set by someone else, never through the token
+    assert token.cancelled
