@@ -22,6 +22,6 @@ def test_own_and_listed_origins_pass_and_every_other_is_refused() -> None:
     assert origin_allowed("https://photos.example/", url, settings)
     assert origin_allowed("https://app.example", url, settings)
     assert origin_allowed("http://localhost:3000/", url, settings)
-    for foreign in ["http://photos.example", "https://evil.example", "https://photos.example.evil", "null", ""]:
+    for foreign in ["http://photos.example", "https://evil.example", "https://photos.example.evil", "https://app.exampleX", "null", ""]:
         assert not origin_allowed(foreign, url, settings), foreign
     assert not origin_allowed("https://app.example", url, Settings())
