@@ -132,3 +132,14 @@ def test_a_token_follows_the_flag_it_was_given_so_another_process_can_cancel() -
     assert not token.cancelled
     flag.set()  # set by someone else, never through the token
     assert token.cancelled
+
+
+def test_the_eta_is_the_time_so_far_scaled_to_what_is_left() -> None:
+    import time
+
+    reporter = Reporter(lambda note: None, span=(10, 90))
+    reporter.started = time.monotonic() - 10  # 10 s into the run
+    assert reporter.eta(14.9) is None  # under 5 points done: no guess yet
+    assert reporter.eta(15) == 150.0  # 5 points in 10 s, 75 to go
+    assert reporter.eta(50) == 10.0  # 40 points in 10 s, 40 to go
+    assert reporter.eta(90) == 0.0
