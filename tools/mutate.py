@@ -49,7 +49,15 @@ MODULES: dict[str, list[str]] = {
     "jobs.service": ["tests/jobs/test_embedded.py", "tests/distributed/test_web.py"],
     "jobs.scheduler": ["tests/jobs/test_scheduler.py"],
     "jobs.sharedqueue": ["tests/jobs/test_sharedqueue.py"],
-    "jobs.store": ["tests/jobs/test_store.py", "tests/jobs/test_lifecycle.py", "tests/jobs/test_recorder.py", "tests/jobs/test_leases.py"],
+    "jobs.store": [
+        "tests/jobs/test_store.py",
+        "tests/jobs/test_lifecycle.py",
+        "tests/jobs/test_recorder.py",
+        "tests/jobs/test_leases.py",
+        "tests/jobs/test_sharedqueue.py",
+        "tests/jobs/test_embedded.py",
+        "tests/distributed/test_web.py",
+    ],
     "jobs.recorder": ["tests/jobs/test_recorder.py"],
     "jobs.lifecycle": ["tests/jobs/test_lifecycle.py", "tests/jobs/test_store.py"],
     "server.follow": ["tests/server/test_follow.py", "tests/distributed/test_events.py"],
@@ -142,6 +150,10 @@ def report(times: dict[str, float]) -> str:
         if not mine or all(code is None for code in mine.values()):
             rows.append(f"| {module} | not run | | | | | | |")
             continue
+        if any(code is None for code in mine.values()):
+            unchecked = sum(code is None for code in mine.values())
+            rows.append(f"| {module} | interrupted: {unchecked} of {len(mine)} not checked | | | | | | |")
+            continue
         count: Counter[str] = Counter()
         for name, code in mine.items():
             if name in equivalent and code in SURVIVED | NO_TESTS:
@@ -164,8 +176,12 @@ def report(times: dict[str, float]) -> str:
         "| module | mutants | killed | timeout | survived | no tests | equivalent | score |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    survivors = sorted(n for n, c in results.items() if c in SURVIVED | NO_TESTS and n not in equivalent)
+    finished = {m for m in MODULES if all(c is not None for n, c in results.items() if module_of(n) == m)}
+    survivors = sorted(n for n, c in results.items() if c in SURVIVED | NO_TESTS and n not in equivalent and module_of(n) in finished)
     lines = [*header, *rows, ""]
+    judged = sorted(n for n, c in results.items() if n in equivalent and c in SURVIVED | NO_TESTS)
+    if judged:
+        lines += ["Survivors judged equivalent (tools/mutation/equivalent.toml):", "", *(f"- `{n}`: {equivalent[n]}" for n in judged), ""]
     if survivors:
         lines += ["Survivors not judged equivalent (each needs a test):", "", *(f"- `{n}`" for n in survivors), ""]
     return "\n".join(lines)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from oldphoto.jobs import announcements
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.messages import Cancelled, Done, Failed, JobMessage, Noted, TimedOut, exited, restarted_beside
 from oldphoto.jobs.recorder import Recorder
@@ -113,6 +114,7 @@ def test_a_done_job_points_at_its_result_and_words_about_other_jobs_are_dropped(
     assert recorder.on_message(Done(job_id)) is True
     job = store.get(job_id)
     assert job is not None and job.result_path == str(tmp_path / f"{job_id}.png")
+    assert published[-1].result_url == announcements.result_url(job_id) and job_id in published[-1].result_url
 
 
 def test_an_outcome_for_a_job_no_longer_running_ends_its_run_but_records_nothing(store: JobStore, tmp_path: Path) -> None:
@@ -124,3 +126,11 @@ def test_an_outcome_for_a_job_no_longer_running_ends_its_run_but_records_nothing
     assert published == [] and job_id not in recorder.running and recorder.floors == {}
     job = store.get(job_id)
     assert job is not None and job.status == JobStatus.CANCELLED
+
+
+def test_failing_a_job_the_store_no_longer_has_records_nothing(store: JobStore, tmp_path: Path) -> None:
+    """Why `fail`'s fallback stage for a missing job never reaches anyone (its mutants are judged equivalent)."""
+    published: list[JobEvent] = []
+    with pytest.raises(Exception):  # noqa: B017 - whichever the store raises, nothing is recorded or published
+        Recorder(store, published.append, tmp_path, job_timeout_s=7).fail("no-such-job", "timeout", "late")
+    assert published == [] and store.get("no-such-job") is None

@@ -91,6 +91,8 @@ def test_without_a_configured_secret_one_is_made_once_kept_private_and_reused(tm
     assert kept.stat().st_mode & 0o777 == 0o600 and not (tmp_path / "data" / "jwt-secret.tmp").exists()
     again = Authenticator(Settings(data_dir=tmp_path / "data"))  # a restart: sessions stay valid
     assert again.secret == first.secret and again.verify(first.issue("ada")).user == "ada"
+    assert Authenticator(Settings(data_dir=tmp_path)).secret == (tmp_path / "jwt-secret").read_text()  # the folder exists
+    assert Authenticator(Settings(data_dir=tmp_path / "a" / "b")).secret  # nor its parent
 
 
 def test_an_anonymous_session_token_carries_a_fresh_user_and_its_lifetime(tmp_path: Path) -> None:
@@ -126,6 +128,7 @@ def test_tokens_signed_with_the_operators_rsa_key_are_accepted_with_it_only(tmp_
         ({"sub": None}, "The access token is not valid."),
         ({"sub": ""}, "The access token names no user."),
         ({"sub": 7}, "The access token is not valid."),
+        ({"exp": 10**400}, "The access token is not valid."),  # past a float's range: no real expiry
     ],
 )
 def test_each_refusal_says_why(tmp_path: Path, claims: dict[str, Any], message: str) -> None:

@@ -195,3 +195,12 @@ def test_events_bypass_an_idle_box_only_once_the_reader_is_done_with_the_last() 
         assert len(box) == 0 and box.bypassed == 2 and [e.seq for e in bypassed] == [1, 4]
 
     run_async(scenario())
+
+
+def test_progress_that_finds_a_box_full_of_essentials_is_dropped_and_counted() -> None:
+    box = Outbox(capacity=2)
+    box.deliver(event(1, "queued", job="j1"))
+    box.deliver(event(1, "queued", job="j2"))
+    for seq in (2, 3, 4):
+        box.deliver(event(seq, job="j1"))
+    assert [e.type for e in box.items] == ["queued", "queued"] and box.coalesced == 3
