@@ -143,3 +143,24 @@ def test_the_eta_is_the_time_so_far_scaled_to_what_is_left() -> None:
     assert reporter.eta(15) == 150.0  # 5 points in 10 s, 75 to go
     assert reporter.eta(50) == 10.0  # 40 points in 10 s, 40 to go
     assert reporter.eta(90) == 0.0
+
+
+def test_a_nodes_slice_is_its_share_of_the_runs_span_and_the_eta_keeps_a_tenth() -> None:
+    import time
+
+    reporter = Reporter(lambda note: None, span=(10, 90))
+    node = reporter.for_node("b", "sharpen", 0.5, 0.75)
+    assert (node.lo, node.hi) == (50, 70)
+    reporter.started = time.monotonic() - 10
+    assert reporter.eta(40) == 16.7  # 30 points in 10 s, 50 to go
+
+
+def test_the_run_never_passes_on_a_lower_progress_than_it_said_and_its_first_step_is_said() -> None:
+    notes: list[Note] = []
+    reporter = Reporter(notes.append, span=(1, 99), min_step_gap_s=10.0)
+    node = reporter.for_node("a", "denoise", 0.0, 1.0)
+    node.step(0.5)  # before any stage: the node is preprocessing; said, though the gap is long
+    assert [(n.stage, n.message_key) for n in notes] == [("preprocess", "preprocess")]
+    reporter.emit(Note(stage="inference", message_key="inference", progress=50))
+    reporter.emit(Note(stage="inference", message_key="inference", progress=30))
+    assert [n.progress for n in notes][-2:] == [50, 50]
