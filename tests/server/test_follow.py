@@ -128,3 +128,82 @@ def test_a_live_place_has_the_wire_shape_of_a_recorded_queued_event_plus_live() 
             wire = json.loads(live.wire_text(lang))
             assert wire == {**recorded.to_wire(lang), "live": True}
             assert list(wire) == [*(k for k in recorded.to_wire(lang) if k != "message"), "live", "message"]
+
+
+class Bus:
+    def __init__(self) -> None:
+        self.followers: list[tuple[str, object]] = []
+
+    def subscribe(self, job_id: str, follower: object) -> None:
+        self.followers.append((job_id, follower))
+
+    def unsubscribe(self, job_id: str, follower: object) -> None:
+        self.followers.remove((job_id, follower))
+
+
+class Service:
+    """What `follow` uses of a JobService: its bus, its log, and the live place of a waiting job."""
+
+    def __init__(self, log: SlowLog, position: int | None) -> None:
+        self.bus = Bus()
+        self.events_after = log
+        self._position = position
+
+    def position(self, job_id: str) -> int | None:
+        return self._position
+
+    def place_event(self, job_id: str, position: int) -> LivePlace:
+        return LivePlace(job_id, position, 0.0)
+
+
+@in_loop
+async def test_follow_subscribes_replays_after_the_seq_then_tells_the_place_and_unfollow_lets_go() -> None:
+    from oldphoto.server.follow import follow, unfollow
+
+    queued = JobEvent.model_validate({**announcements.queued(5, 7), "job_id": "j", "seq": 2})
+    log = SlowLog([event(1, "upload"), queued])
+    log.gate.set()
+    service = Service(log, position=4)
+    outbox = Outbox()
+    follower = await follow(service, "j", 1, outbox)  # type: ignore[arg-type]
+    assert service.bus.followers == [("j", follower)]
+    assert [(e.seq, e.position, bool(e.live)) for e in drain(outbox)] == [(2, 5, False), (2, 4, True)]
+    unfollow(service, follower)  # type: ignore[arg-type]
+    assert service.bus.followers == []
+
+
+@in_loop
+async def test_follow_tells_no_place_for_a_job_that_does_not_wait_and_lets_go_when_the_replay_fails() -> None:
+    from oldphoto.server.follow import follow
+
+    log = SlowLog([event(1, "upload"), event(2, "preprocess")])
+    log.gate.set()
+    service = Service(log, position=None)
+    outbox = Outbox()
+    await follow(service, "j", 0, outbox)  # type: ignore[arg-type]
+    assert [(e.seq, bool(e.live)) for e in drain(outbox)] == [(1, False), (2, False)]
+
+    async def broken(job_id: str, after: int) -> list[JobEvent]:
+        raise OSError("the log is gone")
+
+    failing = Service(log, position=None)
+    failing.events_after = broken  # type: ignore[assignment]
+    try:
+        await follow(failing, "j", 0, Outbox())  # type: ignore[arg-type]
+    except OSError:
+        pass
+    else:
+        raise AssertionError("a failed replay was swallowed")
+    assert failing.bus.followers == []
+
+
+@in_loop
+async def test_closing_a_follower_stops_a_replay_under_way() -> None:
+    log = SlowLog([event(1)])  # its gate never opens
+    follower = Follower("j", Outbox(), 0, log)
+    follower.resync()
+    await asyncio.sleep(0)
+    task = follower._resync
+    follower.close()
+    await asyncio.sleep(0)
+    assert task is not None and task.cancelled()
