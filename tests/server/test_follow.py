@@ -207,3 +207,36 @@ async def test_closing_a_follower_stops_a_replay_under_way() -> None:
     follower.close()
     await asyncio.sleep(0)
     assert task is not None and task.cancelled()
+
+
+@in_loop
+async def test_a_place_is_news_when_its_words_change_and_a_seq_already_shown_is_not() -> None:
+    log = SlowLog([])
+    log.gate.set()
+    outbox = Outbox()
+    follower = Follower("j", outbox, 2, log)  # a reader resuming after the queued event it was shown
+    follower.deliver(LivePlace("j", 5, 42.5))  # nothing shown since: still waiting, so its place is news
+    first = drain(outbox)
+    follower.deliver(LivePlace("j", 5, 43.0, message_key="queued.no_worker"))  # same place, new words
+    second = drain(outbox)
+    follower.deliver(LivePlace("j", 5, 44.0, message_key="queued.no_worker"))  # nothing new
+    follower.deliver(event(2))  # already shown
+    follower.deliver(event(3, "upload"))
+    follower.deliver(event(3, "upload"))  # twice on the way: once to the reader
+    told = [*first, *second, *drain(outbox)]
+    assert [(e.seq, e.position, e.message_key, e.ts) for e in told[:2]] == [(2, 5, "queued", 42.5), (2, 5, "queued.no_worker", 43.0)]
+    assert [e.seq for e in told[2:]] == [3]
+
+
+@in_loop
+async def test_a_resync_asked_for_during_a_replay_reads_the_log_again() -> None:
+    log = SlowLog([event(1)])
+    outbox = Outbox()
+    follower = Follower("j", outbox, 0, log)
+    follower.resync()
+    await asyncio.sleep(0)
+    log.events.append(event(2))  # recorded after the first read began, its publication lost
+    follower.resync()  # the bus says it missed something
+    log.gate.set()
+    await follower.catch_up()
+    assert [e.seq for e in drain(outbox)] == [1, 2] and log.reads == 2
