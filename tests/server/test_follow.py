@@ -150,9 +150,10 @@ class Service:
         self._position = position
 
     def position(self, job_id: str) -> int | None:
-        return self._position
+        return self._position if job_id == "j" else None
 
     def place_event(self, job_id: str, position: int) -> LivePlace:
+        assert job_id == "j"
         return LivePlace(job_id, position, 0.0)
 
 
@@ -240,3 +241,18 @@ async def test_a_resync_asked_for_during_a_replay_reads_the_log_again() -> None:
     log.gate.set()
     await follower.catch_up()
     assert [e.seq for e in drain(outbox)] == [1, 2] and log.reads == 2
+
+
+@in_loop
+async def test_a_live_place_equal_to_the_recorded_one_is_not_news_and_one_before_any_event_has_seq_1() -> None:
+    log = SlowLog([])
+    log.gate.set()
+    outbox = Outbox()
+    follower = Follower("j", outbox, 0, log)
+    follower.deliver(place(3))  # before any event reached this reader
+    assert [(e.seq, e.position) for e in drain(outbox)] == [(1, 3)]
+    follower.deliver(event(1, "upload"))
+    follower.deliver(JobEvent.model_validate({**announcements.queued(5, 7), "job_id": "j", "seq": 2}))
+    drain(outbox)
+    follower.deliver(place(5))  # what the recorded queued event said: nothing new
+    assert drain(outbox) == []
