@@ -121,3 +121,18 @@ def test_nodes_that_do_not_lead_to_the_result_are_not_run() -> None:
         )
     )
     assert workflow.order == ("1", "2", "4")
+
+
+def test_steps_fill_the_node_limit_with_load_and_save_but_not_past_it() -> None:
+    assert len(workflow_from_steps(["sharpen"] * (MAX_NODES - 2)).nodes) == MAX_NODES
+    with pytest.raises(InvalidWorkflow, match=f"at most {MAX_NODES - 2} steps"):
+        workflow_from_steps(["sharpen"] * (MAX_NODES - 1))
+    with pytest.raises(InvalidWorkflow, match=f"at most {MAX_NODES - 2} steps"):
+        workflow_from_steps(("sharpen",) * (MAX_NODES + 1))
+    with pytest.raises(InvalidWorkflow) as refused:
+        workflow_from_steps(7)  # type: ignore[arg-type]
+    assert str(refused.value) == "steps are a comma list such as 'denoise,colorize'"
+
+
+def test_blank_steps_are_left_out() -> None:
+    assert workflow_from_steps("denoise, ,sharpen,").order == workflow_from_steps("denoise,sharpen").order

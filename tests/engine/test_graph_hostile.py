@@ -56,3 +56,11 @@ def test_the_hostile_corpus_workflows_are_invalid_workflows() -> None:
         except InvalidWorkflow:
             continue
         raise AssertionError(f"{case.name} was accepted")
+
+
+def test_a_links_long_id_or_ends_are_cut_in_the_message() -> None:
+    # Hypothesis found it under `make mutate`: a link's target was repeated whole (a 600-character message).
+    long = ["x" * 50] * 20
+    seed = {"nodes": [{"id": "load", "type": "LoadImage"}, {"id": "save", "type": "SaveImage"}]}
+    for link in ([long, "load", 0, long, 0], [long, long, 0, "save", 0], [long, "load", 0, "save", long]):
+        refused_or_parsed(json.dumps({**seed, "links": [link]}))

@@ -120,3 +120,47 @@ def test_without_a_gap_every_step_that_moves_the_bar_is_said() -> None:
         node.step(i / 22)
     assert len([n for n in notes if n.step_progress is not None]) == 22
     assert notes[2].step_progress == round(2 / 22, 4)
+
+
+def test_a_token_follows_the_flag_it_was_given_so_another_process_can_cancel() -> None:
+    import threading
+
+    from oldphoto.engine.cancel import CancelToken
+
+    flag = threading.Event()  # stands for the multiprocessing.Event a worker is handed
+    token = CancelToken(flag)
+    assert not token.cancelled
+    flag.set()  # set by someone else, never through the token
+    assert token.cancelled
+
+
+def test_the_eta_is_the_time_so_far_scaled_to_what_is_left() -> None:
+    import time
+
+    reporter = Reporter(lambda note: None, span=(10, 90))
+    reporter.started = time.monotonic() - 10  # 10 s into the run
+    assert reporter.eta(14.9) is None  # under 5 points done: no guess yet
+    assert reporter.eta(15) == 150.0  # 5 points in 10 s, 75 to go
+    assert reporter.eta(50) == 10.0  # 40 points in 10 s, 40 to go
+    assert reporter.eta(90) == 0.0
+
+
+def test_a_nodes_slice_is_its_share_of_the_runs_span_and_the_eta_keeps_a_tenth() -> None:
+    import time
+
+    reporter = Reporter(lambda note: None, span=(10, 90))
+    node = reporter.for_node("b", "sharpen", 0.5, 0.75)
+    assert (node.lo, node.hi) == (50, 70)
+    reporter.started = time.monotonic() - 10
+    assert reporter.eta(40) == 16.7  # 30 points in 10 s, 50 to go
+
+
+def test_the_run_never_passes_on_a_lower_progress_than_it_said_and_its_first_step_is_said() -> None:
+    notes: list[Note] = []
+    reporter = Reporter(notes.append, span=(1, 99), min_step_gap_s=10.0)
+    node = reporter.for_node("a", "denoise", 0.0, 1.0)
+    node.step(0.5)  # before any stage: the node is preprocessing; said, though the gap is long
+    assert [(n.stage, n.message_key) for n in notes] == [("preprocess", "preprocess")]
+    reporter.emit(Note(stage="inference", message_key="inference", progress=50))
+    reporter.emit(Note(stage="inference", message_key="inference", progress=30))
+    assert [n.progress for n in notes][-2:] == [50, 50]

@@ -68,3 +68,14 @@ class JobMachine(RuleBasedStateMachine):
 
 TestJobMachine = JobMachine.TestCase
 TestJobMachine.settings = settings(max_examples=30, stateful_step_count=15, deadline=None)
+
+
+def test_an_illegal_transition_says_which() -> None:
+    from oldphoto.jobs.lifecycle import check_transition
+
+    try:
+        check_transition(JobStatus.SUCCEEDED, JobStatus.RUNNING)
+    except IllegalTransition as exc:
+        assert str(exc) == f"a {JobStatus.SUCCEEDED} job cannot become {JobStatus.RUNNING}"
+    else:
+        raise AssertionError("a finished job was allowed to run again")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from oldphoto.jobs import announcements
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.messages import Cancelled, Done, Failed, JobMessage, Noted, TimedOut, exited, restarted_beside
 from oldphoto.jobs.recorder import Recorder
@@ -69,3 +70,67 @@ def test_a_note_is_recorded_and_the_job_goes_on(store: JobStore, tmp_path: Path)
     assert recorder.on_message(Noted(job_id, Note(stage="inference", message_key="inference", progress=30))) is False
     assert [(e.stage, e.progress) for e in published] == [("inference", 30)]
     assert job_id in recorder.running
+
+
+def test_a_rerun_jobs_notes_never_fall_below_where_it_had_got_and_the_floor_goes_with_the_job(store: JobStore, tmp_path: Path) -> None:
+    published: list[JobEvent] = []
+    recorder = Recorder(store, published.append, tmp_path, job_timeout_s=7)
+    job_id = running_job(store, recorder)
+    recorder.running.discard(job_id)
+    recorder.floors.clear()
+    recorder.started(job_id, 40)  # handed out again after getting to 40 %
+    recorder.started(job_id, 5)  # a second start does not lower the floor
+    recorder.on_message(Noted(job_id, Note(stage="inference", message_key="inference", progress=10)))
+    recorder.on_message(Noted(job_id, Note(stage="inference", message_key="inference", progress=70)))
+    assert [(e.stage, e.message_key, e.progress) for e in published] == [("inference", "inference", 40), ("inference", "inference", 70)]
+    assert [(e.stage, e.progress) for e in store.events_after(job_id, 1)] == [("inference", 40), ("inference", 70)]
+    recorder.on_message(Done(job_id))
+    assert recorder.floors == {} and recorder.running == set()
+
+
+def test_an_outcome_records_where_the_job_was_and_what_went_wrong(store: JobStore, tmp_path: Path) -> None:
+    for outcome, error, progress in [
+        (Cancelled, None, 30),  # a cancel keeps the bar where it was; an error event says 0
+        (lambda job: Failed(job, "invalid_image", "Not a photo."), "Not a photo.", 0),
+        (TimedOut, "The job took longer than the limit of 7.5 seconds.", 0),
+    ]:
+        published: list[JobEvent] = []
+        recorder = Recorder(store, published.append, tmp_path, job_timeout_s=7.5)
+        job_id = running_job(store, recorder)
+        recorder.on_message(Noted(job_id, Note(stage="inference", message_key="inference", progress=30)))
+        assert recorder.on_message(outcome(job_id)) is True
+        final = published[-1]
+        assert (final.stage, final.progress, final.error) == ("inference", progress, error)
+        job = store.get(job_id)
+        assert job is not None and job.error == error and job.stage == "inference"
+
+
+def test_a_done_job_points_at_its_result_and_words_about_other_jobs_are_dropped(store: JobStore, tmp_path: Path) -> None:
+    published: list[JobEvent] = []
+    recorder = Recorder(store, published.append, tmp_path, job_timeout_s=7)
+    job_id = running_job(store, recorder)
+    assert recorder.on_message(Noted("someone-else", Note(stage="inference", message_key="inference", progress=30))) is False
+    assert recorder.on_message(Done("someone-else")) is False and published == []
+    assert recorder.on_message(Done(job_id)) is True
+    job = store.get(job_id)
+    assert job is not None and job.result_path == str(tmp_path / f"{job_id}.png")
+    assert published[-1].result_url == announcements.result_url(job_id) and job_id in published[-1].result_url
+
+
+def test_an_outcome_for_a_job_no_longer_running_ends_its_run_but_records_nothing(store: JobStore, tmp_path: Path) -> None:
+    published: list[JobEvent] = []
+    recorder = Recorder(store, published.append, tmp_path, job_timeout_s=7)
+    job_id = running_job(store, recorder)
+    store.set_status(job_id, JobStatus.CANCELLED)  # cancelled while it ran: the cancel was recorded elsewhere
+    assert recorder.on_message(Done(job_id)) is True
+    assert published == [] and job_id not in recorder.running and recorder.floors == {}
+    job = store.get(job_id)
+    assert job is not None and job.status == JobStatus.CANCELLED
+
+
+def test_failing_a_job_the_store_no_longer_has_records_nothing(store: JobStore, tmp_path: Path) -> None:
+    """Why `fail`'s fallback stage for a missing job never reaches anyone (its mutants are judged equivalent)."""
+    published: list[JobEvent] = []
+    with pytest.raises(Exception):  # noqa: B017 - whichever the store raises, nothing is recorded or published
+        Recorder(store, published.append, tmp_path, job_timeout_s=7).fail("no-such-job", "timeout", "late")
+    assert published == [] and store.get("no-such-job") is None

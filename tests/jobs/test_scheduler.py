@@ -67,3 +67,21 @@ def test_new_users_in_a_batch_are_placed_without_walking_the_queue(monkeypatch: 
         queue.push(f"w{i}", f"u{i}")
     monkeypatch.setattr(FairQueue, "place_of", lambda self, job_id: pytest.fail("walked the lanes"))
     assert queue.push_many([(f"n{i}", f"new{i}") for i in range(32)]) == list(range(10_001, 10_033))
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["push", "push", "push", "pop", "remove"]), st.sampled_from("abcd"), st.integers(0, 9)), max_size=40))
+def test_every_place_is_the_one_pop_would_give(ops: list[tuple[str, str, int]]) -> None:
+    """`place_of` (one job, no full count), `positions` (everyone) and `pop` (the truth) agree after any history."""
+    queue = FairQueue()
+    for op, owner, n in ops:
+        job = f"{owner}{n}"
+        if op == "push":
+            queue.push(job, owner)
+        elif op == "pop":
+            queue.pop()
+        else:
+            queue.remove(job)
+    positions = queue.positions()
+    assert {job: queue.place_of(job) for job in positions} == positions
+    assert queue.place_of("nobody") is None
+    assert sorted(positions, key=positions.get) == drain(queue)
+    assert len(queue) == 0 and queue.pop() is None

@@ -128,3 +128,131 @@ def test_a_live_place_has_the_wire_shape_of_a_recorded_queued_event_plus_live() 
             wire = json.loads(live.wire_text(lang))
             assert wire == {**recorded.to_wire(lang), "live": True}
             assert list(wire) == [*(k for k in recorded.to_wire(lang) if k != "message"), "live", "message"]
+
+
+class Bus:
+    def __init__(self) -> None:
+        self.followers: list[tuple[str, object]] = []
+
+    def subscribe(self, job_id: str, follower: object) -> None:
+        self.followers.append((job_id, follower))
+
+    def unsubscribe(self, job_id: str, follower: object) -> None:
+        self.followers.remove((job_id, follower))
+
+
+class Service:
+    """What `follow` uses of a JobService: its bus, its log, and the live place of a waiting job."""
+
+    def __init__(self, log: SlowLog, position: int | None) -> None:
+        self.bus = Bus()
+        self.events_after = log
+        self._position = position
+
+    def position(self, job_id: str) -> int | None:
+        return self._position if job_id == "j" else None
+
+    def place_event(self, job_id: str, position: int) -> LivePlace:
+        assert job_id == "j"
+        return LivePlace(job_id, position, 0.0)
+
+
+@in_loop
+async def test_follow_subscribes_replays_after_the_seq_then_tells_the_place_and_unfollow_lets_go() -> None:
+    from oldphoto.server.follow import follow, unfollow
+
+    queued = JobEvent.model_validate({**announcements.queued(5, 7), "job_id": "j", "seq": 2})
+    log = SlowLog([event(1, "upload"), queued])
+    log.gate.set()
+    service = Service(log, position=4)
+    outbox = Outbox()
+    follower = await follow(service, "j", 1, outbox)  # type: ignore[arg-type]
+    assert service.bus.followers == [("j", follower)]
+    assert [(e.seq, e.position, bool(e.live)) for e in drain(outbox)] == [(2, 5, False), (2, 4, True)]
+    unfollow(service, follower)  # type: ignore[arg-type]
+    assert service.bus.followers == []
+
+
+@in_loop
+async def test_follow_tells_no_place_for_a_job_that_does_not_wait_and_lets_go_when_the_replay_fails() -> None:
+    from oldphoto.server.follow import follow
+
+    log = SlowLog([event(1, "upload"), event(2, "preprocess")])
+    log.gate.set()
+    service = Service(log, position=None)
+    outbox = Outbox()
+    await follow(service, "j", 0, outbox)  # type: ignore[arg-type]
+    assert [(e.seq, bool(e.live)) for e in drain(outbox)] == [(1, False), (2, False)]
+
+    async def broken(job_id: str, after: int) -> list[JobEvent]:
+        raise OSError("the log is gone")
+
+    failing = Service(log, position=None)
+    failing.events_after = broken  # type: ignore[assignment]
+    try:
+        await follow(failing, "j", 0, Outbox())  # type: ignore[arg-type]
+    except OSError:
+        pass
+    else:
+        raise AssertionError("a failed replay was swallowed")
+    assert failing.bus.followers == []
+
+
+@in_loop
+async def test_closing_a_follower_stops_a_replay_under_way() -> None:
+    log = SlowLog([event(1)])  # its gate never opens
+    follower = Follower("j", Outbox(), 0, log)
+    follower.resync()
+    await asyncio.sleep(0)
+    task = follower._resync
+    follower.close()
+    await asyncio.sleep(0)
+    assert task is not None and task.cancelled()
+
+
+@in_loop
+async def test_a_place_is_news_when_its_words_change_and_a_seq_already_shown_is_not() -> None:
+    log = SlowLog([])
+    log.gate.set()
+    outbox = Outbox()
+    follower = Follower("j", outbox, 2, log)  # a reader resuming after the queued event it was shown
+    follower.deliver(LivePlace("j", 5, 42.5))  # nothing shown since: still waiting, so its place is news
+    first = drain(outbox)
+    follower.deliver(LivePlace("j", 5, 43.0, message_key="queued.no_worker"))  # same place, new words
+    second = drain(outbox)
+    follower.deliver(LivePlace("j", 5, 44.0, message_key="queued.no_worker"))  # nothing new
+    follower.deliver(event(2))  # already shown
+    follower.deliver(event(3, "upload"))
+    follower.deliver(event(3, "upload"))  # twice on the way: once to the reader
+    told = [*first, *second, *drain(outbox)]
+    assert [(e.seq, e.position, e.message_key, e.ts) for e in told[:2]] == [(2, 5, "queued", 42.5), (2, 5, "queued.no_worker", 43.0)]
+    assert [e.seq for e in told[2:]] == [3]
+
+
+@in_loop
+async def test_a_resync_asked_for_during_a_replay_reads_the_log_again() -> None:
+    log = SlowLog([event(1)])
+    outbox = Outbox()
+    follower = Follower("j", outbox, 0, log)
+    follower.resync()
+    await asyncio.sleep(0)
+    log.events.append(event(2))  # recorded after the first read began, its publication lost
+    follower.resync()  # the bus says it missed something
+    log.gate.set()
+    await follower.catch_up()
+    assert [e.seq for e in drain(outbox)] == [1, 2] and log.reads == 2
+
+
+@in_loop
+async def test_a_live_place_equal_to_the_recorded_one_is_not_news_and_one_before_any_event_has_seq_1() -> None:
+    log = SlowLog([])
+    log.gate.set()
+    outbox = Outbox()
+    follower = Follower("j", outbox, 0, log)
+    follower.deliver(place(3))  # before any event reached this reader
+    assert [(e.seq, e.position) for e in drain(outbox)] == [(1, 3)]
+    follower.deliver(event(1, "upload"))
+    follower.deliver(JobEvent.model_validate({**announcements.queued(5, 7), "job_id": "j", "seq": 2}))
+    drain(outbox)
+    follower.deliver(place(5))  # what the recorded queued event said: nothing new
+    assert drain(outbox) == []

@@ -149,3 +149,58 @@ def test_nothing_bypasses_an_event_the_reader_is_still_sending() -> None:
 
     order, written = run_async(scenario())
     assert order == [1, 2] and written == []
+
+
+def test_a_full_box_drops_the_incoming_jobs_own_progress_first_and_counts_each_drop() -> None:
+    box = Outbox(capacity=3)
+    box.deliver(event(1, job="a"))
+    box.deliver(event(1, job="b"))
+    box.deliver(event(2, job="a"))
+    box.deliver(event(2, job="b"))  # full: b's own older progress goes, not a's older one
+    assert [(e.job_id, e.seq) for e in box.items] == [("a", 1), ("a", 2), ("b", 2)]
+    box.deliver(event(3, job="c"))  # nothing of c's: the oldest droppable goes
+    assert [(e.job_id, e.seq) for e in box.items] == [("a", 2), ("b", 2), ("c", 3)] and box.coalesced == 2
+    for seq in (1, 2, 3):
+        box.deliver(place(seq, "q", live=True))  # a live place that finds no room is dropped, and counted
+    assert box.coalesced == 5
+    box.deliver(event(9, "complete", job="a"))
+    assert box.coalesced == 6 and [e.type for e in box.items][-1] == "complete"
+
+
+def test_a_waiting_live_place_replaced_counts_as_coalesced() -> None:
+    box = Outbox(capacity=8)
+    for seq in (1, 2, 3):
+        box.deliver(place(seq, "a", live=True))
+    assert [e.position for e in box.items] == [3] and box.coalesced == 2
+
+
+def test_events_bypass_an_idle_box_only_once_the_reader_is_done_with_the_last() -> None:
+    bypassed: list[OutEvent] = []
+
+    def bypass(e: OutEvent) -> bool:
+        bypassed.append(e)
+        return True
+
+    async def scenario() -> None:
+        box = Outbox(capacity=4, bypass=bypass)
+        box.deliver(event(1))  # idle: bypassed
+        assert len(box) == 0 and box.bypassed == 1
+        box.items.append(event(2))
+        assert (await box.get()).seq == 2
+        box.deliver(event(3))  # the reader is still on 2: 3 must wait behind it
+        assert [e.seq for e in box.items] == [3]
+        assert (await box.get()).seq == 3
+        box.done()
+        box.deliver(event(4))  # done and empty: bypassed again
+        assert len(box) == 0 and box.bypassed == 2 and [e.seq for e in bypassed] == [1, 4]
+
+    run_async(scenario())
+
+
+def test_progress_that_finds_a_box_full_of_essentials_is_dropped_and_counted() -> None:
+    box = Outbox(capacity=2)
+    box.deliver(event(1, "queued", job="j1"))
+    box.deliver(event(1, "queued", job="j2"))
+    for seq in (2, 3, 4):
+        box.deliver(event(seq, job="j1"))
+    assert [e.type for e in box.items] == ["queued", "queued"] and box.coalesced == 3

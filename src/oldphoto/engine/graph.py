@@ -241,17 +241,17 @@ def _check_links(links: Any, nodes: dict[str, NodeSpec]) -> None:
         _, source, output, target, slot = link[:5]
         source, target = str(source), str(target)
         if target not in nodes:
-            raise InvalidWorkflow(f"link {link[0]} ends at a node {target!r} that does not exist")
+            raise InvalidWorkflow(f"link {_shown(link[0])} ends at a node {_shown(target)} that does not exist")
         if source not in nodes:
-            raise InvalidWorkflow(f"link {link[0]} starts at a node {source!r} that does not exist", node=target)
+            raise InvalidWorkflow(f"link {_shown(link[0])} starts at a node {_shown(source)} that does not exist", node=target)
         input_names = NODE_TYPES[nodes[target].type].input_names if nodes[target].type in NODE_TYPES else ()
         if not isinstance(slot, int) or not 0 <= slot < len(input_names):
-            raise InvalidWorkflow(f"link {link[0]} ends at input {slot!r}, which does not exist", node=target)
+            raise InvalidWorkflow(f"link {_shown(link[0])} ends at input {_shown(slot)}, which does not exist", node=target)
         declared = nodes[target].inputs.get(input_names[slot])
         if declared is None:
             nodes[target].inputs[input_names[slot]] = Link(source, _int_slot(target, input_names[slot], output))
         elif declared.source != source:
-            raise InvalidWorkflow(f"link {link[0]} disagrees with input {input_names[slot]!r}", node=target)
+            raise InvalidWorkflow(f"link {_shown(link[0])} disagrees with input {input_names[slot]!r}", node=target)
 
 
 def _parse_comfy(data: Mapping[str, Any]) -> list[NodeSpec]:
