@@ -29,10 +29,10 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(BIN)/oldphoto serve --host 127.0.0.1 --port 8000
 
-# Static checks: ruff (all rules in pyproject.toml over src/; mistakes and import order over tests/ and benchmarks/)
+# Static checks: ruff (all rules in pyproject.toml over src/; mistakes and import order over tests/, benchmarks/, tools/)
 # and mypy over src/.
 lint: install-dev
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/mypy
 
 test: install-dev
