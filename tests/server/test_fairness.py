@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers.images import png_bytes
 from tests.helpers.server import ServerProcess, start_server
-from tests.server.test_limits import png_bytes
 
 FINAL = {"succeeded", "failed", "cancelled"}
 HOLD = json.dumps(

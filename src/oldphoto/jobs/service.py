@@ -267,18 +267,13 @@ class JobService:
 
     def _admit_batch(self, batch: builtins.list[Pending]) -> builtins.list[tuple[Job, int] | BaseException]:
         answers = self.queue.admit_many([(pending.new, pending.blob) for pending in batch], self.rules)
-        admitted: builtins.list[tuple[Job, int] | BaseException] = []
-        for answer in answers:
-            if isinstance(answer, BaseException):
-                admitted.append(answer)
-                continue
-            job, events, position = answer
+        admitted = [answer for answer in answers if not isinstance(answer, BaseException)]
+        for _, events, _ in admitted:
             for event in events:
                 self.publish(event)
-            admitted.append((job, position))
-        if len(admitted) > sum(isinstance(a, BaseException) for a in admitted):
+        if admitted:
             self.queue_changed()
-        return admitted
+        return [answer if isinstance(answer, BaseException) else (answer[0], answer[2]) for answer in answers]
 
     def _cancel(self, job: Job) -> Job:
         withdrawn = self.queue.withdraw(job.id, announcements.ended("cancelled", job.stage, job.progress))
