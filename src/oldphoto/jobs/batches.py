@@ -27,14 +27,13 @@ class Batches(Generic[I, R]):
         self.batches = 0
         self.items = 0
         self._pending: list[tuple[I, asyncio.Future[R]]] = []
-        self._draining = False
+        self._drainer: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference to a task
 
     async def __call__(self, item: I) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if not self._draining:
-            self._draining = True
-            asyncio.get_running_loop().create_task(self._drain())
+        if self._drainer is None:
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:
@@ -55,4 +54,4 @@ class Batches(Generic[I, R]):
                     else:
                         future.set_result(answer)
         finally:
-            self._draining = False
+            self._drainer = None
