@@ -37,7 +37,7 @@ RESULTS = Path(__file__).parent / "results" / "batching.json"
 
 def one_job(rgb: np.ndarray, infer: Any, size: int) -> np.ndarray:
     prepared = preprocess(rgb, size)
-    return postprocess(prepared, infer(prepared.tensor()), "nearest")
+    return postprocess(prepared, infer(prepared.batch()), "nearest")
 
 
 def sequential(colorizer: Any, jobs: list[np.ndarray], size: int) -> float:

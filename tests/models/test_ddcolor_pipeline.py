@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from oldphoto.errors import BadInput
 from oldphoto.models.ddcolor import Colorizer, colorize, postprocess, preprocess
@@ -105,11 +106,11 @@ def test_gray_images_of_one_channel_are_accepted(colorizer: Colorizer, synthetic
 def test_the_three_steps_compose_to_colorize(colorizer: Colorizer, synthetic_image: np.ndarray) -> None:
     prepared = preprocess(synthetic_image, FAST_INPUT)
     assert prepared.size == synthetic_image.shape[:2]
-    assert prepared.tensor().shape == (1, 3, FAST_INPUT, FAST_INPUT)
+    assert prepared.batch().shape == (1, 3, FAST_INPUT, FAST_INPUT)
     gray = prepared.gray_rgb
     assert np.allclose(gray[:, :, 0], gray[:, :, 1], atol=1e-6) and np.allclose(gray[:, :, 1], gray[:, :, 2], atol=1e-6)
-    ab = colorizer.infer(prepared.tensor())
-    assert ab.shape == (1, 2, FAST_INPUT, FAST_INPUT) and ab.dtype == torch.float32
+    ab = colorizer.infer(prepared.batch())
+    assert ab.shape == (1, 2, FAST_INPUT, FAST_INPUT) and ab.dtype == np.float32
     assert np.array_equal(postprocess(prepared, ab, "nearest"), colorize(synthetic_image, colorizer, input_size=FAST_INPUT))
 
 
@@ -146,4 +147,25 @@ def test_images_that_are_not_rgb_uint8_are_refused(bad: np.ndarray) -> None:
 def test_an_unknown_upsampling_mode_is_refused(colorizer: Colorizer, synthetic_image: np.ndarray) -> None:
     prepared = preprocess(synthetic_image, FAST_INPUT)
     with pytest.raises(BadInput, match="ab_upsample"):
-        postprocess(prepared, torch.zeros(1, 2, FAST_INPUT, FAST_INPUT), "bicubic")  # type: ignore[arg-type]
+        postprocess(prepared, np.zeros((1, 2, FAST_INPUT, FAST_INPUT), np.float32), "bicubic")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [64, 256, 512])
+@pytest.mark.parametrize("shape", [(1000, 553), (553, 1000), (512, 512), (1024, 1024), (3000, 2017), (100, 77), (7, 5)])
+def test_nearest_upsampling_picks_the_pixels_pytorch_picks(size: int, shape: tuple[int, int]) -> None:
+    from oldphoto.models.ddcolor.pipeline import upsample_nearest
+
+    small = np.random.default_rng(size).standard_normal((size, size, 2)).astype(np.float32)
+    expected = F.interpolate(torch.from_numpy(small.transpose(2, 0, 1)[None]), size=shape)[0].numpy().transpose(1, 2, 0)
+    assert np.array_equal(upsample_nearest(small, *shape), expected)
+
+
+def test_bilinear_upsampling_is_pytorchs_to_float_rounding() -> None:
+    rng = np.random.default_rng(1)
+    small = 40 * rng.standard_normal((1, 2, 64, 64)).astype(np.float32)  # ab of a colourful photo
+    prepared = preprocess(rng.integers(60, 200, (1000, 553, 3), dtype=np.uint8), 64)
+    full = F.interpolate(torch.from_numpy(small), size=(1000, 553), mode="bilinear", align_corners=False)[0].numpy()
+    lab = np.concatenate((prepared.l_full, full.transpose(1, 2, 0)), axis=-1)
+    expected = (cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255.0).round()
+    got = postprocess(prepared, small, "bilinear").astype(np.float32)
+    assert np.abs(got - expected).max() <= 1  # a level at most, where float rounding tips it

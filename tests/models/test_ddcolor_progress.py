@@ -67,13 +67,13 @@ def test_a_cancel_stops_the_pass_at_that_block_and_leaves_the_model_usable(color
     after: list[int] = []
     again = colorizer.infer(batch(), on_block=lambda index, total, name: after.append(index))
     assert after == list(range(1, len(EXPECTED_BLOCKS) + 1))
-    assert torch.equal(again, expected)
+    assert np.array_equal(again, expected)
 
 
 def test_the_progress_hooks_change_no_number(colorizer: Colorizer, tiny_network: torch.nn.Module) -> None:
     with torch.inference_mode():
         plain = tiny_network(batch())
-    assert torch.equal(colorizer.infer(batch(), on_block=lambda *_: None), plain)
+    assert np.array_equal(colorizer.infer(batch(), on_block=lambda *_: None), plain.numpy())
 
 
 def test_runs_from_several_threads_take_turns(colorizer: Colorizer) -> None:
@@ -85,5 +85,5 @@ def test_runs_from_several_threads_take_turns(colorizer: Colorizer) -> None:
     expected = [colorizer.infer(x) for x in inputs]
     with ThreadPoolExecutor(3) as pool:
         results = list(pool.map(colorizer.infer, inputs))
-    assert all(torch.equal(r, e) for r, e in zip(results, expected, strict=True))
-    assert not np.allclose(expected[0].numpy(), expected[1].numpy())
+    assert all(np.array_equal(r, e) for r, e in zip(results, expected, strict=True))
+    assert not np.allclose(expected[0], expected[1])

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -20,6 +23,7 @@ from oldphoto.engine.reporter import Reporter
 from oldphoto.errors import Cancelled
 from oldphoto.models.cache import MODEL_CACHE
 from oldphoto.models.ddcolor import Colorizer, colorize, load_colorizer
+from oldphoto.models.ddcolor import export as onnx_export
 from oldphoto.models.ddcolor import onnx as onnx_runtime
 from oldphoto.models.ddcolor.segments import build_segments, run_segments_torch
 from oldphoto.protocol import Note
@@ -77,7 +81,7 @@ def test_the_cut_runs_as_the_network(tiny_network: torch.nn.Module) -> None:
 def test_the_torch_runtime_reports_every_block_and_matches(tiny_network: torch.nn.Module) -> None:
     colorizer = Colorizer(tiny_network, CPU, runtime="torch")
     events: list[tuple[int, int, str]] = []
-    ab = colorizer.infer(gray(), on_block=lambda *event: events.append(event))
+    ab = torch.from_numpy(colorizer.infer(gray(), on_block=lambda *event: events.append(event)))
     assert events == [(i, 22, name) for i, name in enumerate(FOLDED_ORDER, 1)]
     assert colorizer.runtime(FAST_INPUT) == "torch" and colorizer.block_names == FOLDED_ORDER
     with torch.inference_mode():
@@ -102,7 +106,7 @@ def test_onnx_gives_the_torch_outputs(exported: dict[str, Any], tiny_network: to
     x = gray(batch=2, seed=9)
     with torch.inference_mode():
         expected = tiny_network(x)
-    got = colorizer.infer(x)
+    got = torch.from_numpy(colorizer.infer(x))
     assert got.shape == expected.shape
     assert float((got - expected).abs().max()) < AB_TOLERANCE
     # The whole faithful pipeline: the authors' pipeline to within one level.
@@ -113,7 +117,7 @@ def test_onnx_gives_the_torch_outputs(exported: dict[str, Any], tiny_network: to
 @pytest.mark.parametrize("stop_at", [1, 12, 21, 22])
 def test_onnx_progress_in_order_and_a_cancel_between_segments(exported: dict[str, Any], stop_at: int) -> None:
     colorizer: Colorizer = exported["colorizer"]
-    expected = colorizer.infer(gray())
+    expected = torch.from_numpy(colorizer.infer(gray()))
     seen: list[int] = []
 
     def on_block(index: int, total: int, name: str) -> None:
@@ -125,14 +129,14 @@ def test_onnx_progress_in_order_and_a_cancel_between_segments(exported: dict[str
     with pytest.raises(Cancelled):
         colorizer.infer(gray(), on_block=on_block)
     assert seen == list(range(1, stop_at + 1))
-    assert torch.equal(colorizer.infer(gray()), expected)  # still usable, same numbers
+    assert torch.equal(torch.from_numpy(colorizer.infer(gray())), expected)  # still usable, same numbers
 
 
 def test_onnx_batches_drop_a_member_between_segments(exported: dict[str, Any]) -> None:
     colorizer: Colorizer = exported["colorizer"]
     x = gray(batch=3, seed=4)
-    singles = [colorizer.infer(x[i : i + 1]) for i in range(3)]
-    ab = colorizer.infer_batch(x, lambda index, total, name: [0, 2] if index == 7 else None)
+    singles = [torch.from_numpy(colorizer.infer(x[i : i + 1])) for i in range(3)]
+    ab = torch.from_numpy(colorizer.infer_batch(x, lambda index, total, name: [0, 2] if index == 7 else None))
     assert ab.shape[0] == 2
     for row, single in zip(ab, (singles[0], singles[2]), strict=True):
         assert float((row - single[0]).abs().max()) < 1e-3
@@ -150,6 +154,26 @@ def test_a_second_process_loads_the_graphs_from_disk(exported: dict[str, Any]) -
     colorizer, from_memory = load_colorizer(weights, CPU, "onnx", cache_dir=models)
     assert not from_memory and not colorizer.needs_export(FAST_INPUT)
     assert colorizer.prepare(FAST_INPUT) == "onnx"
+
+
+def test_a_fresh_process_with_the_graphs_on_disk_never_imports_pytorch(exported: dict[str, Any], tmp_path: Path) -> None:
+    """The cold start of a worker or of `oldphoto restore`: the cached graphs run without PyTorch or spandrel."""
+    weights: Path = exported["weights"]
+    photo = tmp_path / "in.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(exported["image"], cv2.COLOR_RGB2BGR))
+    script = (
+        "import sys\n"
+        "from oldphoto.cli import main\n"
+        f"code = main(['restore', {str(photo)!r}, '-o', {str(tmp_path / 'out.png')!r}, '--model', {str(weights)!r},"
+        f" '--input-size', '{FAST_INPUT}', '--device', 'auto', '--ab-upsample', 'nearest', '--json'])\n"
+        "print('IMPORTED', sorted(m for m in ('torch', 'spandrel', 'spandrel_extra_arches') if m in sys.modules))\n"
+        "sys.exit(code)\n"
+    )
+    env = {**os.environ, "OLDPHOTO_MODELS_DIR": str(weights.parent / "models"), "OLDPHOTO_RUNTIME": "auto"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "IMPORTED []" in done.stdout
+    assert np.array_equal(cv2.cvtColor(cv2.imread(str(tmp_path / "out.png")), cv2.COLOR_BGR2RGB), exported["out"])
 
 
 def test_the_cache_key_follows_the_weights_content(tmp_path: Path, tiny_checkpoint: Path) -> None:
@@ -197,7 +221,7 @@ def test_changed_weights_are_exported_again_and_the_old_graphs_removed(exported:
     new = onnx_runtime.graph_key(weights, FAST_INPUT, None)
     assert new.folder.is_dir() and not old.weights_folder.exists()
     with torch.inference_mode():
-        assert float((colorizer.infer(gray()) - colorizer.network(gray())).abs().max()) < AB_TOLERANCE
+        assert float((torch.from_numpy(colorizer.infer(gray())) - colorizer.network(gray())).abs().max()) < AB_TOLERANCE
     MODEL_CACHE.clear()
 
 
@@ -219,13 +243,13 @@ def test_a_failed_export_falls_back_to_torch_once_and_says_why(
         calls.append(1)
         raise onnx_runtime.ExportFailed("a test says no")
 
-    monkeypatch.setattr(onnx_runtime, "export_segments", failing)
+    monkeypatch.setattr(onnx_export, "export_segments", failing)
     MODEL_CACHE.clear()
     colorizer, _ = load_colorizer(weights, CPU, "onnx")
     with caplog.at_level(logging.WARNING):
         assert colorizer.prepare(FAST_INPUT) == "torch"
     assert "a test says no" in caplog.text
-    assert colorizer.infer(gray()).shape == (1, 2, FAST_INPUT, FAST_INPUT)
+    assert torch.from_numpy(colorizer.infer(gray())).shape == (1, 2, FAST_INPUT, FAST_INPUT)
     MODEL_CACHE.clear()  # a new process: the failure on disk is remembered, no second attempt
     colorizer, _ = load_colorizer(weights, CPU, "onnx")
     assert colorizer.prepare(FAST_INPUT) == "torch" and calls == [1]
@@ -248,7 +272,7 @@ def test_the_exact_runtime_is_the_default_of_a_plain_colorizer(tiny_network: tor
     colorizer = Colorizer(tiny_network, CPU)
     assert colorizer.runtime(FAST_INPUT) == "exact"
     with torch.inference_mode():
-        assert torch.equal(colorizer.infer(gray()), tiny_network(gray()))
+        assert torch.equal(torch.from_numpy(colorizer.infer(gray())), tiny_network(gray()))
 
 
 def test_switching_runtime_on_a_cached_model(exported: dict[str, Any]) -> None:

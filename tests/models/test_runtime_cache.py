@@ -26,11 +26,11 @@ def gray(size: int) -> torch.Tensor:
 
 def test_a_colorizer_keeps_one_engine_per_input_size_at_a_time(tiny_network: torch.nn.Module) -> None:
     colorizer = Colorizer(tiny_network, CPU, runtime="torch")
-    first = colorizer.infer(gray(FAST_INPUT))
+    first = torch.from_numpy(colorizer.infer(gray(FAST_INPUT)))
     assert colorizer.engine_sizes == [FAST_INPUT]
     colorizer.infer(gray(OTHER_INPUT))
     assert colorizer.engine_sizes == [OTHER_INPUT]  # the other size's engine was let go
-    assert torch.equal(colorizer.infer(gray(FAST_INPUT)), first)  # made again, the same numbers
+    assert torch.equal(torch.from_numpy(colorizer.infer(gray(FAST_INPUT))), first)  # made again, the same numbers
     assert colorizer.engine_sizes == [FAST_INPUT]
 
 
@@ -105,6 +105,6 @@ def test_a_second_size_exported_past_the_bound_replaces_the_first_on_disk(tiny_c
         second = onnx_runtime.graph_key(weights, OTHER_INPUT, models).folder
         assert second.is_dir() and not first.exists()
         assert colorizer.engine_sizes == [OTHER_INPUT]
-        assert colorizer.infer(gray(OTHER_INPUT)).shape == (1, 2, OTHER_INPUT, OTHER_INPUT)
+        assert torch.from_numpy(colorizer.infer(gray(OTHER_INPUT))).shape == (1, 2, OTHER_INPUT, OTHER_INPUT)
     finally:
         MODEL_CACHE.clear()

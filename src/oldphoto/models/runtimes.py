@@ -1,13 +1,20 @@
-"""Where models run: the torch device a setting names, and how many CPU threads one job may use."""
+"""Where models run: the device a setting names, and how many CPU threads one job may use.
+
+PyTorch is imported only when it must be: a process that runs cached ONNX graphs on the CPU never needs it.
+"""
 
 from __future__ import annotations
 
+import glob
 import os
 import re
-
-import torch
+import sys
+from typing import TYPE_CHECKING
 
 from oldphoto.errors import OldphotoError
+
+if TYPE_CHECKING:
+    import torch
 
 _CUDA = re.compile(r"^cuda(?::(\d+))?$")
 
@@ -17,8 +24,29 @@ class DeviceUnavailable(OldphotoError):
     http_status = 503
 
 
+# What a GPU driver leaves on a Linux machine (NVIDIA's, WSL's, ROCm's, which PyTorch also calls CUDA): without any
+# of them PyTorch finds no GPU either, so `auto` is the CPU without importing it.
+GPU_DRIVER_PATHS = ("/proc/driver/nvidia/version", "/dev/nvidia[0-9]*", "/dev/dxg", "/dev/kfd")
+_threads: int | None = None
+
+
+def gpu_driver_present() -> bool:
+    return any(glob.glob(pattern) for pattern in GPU_DRIVER_PATHS)
+
+
+def device_name(name: str) -> str:
+    """The device a setting names, as `cpu`, `cuda` or `cuda:N` (checked as `resolve_device` does); PyTorch is
+    asked only when a GPU may be there."""
+    wanted = name.strip().lower()
+    if wanted == "cpu" or (wanted == "auto" and not gpu_driver_present()):
+        return "cpu"
+    return str(resolve_device(name))
+
+
 def resolve_device(name: str) -> torch.device:
     """`auto` (CUDA when there is one, else the CPU), `cpu`, `cuda` or `cuda:N`; a missing device is an error."""
+    import torch
+
     wanted = name.strip().lower()
     if wanted == "auto":
         return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
@@ -50,8 +78,25 @@ def threads_per_job(jobs_at_once: int) -> int:
 
 
 def configure_threads(threads: int) -> None:
-    """Set torch's and OpenCV's thread pools for this process (call once, at worker start)."""
+    """Set this process's thread pools: OpenCV's and ONNX Runtime's sessions now, PyTorch's now or when it is first
+    imported by a model load (call once, at worker start)."""
     import cv2
 
-    torch.set_num_threads(max(1, threads))
-    cv2.setNumThreads(max(1, threads))
+    global _threads
+    _threads = max(1, threads)
+    cv2.setNumThreads(_threads)
+    if "torch" in sys.modules:
+        apply_torch_threads()
+
+
+def configured_threads() -> int:
+    """The threads one model run may use: as configured, else every CPU this process may run on."""
+    return _threads or usable_cpus()
+
+
+def apply_torch_threads() -> None:
+    """Give PyTorch the configured thread count (it keeps its own default when none was configured)."""
+    import torch
+
+    if _threads is not None and torch.get_num_threads() != _threads:
+        torch.set_num_threads(_threads)

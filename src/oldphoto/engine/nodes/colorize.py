@@ -96,7 +96,7 @@ class DDColorNode(Node):
             # Checked again after speaking, so a cancel that arrives with this block's event stops the pass here.
             report.cancel.check()
 
-        ab = self._infer(colorizer, run, prepared.tensor(), on_block, report)
+        ab = self._infer(colorizer, run, prepared.batch(), on_block, report)
         report.stage("postprocess")
         return postprocess(prepared, ab, opts.ab_upsample or run.ab_upsample)
 
@@ -115,10 +115,10 @@ class DDColorNode(Node):
     ) -> Colorizer:
         """The load_model stage: from memory, from the disk cache, or downloaded first (with its percentage)."""
         from oldphoto.models.ddcolor import is_loaded, load_colorizer
-        from oldphoto.models.runtimes import resolve_device
+        from oldphoto.models.runtimes import device_name as resolve_device_name
         from oldphoto.models.store import ModelStore
 
-        device = resolve_device(device_name)
+        device = resolve_device_name(device_name)
         store = ModelStore(models_dir)
         if model in DDCOLOR_MODELS and store.cached_path(model) is None:
             report.stage("load_model", "load_model.download", model=model, percent=0)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
+import numpy as np
 
 from oldphoto.errors import Cancelled
 from oldphoto.models.ddcolor.colorizer import Colorizer
@@ -37,7 +37,7 @@ QUEUED_POLL_S = 0.05
 
 @dataclass(eq=False)
 class _Member:
-    tensor: torch.Tensor
+    tensor: np.ndarray
     cancelled: Callable[[], bool]
     events: queue.SimpleQueue[tuple[Any, ...]] = field(default_factory=queue.SimpleQueue)
     gone: threading.Event = field(default_factory=threading.Event)  # the caller stopped listening
@@ -66,10 +66,10 @@ class Batcher:
 
     def infer(
         self,
-        tensor: torch.Tensor,
+        tensor: np.ndarray,
         on_block: BlockCallback | None = None,
         cancelled: Callable[[], bool] | None = None,
-    ) -> torch.Tensor:
+    ) -> np.ndarray:
         """ab (1, 2, S, S) for one gray RGB input (1, 3, S, S), as `Colorizer.infer`, possibly batched with others."""
         if tensor.ndim != 4 or tensor.shape[0] != 1:
             raise ValueError(f"Batcher.infer takes one image, (1, 3, S, S); got {tuple(tensor.shape)}")
@@ -78,7 +78,7 @@ class Batcher:
             return self.colorizer.infer(tensor, on_block=_checked(on_block, flag))
         if self._closed:
             raise RuntimeError("the Batcher is closed")
-        member = _Member(tensor.detach().cpu().float().contiguous(), flag)
+        member = _Member(np.ascontiguousarray(tensor, dtype=np.float32), flag)
         self._ensure_runner()
         self._pending.put(member)
         return self._wait(member, on_block)
@@ -93,7 +93,7 @@ class Batcher:
 
     # --- the caller's side -------------------------------------------------------------------------------------
 
-    def _wait(self, member: _Member, on_block: BlockCallback | None) -> torch.Tensor:
+    def _wait(self, member: _Member, on_block: BlockCallback | None) -> np.ndarray:
         try:
             while True:
                 try:
@@ -176,7 +176,7 @@ class Batcher:
             return keep
 
         try:
-            x = torch.cat([member.tensor for member in active]) if len(active) > 1 else active[0].tensor
+            x = np.concatenate([member.tensor for member in active]) if len(active) > 1 else active[0].tensor
             ab = self.colorizer.infer_batch(x, after_block)
         except BaseException as exc:  # the members re-raise it in their own threads
             for member in active:
@@ -185,7 +185,7 @@ class Batcher:
                 raise
             return
         for row, member in enumerate(active):
-            member.events.put(("done", ab[row : row + 1].clone()))
+            member.events.put(("done", ab[row : row + 1].copy()))
 
 
 _SHARED: weakref.WeakKeyDictionary[Colorizer, Batcher] = weakref.WeakKeyDictionary()

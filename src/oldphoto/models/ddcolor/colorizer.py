@@ -14,6 +14,10 @@ Runtimes (`OLDPHOTO_RUNTIME`; `docs/benchmarks.md` has the measurements behind t
 - `auto` (the setting's default, which the workflow node passes): `onnx` on the CPU where onnxruntime is installed,
   else `torch`. `load_colorizer` without a runtime leaves a model as it is (`exact` when freshly loaded).
 
+A colorizer takes and returns numpy arrays, and imports PyTorch only when a runtime needs it: a CPU process that
+finds the `onnx` graphs on disk (the usual start of a worker or of `oldphoto restore`) never builds the network, so
+it neither imports PyTorch (1.7 s here) nor reads the weights into memory.
+
 Every runtime reports the same 22 blocks and stops between two of them when `on_block` raises; the segment runtimes
 run (and report) `decoder.last_shuf` after the colour decoder, where the folded tail needs it (`block_names`).
 """
@@ -26,13 +30,18 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-import torch
-from torch import nn
+import numpy as np
 
 from oldphoto.errors import OldphotoError, OutOfMemory
-from oldphoto.models.ddcolor.progress import BlockCallback, block_hooks, network_blocks
+from oldphoto.models.ddcolor.progress import BlockCallback
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from oldphoto.models.ddcolor.onnx import NetworkSource
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +61,22 @@ MAX_ENGINES = 1
 class Engine(Protocol):
     name: str
 
-    def run(self, x: torch.Tensor, after_block: AfterBlock | None) -> torch.Tensor: ...
+    @property
+    def block_names(self) -> list[str]: ...
+
+    def run(self, x: np.ndarray, after_block: AfterBlock | None) -> np.ndarray: ...
 
 
 class Colorizer:
+    """`network` is the PyTorch network, or None with `load_network` to build it when a runtime first needs it;
+    `device` is a torch device or its name (`cpu`, `cuda:0`)."""
+
     def __init__(
         self,
-        network: nn.Module,
-        device: torch.device,
+        network: nn.Module | None,
+        device: torch.device | str = "cpu",
         *,
+        load_network: NetworkSource | None = None,
         native_input_size: int = 512,
         source: Path | None = None,
         runtime: str = "exact",
@@ -68,8 +84,15 @@ class Colorizer:
         cache_max_bytes: int | None = None,
         max_engines: int = MAX_ENGINES,
     ) -> None:
-        self.network = network.to(device).eval()
-        self.device = device
+        if network is None and load_network is None:
+            raise ValueError("a Colorizer needs a network or a way to load it")
+        self.device_name = str(device)
+        self.device_type = self.device_name.split(":")[0]
+        self._network = network
+        self._load_network = load_network
+        self._network_lock = threading.Lock()
+        if network is not None:
+            self._network = network.to(self.device).eval()
         # The input size the checkpoint was trained for (512 for every official one); a run may choose another.
         self.native_input_size = native_input_size
         self.source = source
@@ -91,8 +114,30 @@ class Colorizer:
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
 
     @property
+    def device(self) -> torch.device:
+        import torch
+
+        return torch.device(self.device_name)
+
+    @property
+    def network(self) -> nn.Module:
+        """The PyTorch network, built (and PyTorch imported) at the first use."""
+        if self._network is None:
+            with self._network_lock:
+                if self._network is None:
+                    assert self._load_network is not None
+                    self._network = self._load_network().to(self.device).eval()
+        return self._network
+
+    @property
+    def network_loaded(self) -> bool:
+        return self._network is not None
+
+    @property
     def block_names(self) -> list[str]:
         """The blocks a pass reports, in order (the segment runtimes run `decoder.last_shuf` after the colour decoder)."""
+        for engine in self._engines.values():
+            return list(engine.block_names)
         if self.planned_runtime() != "exact":
             from oldphoto.models.ddcolor.segments import UnsupportedLayout, folded_block_names
 
@@ -100,6 +145,8 @@ class Colorizer:
                 return folded_block_names(self.network)
             except UnsupportedLayout:
                 pass
+        from oldphoto.models.ddcolor.progress import network_blocks
+
         return [name for name, _ in network_blocks(self.network)]
 
     # --- runtime selection ---------------------------------------------------------------------------------
@@ -123,7 +170,7 @@ class Colorizer:
         wanted = self.requested_runtime
         if wanted == "exact":
             return "exact"
-        if self.device.type != "cpu":
+        if self.device_type != "cpu":
             return "torch"  # the onnxruntime wheel is CPU-only; on a GPU, PyTorch (float16 where verified)
         if wanted in ("auto", "onnx"):
             from oldphoto.models.ddcolor.onnx import onnxruntime_missing
@@ -191,17 +238,20 @@ class Colorizer:
             return self._exact
 
     def _why_not_onnx(self) -> str:
-        if self.device.type != "cpu":
+        if self.device_type != "cpu":
             return f"the onnxruntime package runs on the CPU, this model is on {self.device}"
         from oldphoto.models.ddcolor.onnx import onnxruntime_missing
 
         return onnxruntime_missing() or "unknown"
 
     def _onnx_engine(self, input_size: int, on_progress: PrepareProgress | None) -> Engine:
-        from oldphoto.models.ddcolor.onnx import OnnxSegments, export_segments, graph_key, load_segments
+        from oldphoto.models.ddcolor.onnx import OnnxSegments, graph_key, load_segments
+        from oldphoto.models.runtimes import configured_threads
 
-        threads = torch.get_num_threads()
+        threads = configured_threads()
         if self.source is None:  # no weights file to key a cache on: export for this object's lifetime
+            from oldphoto.models.ddcolor.export import export_segments
+
             if self._scratch is None:
                 self._scratch = tempfile.TemporaryDirectory(prefix="oldphoto-onnx-")
             folder = Path(self._scratch.name) / f"s{input_size}"
@@ -209,13 +259,13 @@ class Colorizer:
             return OnnxSegments(folder, export_segments(self.network, input_size, folder, on_progress), threads=threads)
         key = graph_key(self.source, input_size, self.cache_dir)
         return load_segments(
-            self.network, key, threads=threads, max_bytes=self.cache_max_bytes, scope=self.cache_dir, on_progress=on_progress
+            lambda: self.network, key, threads=threads, max_bytes=self.cache_max_bytes, scope=self.cache_dir, on_progress=on_progress
         )
 
     # --- inference ---------------------------------------------------------------------------------------------
 
-    def infer(self, gray_rgb: torch.Tensor, on_block: BlockCallback | None = None) -> torch.Tensor:
-        """ab (B, 2, S, S), float32 on the CPU, for a gray RGB batch (B, 3, S, S) in 0..1.
+    def infer(self, gray_rgb: np.ndarray, on_block: BlockCallback | None = None) -> np.ndarray:
+        """ab (B, 2, S, S) float32, for a gray RGB batch (B, 3, S, S) in 0..1 (float32; a CPU tensor is taken too).
 
         `on_block(index, total, name)` is called after each block; if it raises, the pass stops there and
         the exception goes up, leaving the model as it was.
@@ -229,33 +279,31 @@ class Colorizer:
 
         return self.infer_batch(gray_rgb, after_block)
 
-    def infer_batch(self, gray_rgb: torch.Tensor, after_block: AfterBlock | None = None) -> torch.Tensor:
+    def infer_batch(self, gray_rgb: np.ndarray, after_block: AfterBlock | None = None) -> np.ndarray:
         """`infer` for a batch whose members may leave between blocks (the Batcher's entry).
 
         `after_block(index, total, name)` returns the rows of the current batch to go on with, or None for all;
         the result has one row per member still there at the end, in order. An empty selection stops the pass
         (the result then has no rows).
         """
-        engine = self._engine(gray_rgb.shape[-1])
+        x = np.ascontiguousarray(gray_rgb, dtype=np.float32)
+        engine = self._engine(x.shape[-1])
         with self._lock:
             try:
-                return engine.run(gray_rgb, self._synchronized(after_block)).float().cpu()
-            except torch.OutOfMemoryError:
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                message = f"Not enough memory on {self.device} to colorize at this input size; use a smaller input size or the CPU."
-                raise OutOfMemory(message) from None
+                return engine.run(x, self._synchronized(after_block))
             except _AllLeft:
-                return torch.zeros(0, 2, *gray_rgb.shape[-2:])
+                return np.zeros((0, 2, *x.shape[-2:]), np.float32)
 
     def _synchronized(self, after_block: AfterBlock | None) -> AfterBlock | None:
         """A block callback that says when no row is left, and on a GPU waits for the block so progress tells the truth."""
         if after_block is None:
             return None
-        cuda = self.device.type == "cuda"
+        cuda = self.device_type == "cuda"
 
         def wrapped(index: int, total: int, name: str) -> Sequence[int] | None:
             if cuda:
+                import torch
+
                 torch.cuda.synchronize(self.device)
             rows = after_block(index, total, name)
             if rows is not None and len(rows) == 0:
@@ -266,8 +314,17 @@ class Colorizer:
 
     def _forget_features(self) -> None:
         """Drop the encoder features the network's own hooks hold, so an idle cached model holds no activations."""
-        for hook in getattr(getattr(self.network, "encoder", None), "hooks", ()):
+        for hook in getattr(getattr(self._network, "encoder", None), "hooks", ()):
             hook.feature = None
+
+    def out_of_memory(self) -> OutOfMemory:
+        """What a PyTorch engine raises when the device runs out of memory (its cache emptied first on a GPU)."""
+        if self.device_type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+        message = f"Not enough memory on {self.device_name} to colorize at this input size; use a smaller input size or the CPU."
+        return OutOfMemory(message)
 
 
 class _AllLeft(Exception):
@@ -282,7 +339,17 @@ class _ExactEngine:
     def __init__(self, colorizer: Colorizer) -> None:
         self.colorizer = colorizer
 
-    def run(self, x: torch.Tensor, after_block: AfterBlock | None) -> torch.Tensor:
+    @property
+    def block_names(self) -> list[str]:
+        from oldphoto.models.ddcolor.progress import network_blocks
+
+        return [name for name, _ in network_blocks(self.colorizer.network)]
+
+    def run(self, x: np.ndarray, after_block: AfterBlock | None) -> np.ndarray:
+        import torch
+
+        from oldphoto.models.ddcolor.progress import block_hooks
+
         colorizer = self.colorizer
         rows = list(range(x.shape[0]))
 
@@ -293,14 +360,17 @@ class _ExactEngine:
                 if kept is not None:
                     rows = [rows[i] for i in kept]
 
-        with torch.inference_mode(), block_hooks(colorizer.network, on_block if after_block is not None else None):
+        network = colorizer.network
+        with torch.inference_mode(), block_hooks(network, on_block if after_block is not None else None):
             try:
-                ab = colorizer.network(x.to(colorizer.device))
+                ab = network(torch.from_numpy(x).to(colorizer.device))
+            except torch.OutOfMemoryError:
+                raise colorizer.out_of_memory() from None
             finally:
                 colorizer._forget_features()
         if len(rows) != x.shape[0]:
             ab = ab.index_select(0, torch.as_tensor(rows, dtype=torch.long, device=ab.device))
-        return ab
+        return ab.float().cpu().numpy()
 
 
 class _TorchSegmentsEngine:
@@ -311,6 +381,7 @@ class _TorchSegmentsEngine:
     def __init__(self, colorizer: Colorizer, input_size: int) -> None:
         from oldphoto.models.ddcolor.segments import build_segments
 
+        self.colorizer = colorizer
         self.device = colorizer.device
         self.segments = build_segments(colorizer.network, input_size, fold_tail=True)
         for segment in self.segments:
@@ -319,9 +390,13 @@ class _TorchSegmentsEngine:
         if self.device.type == "cuda":
             self.half = self._half_is_close(input_size)
 
+    @property
+    def block_names(self) -> list[str]:
+        return [segment.name for segment in self.segments]
+
     def _half_is_close(self, input_size: int) -> bool:
         """UNTESTED (no GPU here): float16 only if, on a probe input, ab stays within HALF_TOLERANCE_AB of float32."""
-        from oldphoto.models.ddcolor.onnx import probe_input
+        from oldphoto.models.ddcolor.export import probe_input
 
         try:
             probe = probe_input(input_size).to(self.device)
@@ -334,10 +409,18 @@ class _TorchSegmentsEngine:
         log.info("float16 on %s: largest ab difference %.3g on the probe (limit %s)", self.device, difference, HALF_TOLERANCE_AB)
         return difference <= HALF_TOLERANCE_AB
 
-    def run(self, x: torch.Tensor, after_block: AfterBlock | None) -> torch.Tensor:
-        return self._run(x.to(self.device), after_block, half=self.half)
+    def run(self, x: np.ndarray, after_block: AfterBlock | None) -> np.ndarray:
+        import torch
+
+        try:
+            ab = self._run(torch.from_numpy(x).to(self.device), after_block, half=self.half)
+        except torch.OutOfMemoryError:
+            raise self.colorizer.out_of_memory() from None
+        return ab.float().cpu().numpy()
 
     def _run(self, x: torch.Tensor, after_block: AfterBlock | None, *, half: bool) -> torch.Tensor:
+        import torch
+
         from oldphoto.models.ddcolor.segments import run_segments_torch
 
         # In float16, the encoder, decoder and colour decoder; the folded tail (a sum over 4096 channels) in float32.

@@ -12,16 +12,17 @@ import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from oldphoto.errors import ModelInvalid, ModelMissing
 from oldphoto.models.cache import MODEL_CACHE
 from oldphoto.models.ddcolor.colorizer import Colorizer
 from oldphoto.models.registry import CHECKPOINT_SUFFIXES, HF_WEIGHT_FILES
 
-StateDict = dict[str, torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+    StateDict = dict[str, torch.Tensor]
 
 # Inside a folder, the weight files looked for, in this order.
 FOLDER_WEIGHT_FILES: tuple[str, ...] = (*HF_WEIGHT_FILES, "pytorch_model.pt")
@@ -61,6 +62,8 @@ def read_state_dict(path: Path) -> StateDict:
 
 def _torch_load(weights: Path) -> Any:
     """Memory-mapped where the file allows it: the tensors are copied once, into the network, not twice."""
+    import torch
+
     try:
         return torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError as exc:
@@ -70,6 +73,7 @@ def _torch_load(weights: Path) -> Any:
 
 
 def _unwrap(raw: Any, weights: Path) -> StateDict:
+    import torch
     from spandrel import canonicalize_state_dict
 
     if not isinstance(raw, Mapping):
@@ -91,6 +95,10 @@ def build_network(state_dict: StateDict, source: str = "the checkpoint") -> torc
     """The DDColor network for a state dict, in eval mode on the CPU."""
     from spandrel import ModelLoader, UnsupportedModelError
 
+    from oldphoto.models.runtimes import apply_torch_threads
+
+    apply_torch_threads()
+
     try:
         descriptor = ModelLoader(registry=_ddcolor_registry()).load_from_state_dict(state_dict)
     except UnsupportedModelError:
@@ -105,13 +113,13 @@ def build_network(state_dict: StateDict, source: str = "the checkpoint") -> torc
     return network.eval()
 
 
-def cache_key(weights: Path, device: torch.device) -> tuple[str, str, int, str]:
+def cache_key(weights: Path, device: torch.device | str) -> tuple[str, str, int, str]:
     """A checkpoint replaced on disk (new mtime) is a new model; the same file on another device too."""
     resolved = weights.resolve()
     return ("ddcolor", str(resolved), resolved.stat().st_mtime_ns, str(device))
 
 
-def is_loaded(path: Path, device: torch.device) -> bool:
+def is_loaded(path: Path, device: torch.device | str) -> bool:
     try:
         return cache_key(checkpoint_file(path), device) in MODEL_CACHE
     except (ModelMissing, OSError):
@@ -119,7 +127,12 @@ def is_loaded(path: Path, device: torch.device) -> bool:
 
 
 def load_colorizer(
-    path: Path, device: torch.device, runtime: str | None = None, *, cache_dir: Path | None = None, cache_max_bytes: int | None = None
+    path: Path,
+    device: torch.device | str,
+    runtime: str | None = None,
+    *,
+    cache_dir: Path | None = None,
+    cache_max_bytes: int | None = None,
 ) -> tuple[Colorizer, bool]:
     """The colorizer for a checkpoint on a device, and whether it came from memory (an earlier run's load).
 
@@ -129,10 +142,27 @@ def load_colorizer(
     """
     weights = checkpoint_file(path)
 
+    def network() -> torch.nn.Module:
+        return build_network(read_state_dict(weights), source=str(weights))
+
     def load() -> Colorizer:
-        network = build_network(read_state_dict(weights), source=str(weights))
         native = _config_input_size(weights)
-        return Colorizer(network, device, native_input_size=native, source=weights, cache_dir=cache_dir, cache_max_bytes=cache_max_bytes)
+        colorizer = Colorizer(
+            None,
+            device,
+            load_network=network,
+            runtime=runtime or "exact",
+            native_input_size=native,
+            source=weights,
+            cache_dir=cache_dir,
+            cache_max_bytes=cache_max_bytes,
+        )
+        # On the ONNX runtime a process that finds the graphs on disk runs them without the network (nor PyTorch); a
+        # missing graph is exported from it when first needed. Elsewhere it is built now, so a checkpoint that is
+        # not DDColor fails the load, not a later pass.
+        if colorizer.planned_runtime() != "onnx":
+            colorizer.network  # noqa: B018
+        return colorizer
 
     colorizer, from_memory = MODEL_CACHE.get_or_load(cache_key(weights, device), load)
     if runtime is not None:

@@ -35,16 +35,17 @@ import shutil
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from oldphoto.models.ddcolor.segments import INPUT, OUTPUT, Segment, batch_axis, build_segments, last_uses
+from oldphoto.models.ddcolor.values import INPUT, OUTPUT, StepSpec, batch_axis, last_uses
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ AGREEMENT_AB = 0.05
 
 # (fraction done, segment name) while exporting
 ExportProgress = Callable[[float, str], None]
+# Builds the PyTorch network, called only when the graphs must be exported (a cached graph needs no PyTorch).
+NetworkSource = Callable[[], "nn.Module"]
 # After each block: (index, total, name) -> rows of the current batch to keep (None: all)
 AfterBlock = Callable[[int, int, str], Sequence[int] | None]
 
@@ -204,8 +207,8 @@ def evict(scope: Path, max_bytes: int, keep: Path | None = None) -> list[Path]:
     return removed
 
 
-def ensure_exported(network: torch.nn.Module, key: GraphKey, on_progress: ExportProgress | None = None) -> dict[str, Any]:
-    """The manifest of the cached graphs for this key, exporting them first if they are not there."""
+def ensure_exported(network: NetworkSource, key: GraphKey, on_progress: ExportProgress | None = None) -> dict[str, Any]:
+    """The manifest of the cached graphs for this key, exporting them first (from `network()`) if they are not there."""
     manifest = read_manifest(key.folder)
     if manifest is not None:
         return manifest
@@ -222,7 +225,7 @@ def ensure_exported(network: torch.nn.Module, key: GraphKey, on_progress: Export
         scratch = Path(tempfile.mkdtemp(prefix=f".{key.folder.name}.", dir=key.weights_folder))
         try:
             try:
-                manifest = export_segments(network, key.input_size, scratch, on_progress)
+                manifest = _export(network, key.input_size, scratch, on_progress)
             except ExportFailed as exc:
                 _write_atomic(failed, json.dumps({"versions": _versions(), "reason": str(exc)}))
                 raise
@@ -238,8 +241,15 @@ def ensure_exported(network: torch.nn.Module, key: GraphKey, on_progress: Export
     return manifest
 
 
+def _export(network: NetworkSource, input_size: int, folder: Path, on_progress: ExportProgress | None) -> dict[str, Any]:
+    from oldphoto.models.ddcolor.export import export_segments
+
+    return export_segments(network(), input_size, folder, on_progress)
+
+
 def _versions() -> dict[str, str]:
     import onnxruntime
+    import torch
 
     return {"format": str(FORMAT), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
 
@@ -295,7 +305,7 @@ def _try_lock(path: Path) -> Iterator[bool]:
 
 
 def load_segments(
-    network: torch.nn.Module,
+    network: NetworkSource,
     key: GraphKey,
     *,
     threads: int,
@@ -323,73 +333,6 @@ def _write_atomic(path: Path, text: str) -> None:
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     partial.write_text(text)
     partial.replace(path)
-
-
-# --- export -----------------------------------------------------------------------------------------------------
-
-
-def probe_input(input_size: int, batch: int = 1) -> torch.Tensor:
-    """A gray image with smooth ramps and hard edges: what the network sees of a photo, without one."""
-    side = torch.linspace(0.02, 0.98, input_size)
-    image = (side[None, :] * side[:, None]).sqrt()
-    quarter = input_size // 4
-    image[quarter : 2 * quarter, quarter : 3 * quarter] = 0.9
-    image[3 * quarter :, : 2 * quarter] = 0.08
-    return image.expand(batch, 3, input_size, input_size).contiguous()
-
-
-def export_segments(network: torch.nn.Module, input_size: int, folder: Path, on_progress: ExportProgress | None = None) -> dict[str, Any]:
-    """Export each segment to `folder`, check the graphs against the network, and return the manifest."""
-    try:
-        segments = build_segments(network, input_size, fold_tail=True)
-    except Exception as exc:  # UnsupportedLayout, or a network that does not even build its segments
-        raise ExportFailed(str(exc)) from exc
-    values: dict[str, torch.Tensor] = {INPUT: probe_input(input_size)}
-    entries = []
-    with torch.inference_mode(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tracer's warnings about Python values are expected here
-        for index, segment in enumerate(segments, 1):
-            if on_progress is not None:
-                on_progress((index - 1) / len(segments), segment.name)
-            args = tuple(values[name] for name in segment.inputs)
-            file = f"{index:02d}-{segment.name}.onnx"
-            names = (*segment.inputs, *segment.outputs)
-            try:
-                torch.onnx.export(
-                    segment.module,
-                    args,
-                    str(folder / file),
-                    dynamo=False,
-                    opset_version=OPSET,
-                    input_names=list(segment.inputs),
-                    output_names=list(segment.outputs),
-                    dynamic_axes={name: {batch_axis(name): "batch"} for name in names},
-                )
-            except Exception as exc:
-                raise ExportFailed(f"{segment.name}: {type(exc).__name__}: {exc}"[:500]) from exc
-            network.eval()  # whatever the exporter did to the modes, the network stays in eval mode
-            outputs = segment.module(*args)
-            values.update(zip(segment.outputs, outputs if isinstance(outputs, tuple) else (outputs,), strict=True))
-            entries.append({"name": segment.name, "file": file, "inputs": list(segment.inputs), "outputs": list(segment.outputs)})
-        expected = network(values[INPUT]).float()
-    manifest = {
-        "format": FORMAT,
-        "opset": OPSET,
-        "input_size": input_size,
-        "torch": torch.__version__,
-        "segments": entries,
-    }
-    try:
-        got = OnnxSegments(folder, manifest, threads=torch.get_num_threads()).run(values[INPUT])
-    except Exception as exc:
-        raise ExportFailed(f"the exported graphs do not run: {type(exc).__name__}: {exc}"[:500]) from exc
-    difference = float((got - expected).abs().max())
-    if not difference <= AGREEMENT_AB:  # also catches NaN
-        raise ExportFailed(f"the exported graphs disagree with the network by {difference:.3g} in ab (limit {AGREEMENT_AB})")
-    manifest["probe_max_abs_ab"] = difference
-    if on_progress is not None:
-        on_progress(1.0, "checked")
-    return manifest
 
 
 # --- running ----------------------------------------------------------------------------------------------------
@@ -434,10 +377,7 @@ class OnnxSegments:
         if _use_shared_allocator(ort):
             options.add_session_config_entry("session.use_env_allocators", "1")
         self.input_size = int(manifest["input_size"])
-        self.segments = [
-            Segment(entry["name"], None, tuple(entry["inputs"]), tuple(entry["outputs"]))  # type: ignore[arg-type]
-            for entry in manifest["segments"]
-        ]
+        self.segments = [StepSpec(entry["name"], tuple(entry["inputs"]), tuple(entry["outputs"])) for entry in manifest["segments"]]
         self.sessions = [
             ort.InferenceSession(str(folder / entry["file"]), options, providers=["CPUExecutionProvider"]) for entry in manifest["segments"]
         ]
@@ -451,9 +391,9 @@ class OnnxSegments:
     def block_names(self) -> list[str]:
         return [segment.name for segment in self.segments]
 
-    def run(self, x: torch.Tensor, after_block: AfterBlock | None = None) -> torch.Tensor:
+    def run(self, x: np.ndarray, after_block: AfterBlock | None = None) -> np.ndarray:
         ort = self._ort
-        feed = np.ascontiguousarray(x.detach().cpu().float().numpy())
+        feed = np.ascontiguousarray(x, dtype=np.float32)
         # ONNX Runtime hands outputs back in vectors that own them: each value keeps its vector alive while used.
         values: dict[str, Any] = {INPUT: ort.OrtValue.ortvalue_from_numpy(feed)}
         owners: dict[str, Any] = {INPUT: feed}
@@ -471,7 +411,7 @@ class OnnxSegments:
                     rows = after_block(index, total, segment.name)
                     if rows is not None:
                         values, owners = self._select(values, rows)
-            return torch.from_numpy(np.array(values[OUTPUT].numpy(), dtype=np.float32, copy=True))
+            return np.array(values[OUTPUT].numpy(), dtype=np.float32, copy=True)
         finally:
             values.clear()
             owners.clear()

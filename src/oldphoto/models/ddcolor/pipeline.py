@@ -20,8 +20,6 @@ from typing import Literal
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from oldphoto.errors import BadInput
 from oldphoto.models.ddcolor.colorizer import Colorizer
@@ -47,9 +45,9 @@ class Prepared:
     def size(self) -> tuple[int, int]:
         return self.l_full.shape[0], self.l_full.shape[1]
 
-    def tensor(self) -> torch.Tensor:
+    def batch(self) -> np.ndarray:
         """The network input, (1, 3, S, S) float32."""
-        return torch.from_numpy(self.gray_rgb.transpose(2, 0, 1)).float().unsqueeze(0)
+        return np.ascontiguousarray(self.gray_rgb.transpose(2, 0, 1)[None], dtype=np.float32)
 
 
 def preprocess(rgb: np.ndarray, input_size: int) -> Prepared:
@@ -66,22 +64,41 @@ def preprocess(rgb: np.ndarray, input_size: int) -> Prepared:
     return Prepared(l_full=l_full, gray_rgb=gray_rgb)
 
 
-def postprocess(prepared: Prepared, ab: torch.Tensor, mode: AbUpsample = "nearest") -> np.ndarray:
-    """The colour image, RGB uint8 at the input's full size, from the network's ab and the kept L."""
+def postprocess(prepared: Prepared, ab: np.ndarray, mode: AbUpsample = "nearest") -> np.ndarray:
+    """The colour image, RGB uint8 at the input's full size, from the network's ab (1, 2, S, S) and the kept L."""
     height, width = prepared.size
+    ab_small = np.ascontiguousarray(np.asarray(ab, dtype=np.float32)[0].transpose(1, 2, 0))
     if mode == "nearest":
-        full_ab = F.interpolate(ab, size=(height, width))  # the authors' call, default mode "nearest"
+        ab_hwc = upsample_nearest(ab_small, height, width)
     elif mode == "bilinear":
-        full_ab = F.interpolate(ab, size=(height, width), mode="bilinear", align_corners=False)
+        # OpenCV's bilinear on float32 is PyTorch's `align_corners=False` (pixel centres), to float rounding.
+        ab_hwc = cv2.resize(ab_small, (width, height), interpolation=cv2.INTER_LINEAR)
     else:
         raise BadInput(f"ab_upsample must be one of {', '.join(AB_UPSAMPLE_MODES)}, not {mode!r}.")
-    ab_hwc = full_ab[0].float().numpy().transpose(1, 2, 0)
     out = np.empty((height, width, 3), np.uint8)
     for top, bottom in _bands(height):
         lab = np.concatenate((prepared.l_full[top:bottom], ab_hwc[top:bottom]), axis=-1)
         # OpenCV clips float Lab->RGB to 0..1, so the cast below never wraps.
         out[top:bottom] = (cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255.0).round()
     return out
+
+
+def upsample_nearest(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w, C) to (height, width, C) with the source pixels PyTorch's `F.interpolate(mode="nearest")` picks: the
+    authors' step 4. Not OpenCV's INTER_NEAREST, whose rounding picks other pixels at some sizes."""
+    rows = _nearest_sources(image.shape[0], height)
+    cols = _nearest_sources(image.shape[1], width)
+    return image[rows[:, None], cols[None, :]]
+
+
+def _nearest_sources(size: int, out: int) -> np.ndarray:
+    # PyTorch's CPU kernel: floor(index * (in / out)), all in float32, clamped to the last pixel.
+    if out == size:
+        return np.arange(out)
+    if out == 2 * size:
+        return np.arange(out) >> 1
+    scale = np.float32(size) / np.float32(out)
+    return np.minimum(np.floor(np.arange(out, dtype=np.float32) * scale).astype(np.int64), size - 1)
 
 
 def colorize(
@@ -94,7 +111,7 @@ def colorize(
 ) -> np.ndarray:
     """The whole pipeline in one call (the workflow node runs the three steps itself, to report each)."""
     prepared = preprocess(rgb, input_size or colorizer.native_input_size)
-    ab = colorizer.infer(prepared.tensor(), on_block=on_block)
+    ab = colorizer.infer(prepared.batch(), on_block=on_block)
     return postprocess(prepared, ab, ab_upsample)
 
 

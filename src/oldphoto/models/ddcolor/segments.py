@@ -33,6 +33,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from oldphoto.models.ddcolor.values import INPUT, OUTPUT, batch_axis, last_uses
+
 
 class UnsupportedLayout(Exception):
     """The network is not laid out as the official DDColor checkpoints are; segments cannot be cut from it."""
@@ -46,15 +48,8 @@ class Segment:
     outputs: tuple[str, ...]
 
 
-INPUT = "input"
-OUTPUT = "ab"
 # Pixels of `last_shuf` per step of the folded tail: its 4096-channel slice (4 MB at 256) stays in the CPU's cache.
 TAIL_CHUNK = 256
-
-
-def batch_axis(name: str) -> int:
-    """Where a value's batch dimension is: the colour decoder's queries and memories are (tokens, batch, channels)."""
-    return 1 if name.startswith(("q", "src")) else 0
 
 
 def _normalize(network: Any, x: Tensor) -> Tensor:
@@ -363,19 +358,6 @@ def folded_block_names(network: nn.Module) -> list[str]:
 
     names = [name for name, _ in network_blocks(network) if name != "decoder.last_shuf"]
     return [*names[:-1], "decoder.last_shuf", names[-1]]
-
-
-def last_uses(segments: list[Segment]) -> list[tuple[str, ...]]:
-    """For each segment, the values that no later segment reads (freed once it has run)."""
-    last: dict[str, int] = {}
-    for index, segment in enumerate(segments):
-        for name in segment.inputs:
-            last[name] = index
-    drops: list[list[str]] = [[] for _ in segments]
-    for name, index in last.items():
-        if name != INPUT:
-            drops[index].append(name)
-    return [tuple(d) for d in drops]
 
 
 def run_segments_torch(
