@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,56 @@ def test_a_fresh_process_with_the_graphs_on_disk_never_imports_pytorch(exported:
     assert np.array_equal(cv2.cvtColor(cv2.imread(str(tmp_path / "out.png")), cv2.COLOR_BGR2RGB), exported["out"])
 
 
+def test_sessions_keep_their_optimized_graphs_and_load_them_next_time(exported: dict[str, Any]) -> None:
+    weights: Path = exported["weights"]
+    key = onnx_runtime.graph_key(weights, FAST_INPUT, weights.parent / "models")
+    manifest = json.loads((key.folder / "manifest.json").read_text())
+    saved = key.folder / onnx_runtime.optimized_folder_name(ort_version())
+    x = gray(batch=1, seed=11).numpy()
+    built = onnx_runtime.OnnxSegments(key.folder, manifest, threads=1, keep_optimized=True)
+    first = built.run(x)
+    assert sorted(p.stem for p in saved.glob("*.ort")) == sorted(Path(e["file"]).stem for e in manifest["segments"])
+    assert not list(saved.glob(".*partial"))
+    mtimes = {p: p.stat().st_mtime_ns for p in saved.glob("*.ort")}
+    again = onnx_runtime.OnnxSegments(key.folder, manifest, threads=1, keep_optimized=True)
+    assert np.array_equal(again.run(x), first)
+    assert {p: p.stat().st_mtime_ns for p in saved.glob("*.ort")} == mtimes  # read, not made again
+    plain = onnx_runtime.OnnxSegments(key.folder, manifest, threads=1)
+    assert np.array_equal(plain.run(x), first)  # the saved form is the same graph
+
+
+def test_a_damaged_optimized_graph_is_built_again_from_the_export(exported: dict[str, Any]) -> None:
+    weights: Path = exported["weights"]
+    key = onnx_runtime.graph_key(weights, FAST_INPUT, weights.parent / "models")
+    manifest = json.loads((key.folder / "manifest.json").read_text())
+    x = gray(batch=1, seed=12).numpy()
+    expected = onnx_runtime.OnnxSegments(key.folder, manifest, threads=1).run(x)
+    saved = key.folder / onnx_runtime.optimized_folder_name(ort_version())
+    onnx_runtime.OnnxSegments(key.folder, manifest, threads=1, keep_optimized=True).sessions  # noqa: B018 (saves them)
+    damaged = sorted(saved.glob("*.ort"))[5]
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    assert np.array_equal(onnx_runtime.OnnxSegments(key.folder, manifest, threads=1, keep_optimized=True).run(x), expected)
+    assert damaged.stat().st_size > 100  # saved whole again
+
+
+def test_a_session_that_cannot_be_built_fails_the_pass_and_releases_the_folder(exported: dict[str, Any], tmp_path: Path) -> None:
+    weights: Path = exported["weights"]
+    key = onnx_runtime.graph_key(weights, FAST_INPUT, weights.parent / "models")
+    manifest = json.loads((key.folder / "manifest.json").read_text())
+    for entry in manifest["segments"]:
+        os.link(key.folder / entry["file"], tmp_path / entry["file"])
+    broken = manifest["segments"][3]["file"]
+    (tmp_path / broken).unlink()
+    (tmp_path / broken).write_bytes(b"not a graph")
+    released = threading.Event()
+    segments = onnx_runtime.OnnxSegments(tmp_path, manifest, threads=1, on_built=released.set)
+    blocks: list[int] = []
+    with pytest.raises(Exception, match="(?i)protobuf|parse|load"):
+        segments.run(gray(batch=1).numpy(), lambda index, total, name: blocks.append(index))
+    assert blocks == [1, 2, 3]  # the blocks before it ran
+    assert released.wait(5)
+
+
 def test_the_cache_key_follows_the_weights_content(tmp_path: Path, tiny_checkpoint: Path) -> None:
     weights = tmp_path / "w.pth"
     weights.write_bytes(tiny_checkpoint.read_bytes())
@@ -287,3 +338,9 @@ def test_switching_runtime_on_a_cached_model(exported: dict[str, Any]) -> None:
     onnx_out = colorize(image, colorizer, input_size=FAST_INPUT)
     assert colorizer.runtime(FAST_INPUT) == "onnx"
     assert int(np.abs(torch_out.astype(int) - onnx_out.astype(int)).max()) <= 1
+
+
+def ort_version() -> str:
+    import onnxruntime
+
+    return str(onnxruntime.__version__)
