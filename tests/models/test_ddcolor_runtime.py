@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from oldphoto.engine import warm_up
 from oldphoto.engine.cancel import CancelToken
 from oldphoto.engine.context import NodeContext, RunOptions
 from oldphoto.engine.graph import NodeSpec
@@ -225,6 +227,23 @@ def test_a_session_that_cannot_be_built_fails_the_pass_and_releases_the_folder(e
         segments.run(gray(batch=1).numpy(), lambda index, total, name: blocks.append(index))
     assert blocks == [1, 2, 3]  # the blocks before it ran
     assert released.wait(5)
+
+
+def test_a_fresh_worker_warms_the_servers_model_only_when_its_graphs_are_on_disk(exported: dict[str, Any], tmp_path: Path) -> None:
+    weights: Path = exported["weights"]
+    models = weights.parent / "models"
+    options = RunOptions(model=str(weights), models_dir=models, device="cpu", input_size=FAST_INPUT, runtime="onnx")
+    MODEL_CACHE.clear()  # a fresh worker
+    assert warm_up(options) == ["DDColor"]
+    colorizer, from_memory = load_colorizer(weights, "cpu", "onnx", cache_dir=models)
+    assert from_memory and colorizer.engine_sizes == [FAST_INPUT] and not colorizer.network_loaded
+    MODEL_CACHE.clear()
+    # Nothing cheap to do: another input size (an export), the torch runtime (PyTorch and the network), no weights.
+    assert warm_up(replace(options, input_size=2 * FAST_INPUT)) == []
+    assert not onnx_runtime.graph_key(weights, 2 * FAST_INPUT, models).folder.exists()
+    assert warm_up(replace(options, runtime="torch")) == []
+    assert warm_up(replace(options, model=str(tmp_path / "missing.pth"))) == []
+    assert len(MODEL_CACHE._items) == 0
 
 
 def test_the_cache_key_follows_the_weights_content(tmp_path: Path, tiny_checkpoint: Path) -> None:

@@ -65,7 +65,12 @@ class WorkerNode:
         self.recorder = Recorder(store, self.publisher.publish, config.results_dir, config.job_timeout_s)
         self.inbox: queue.SimpleQueue[NodeMessage] = queue.SimpleQueue()
         self.pool = WorkerPool(
-            config.workers, self.inbox.put, job_timeout_s=config.job_timeout_s, slots=config.jobs_per_worker, max_rss_mb=max_rss_mb
+            config.workers,
+            self.inbox.put,
+            job_timeout_s=config.job_timeout_s,
+            slots=config.jobs_per_worker,
+            max_rss_mb=max_rss_mb,
+            warm=config.run_options,
         )
 
     def run(self, stop: threading.Event) -> None:

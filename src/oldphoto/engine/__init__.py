@@ -3,7 +3,7 @@
 from oldphoto.engine.cancel import CancelToken
 from oldphoto.engine.graph import NodeSpec, Workflow, parse_workflow, workflow_from_steps
 from oldphoto.engine.reporter import NoteSink, Reporter
-from oldphoto.engine.runner import RunOptions, run_workflow
+from oldphoto.engine.runner import RunOptions, run_workflow, warm_up
 
 __all__ = [
     "CancelToken",
@@ -14,5 +14,6 @@ __all__ = [
     "Workflow",
     "parse_workflow",
     "run_workflow",
+    "warm_up",
     "workflow_from_steps",
 ]

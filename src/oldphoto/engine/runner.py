@@ -32,3 +32,8 @@ def run_workflow(workflow: Workflow, image: np.ndarray, *, options: RunOptions, 
         done += share
     reporter.cancel.check()
     return values[workflow.output_node.id][0]
+
+
+def warm_up(options: RunOptions) -> list[str]:
+    """Let every node type get ready for jobs run with these options, where that is cheap; the types that did."""
+    return [name for name, node in NODE_TYPES.items() if node.warm(options)]

@@ -127,7 +127,12 @@ class LocalWorkers:
         self.queue = queue
         self.store = queue.store
         self.pool = WorkerPool(
-            config.workers, self._from_pool, job_timeout_s=config.job_timeout_s, slots=config.jobs_per_worker, max_rss_mb=max_rss_mb
+            config.workers,
+            self._from_pool,
+            job_timeout_s=config.job_timeout_s,
+            slots=config.jobs_per_worker,
+            max_rss_mb=max_rss_mb,
+            warm=config.run_options,
         )
         self.service: JobService | None = None
         self.recorder: Recorder | None = None  # what the workers say, recorded by the service's writer thread

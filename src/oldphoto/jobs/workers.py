@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, assert_never
 
+from oldphoto.engine import RunOptions
 from oldphoto.jobs.messages import (
     Cancelled,
     Crashed,
@@ -47,10 +48,10 @@ MB = 2**20
 RETIRE_GRACE_S = 30.0
 
 
-def _worker_main(conn: Connection, cancel_flags: list[Any], cores_shared_by: int, parent: int = 0) -> None:
+def _worker_main(conn: Connection, cancel_flags: list[Any], cores_shared_by: int, parent: int = 0, warm: RunOptions | None = None) -> None:
     if parent:
         _die_with_parent(parent)
-    from oldphoto.engine import CancelToken
+    from oldphoto.engine import CancelToken, warm_up
     from oldphoto.jobs.memory import give_back
     from oldphoto.jobs.work import execute
     from oldphoto.models.runtimes import configure_threads, threads_per_job
@@ -69,6 +70,8 @@ def _worker_main(conn: Connection, cancel_flags: list[Any], cores_shared_by: int
         send(Released(give_back()))
 
     send(Ready())
+    if warm is not None:  # the server's model, while this worker waits for its first job
+        threading.Thread(target=warm_up, args=(warm,), name="warm-up", daemon=True).start()
     while True:
         try:
             task = conn.recv()
@@ -117,8 +120,19 @@ Handler = Callable[[WorkerMessage], None]
 
 
 class WorkerPool:
-    def __init__(self, size: int, handler: Handler, *, job_timeout_s: float, slots: int = 1, max_rss_mb: float | None = None) -> None:
+    def __init__(
+        self,
+        size: int,
+        handler: Handler,
+        *,
+        job_timeout_s: float,
+        slots: int = 1,
+        max_rss_mb: float | None = None,
+        warm: RunOptions | None = None,
+    ) -> None:
         self.size = size
+        # What each new worker gets ready for before its first job (None: nothing).
+        self.warm = warm
         self.slots = slots
         self.handler = handler
         self.job_timeout_s = job_timeout_s
@@ -199,7 +213,7 @@ class WorkerPool:
         parent, child = CONTEXT.Pipe(duplex=True)
         flags = [CONTEXT.Event() for _ in range(self.slots)]
         process = CONTEXT.Process(
-            target=_worker_main, args=(child, flags, self.size, os.getpid()), name=f"oldphoto-worker-{index}", daemon=True
+            target=_worker_main, args=(child, flags, self.size, os.getpid(), self.warm), name=f"oldphoto-worker-{index}", daemon=True
         )
         process.start()
         child.close()

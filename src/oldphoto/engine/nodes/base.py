@@ -53,6 +53,12 @@ class Node(ABC):
         cls.options_from(spec)
 
     @classmethod
+    def warm(cls, options: RunOptions) -> bool:
+        """Get ready in a fresh worker, before its first job, where that is cheap (nothing to download or export);
+        returns whether it did anything. Runs on a thread of its own; must not fail."""
+        return False
+
+    @classmethod
     def build(cls, spec: NodeSpec) -> Node:
         return cls(spec, cls.options_from(spec))
 

@@ -6,6 +6,7 @@ process does it for every upload) needs only the options.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -19,6 +20,8 @@ from oldphoto.engine.nodes.upscale import Upscale
 from oldphoto.engine.reporter import NodeReporter
 from oldphoto.errors import InvalidWorkflow
 from oldphoto.models.registry import DDCOLOR_MODELS, INPUT_MULTIPLE, INPUT_SIZES
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from oldphoto.models.ddcolor import Colorizer
@@ -68,6 +71,31 @@ class DDColorNode(Node):
             raise InvalidWorkflow(f"input_size must be one of {', '.join(map(str, allowed))}, not {own.input_size}", node=spec.id)
         if own.upscale:
             Upscale.check_spec(_upscale_spec(spec.id, own), options)
+
+    @classmethod
+    def warm(cls, options: RunOptions) -> bool:
+        """The server's model, with its ONNX sessions building, when its graphs are on disk: a fresh worker's first
+        job then finds them started or built (no PyTorch is imported; another runtime, or no graphs, waits for a job)."""
+        from oldphoto.models.ddcolor import checkpoint_file, load_colorizer
+        from oldphoto.models.ddcolor.onnx import graph_key, is_cached, onnxruntime_missing
+        from oldphoto.models.runtimes import device_name
+        from oldphoto.models.store import ModelStore
+
+        try:
+            if options.runtime not in ("auto", "onnx") or device_name(options.device) != "cpu" or onnxruntime_missing():
+                return False
+            models_dir = Path(options.models_dir)
+            store = ModelStore(models_dir)
+            path = store.cached_path(options.model) if options.model in DDCOLOR_MODELS else Path(options.model)
+            if path is None or not is_cached(graph_key(checkpoint_file(path), options.input_size, models_dir)):
+                return False
+            cache_bytes = None if options.runtime_cache_mb is None else options.runtime_cache_mb * 1024 * 1024
+            colorizer, _ = load_colorizer(path, "cpu", options.runtime, cache_dir=models_dir, cache_max_bytes=cache_bytes)
+            colorizer.prepare(options.input_size)
+        except Exception as exc:  # the first job will meet the same problem and report it properly
+            log.info("no warm start for %s (%s)", options.model, exc)
+            return False
+        return True
 
     def cost(self) -> float:
         return self.weight + (self._upscaler().cost() if self.options.upscale else 0.0)

@@ -417,7 +417,9 @@ class OnnxSegments:
         with contextlib.suppress(Exception):
             self._last_run.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self._on_built = on_built
-        threading.Thread(target=self._build_all, name="onnx-sessions", daemon=True).start()
+        # Not a daemon: a process that ends while sessions are being built waits for them (ONNX Runtime aborts the
+        # process when the interpreter goes away under a session being built).
+        threading.Thread(target=self._build_all, name="onnx-sessions").start()
 
     @property
     def sessions(self) -> list[Any]:
