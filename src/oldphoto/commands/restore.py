@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from oldphoto.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from oldphoto.engine import CancelToken, Reporter, RunOptions, Workflow, parse_workflow, run_workflow, workflow_from_steps
+from oldphoto.engine import CancelToken, Reporter, RunOptions, Workflow, parse_workflow, run_workflow, warm_up, workflow_from_steps
 from oldphoto.errors import BadInput, Cancelled, InvalidImage, OldphotoError, TooManyPixels, UnsupportedFormat
 from oldphoto.models.realesrgan import default_threads
 from oldphoto.protocol import JobEvent, Note
@@ -36,6 +37,10 @@ def restore(args: argparse.Namespace) -> int:
     except (OldphotoError, OSError) as exc:
         print(f"oldphoto: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return EXIT_USAGE
+    # The model's sessions start building while the first photo is read and decoded (only where that is cheap). Not
+    # a daemon: ONNX Runtime aborts a process whose interpreter goes away under it.
+    node_types = {spec.type for spec in workflow.nodes.values()}
+    threading.Thread(target=warm_up, args=(options, node_types), name="warm-up").start()
     display = JsonLines(args.lang) if args.json else ProgressBar(args.lang)
     status = EXIT_OK
     with display:

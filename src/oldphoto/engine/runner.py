@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from oldphoto.engine.context import NodeContext, RunOptions
@@ -34,6 +36,8 @@ def run_workflow(workflow: Workflow, image: np.ndarray, *, options: RunOptions, 
     return values[workflow.output_node.id][0]
 
 
-def warm_up(options: RunOptions) -> list[str]:
-    """Let every node type get ready for jobs run with these options, where that is cheap; the types that did."""
-    return [name for name, node in NODE_TYPES.items() if node.warm(options)]
+def warm_up(options: RunOptions, types: Iterable[str] | None = None) -> list[str]:
+    """Let the node types (all, or these) get ready for jobs run with these options, where that is cheap; returns
+    the types that did something."""
+    wanted = NODE_TYPES.keys() if types is None else [name for name in NODE_TYPES if name in set(types)]
+    return [name for name in wanted if NODE_TYPES[name].warm(options)]

@@ -71,7 +71,7 @@ def _worker_main(conn: Connection, cancel_flags: list[Any], cores_shared_by: int
 
     send(Ready())
     if warm is not None:  # the server's model, while this worker waits for its first job
-        threading.Thread(target=warm_up, args=(warm,), name="warm-up", daemon=True).start()
+        threading.Thread(target=warm_up, args=(warm,), name="warm-up").start()
     while True:
         try:
             task = conn.recv()
