@@ -36,7 +36,7 @@ lint: install-dev
 	$(BIN)/mypy
 
 test: install-dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-fast: install-dev
 	$(BIN)/python -m pytest -q -m "not slow and not browser"

@@ -10,7 +10,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from oldphoto.engine.context import NodeContext, RunOptions
@@ -24,6 +23,8 @@ from oldphoto.models.registry import DDCOLOR_MODELS, INPUT_MULTIPLE, INPUT_SIZES
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from oldphoto.models.ddcolor import Colorizer
     from oldphoto.models.ddcolor.progress import BlockCallback
 
