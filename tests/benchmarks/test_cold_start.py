@@ -26,7 +26,7 @@ def test_cold_start_quick(tmp_path: Path) -> None:
         "| restore one photo: peak RSS MB |",
         "| restore four photos, one process: wall s |",
         "| worker: spawn -> Ready s |",
-        "| worker: spawn -> model loaded s (first job's inference begins) |",
+        "| worker: a first job sent 1 s after spawn, s |",
         "| web: `oldphoto serve` -> /healthz answers s |",
         "| web: RSS MB 1 s after /healthz (web process only) |",
         "| process start -> ",
