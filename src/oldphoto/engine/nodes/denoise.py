@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,6 +44,8 @@ class Denoise(Node):
         return (out,)
 
     def _filter(self, rgb: np.ndarray) -> np.ndarray:
+        import cv2  # here, not at the top: the web process imports this node to validate workflows, and must not load OpenCV
+
         opts = self.options
         # OpenCV expects BGR: it splits luminance from colour in Lab, which needs the channels in its order.
         bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,6 +42,8 @@ class Sharpen(Node):
         return (out,)
 
     def _sharpen(self, rgb: np.ndarray) -> np.ndarray:
+        import cv2  # here, not at the top: the web process imports this node to validate workflows, and must not load OpenCV
+
         opts = self.options
         pixels = rgb.astype(np.float32)
         detail = pixels - cv2.GaussianBlur(pixels, (0, 0), opts.radius)
