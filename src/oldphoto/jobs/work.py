@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from oldphoto.engine import CancelToken, Reporter, RunOptions, parse_workflow, run_workflow
@@ -27,6 +27,12 @@ class WorkItem:
     workflow: str
     options: RunOptions
     max_pixels: int
+
+    def with_threads(self, threads: int) -> WorkItem:
+        """This item with `threads` for its nets, where its options leave that to the worker (None)."""
+        if self.options.threads is not None:
+            return self
+        return replace(self, options=replace(self.options, threads=threads))
 
 
 def execute(item: WorkItem, cancel: CancelToken, send: Callable[[FromWorker], None]) -> None:
