@@ -1,7 +1,7 @@
 """Encoding results as PNG, and writing them so that a reader never sees half a file.
 
-OpenCV is imported by the functions that encode, not with this module: the web process imports `write_atomic` (and
-the package's probing) and must not load OpenCV.
+OpenCV and numpy are imported by the functions that encode, not with this module: the web process writes files with
+`write_atomic` and must load neither.
 """
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 # zlib level 3 writes files about half the size of OpenCV's default (1) for a few milliseconds more per
 # megapixel; levels above it cost two to three times the time for almost nothing on photographs.
@@ -20,6 +22,7 @@ PNG_COMPRESSION = 3
 def encode_png(rgb: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
     """PNG bytes of `rgb` (H, W, 3) uint8 and, when given, `alpha` (h, w) uint8, resized to H x W if needed."""
     import cv2
+    import numpy as np
 
     _check_plane(rgb, "rgb", ndim=3)
     # OpenCV refuses views with negative strides (a flipped array); this copies only such views.
@@ -68,6 +71,8 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def _check_plane(array: np.ndarray, name: str, *, ndim: int) -> None:
+    import numpy as np
+
     if not isinstance(array, np.ndarray) or array.dtype != np.uint8:
         raise TypeError(f"{name} must be a uint8 numpy array")
     if array.ndim != ndim or (ndim == 3 and array.shape[2] != 3) or 0 in array.shape:

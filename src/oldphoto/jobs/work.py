@@ -9,7 +9,6 @@ from pathlib import Path
 
 from oldphoto.engine import CancelToken, Reporter, RunOptions, parse_workflow, run_workflow
 from oldphoto.errors import Cancelled, OldphotoError
-from oldphoto.imaging import decode_file, save_png
 from oldphoto.jobs import messages
 from oldphoto.jobs.messages import Done, Failed, FromWorker, Noted
 
@@ -37,6 +36,9 @@ class WorkItem:
 
 def execute(item: WorkItem, cancel: CancelToken, send: Callable[[FromWorker], None]) -> None:
     """Run one job to its end, telling `send` every note and exactly one outcome."""
+    # Here, not at the top: the web process imports this module for WorkItem and must not load numpy and Pillow.
+    from oldphoto.imaging import decode_file, save_png
+
     result = Path(item.result_path)
     try:
         image = decode_file(item.input_path, max_pixels=item.max_pixels)
