@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal
 
 from oldphoto.engine.reporter import NodeReporter
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def default_models_dir() -> Path:

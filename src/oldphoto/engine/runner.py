@@ -1,11 +1,14 @@
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from oldphoto.engine.context import NodeContext, RunOptions
 from oldphoto.engine.graph import Workflow
 from oldphoto.engine.nodes import NODE_TYPES
 from oldphoto.engine.reporter import Reporter
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["RunOptions", "run_workflow"]
 

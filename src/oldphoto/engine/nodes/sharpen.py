@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from oldphoto.engine.context import NodeContext
 from oldphoto.engine.nodes.bands import in_bands
 from oldphoto.engine.nodes.base import Node
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Rows per band: progress and cancel come once per band.
 BAND_ROWS = 512
@@ -42,7 +45,9 @@ class Sharpen(Node):
         return (out,)
 
     def _sharpen(self, rgb: np.ndarray) -> np.ndarray:
-        import cv2  # here, not at the top: the web process imports this node to validate workflows, and must not load OpenCV
+        # Imported here, in a worker: the web process imports every node and loads neither (engine/nodes/__init__.py).
+        import cv2
+        import numpy as np
 
         opts = self.options
         pixels = rgb.astype(np.float32)
