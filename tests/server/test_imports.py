@@ -1,9 +1,10 @@
-"""The web process loads no model runtime (issue 12): torch, ONNX Runtime, ncnn and OpenCV stay in the workers.
+"""The web process loads no model runtime (issue 12): torch, ONNX Runtime, ncnn and OpenCV stay in the workers, and
+so does Pillow (decoding is the checkers' and the workers' work; the web process reads headers with its own code).
 
 Seen from outside, as an operator would see it: after a real server has taken uploads, validated, costed and run their
 jobs, and answered /api/models, /metrics and /healthz, the files mapped into the web process (/proc/<pid>/maps, its
 own mappings only) include none from those packages' folders, where their shared libraries live. Its worker
-processes, read the same way, do map them: the check sees a runtime where there is one. spandrel and
+processes, read the same way, do map them: the check sees a package where there is one. spandrel and
 spandrel_extra_arches are pure Python, so they map nothing of their own; neither can be imported without torch.
 """
 
@@ -27,24 +28,24 @@ pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/maps"),
 ]
 
-RUNTIMES = ("torch", "onnxruntime", "ncnn", "cv2")
-# What every process that runs jobs maps from the moment it is ready (jobs/workers.py: torch's and OpenCV's thread
-# pools, ncnn's core count); ONNX Runtime only once a colorize job has run on it.
-WORKER_RUNTIMES = {"torch", "ncnn", "cv2"}
+KEPT_OUT = ("torch", "onnxruntime", "ncnn", "cv2", "PIL")
+# What a process that has run jobs maps: torch, OpenCV and ncnn from the moment it is ready (jobs/workers.py: their
+# thread pools), Pillow from its first decode; ONNX Runtime only once a colorize job has run on it.
+IN_WORKERS = {"torch", "ncnn", "cv2", "PIL"}
 
 
 def installed_at() -> dict[str, Path]:
-    """Each runtime's package folder, found without importing it."""
+    """Each package's folder, found without importing it."""
     folders = {}
-    for name in RUNTIMES:
+    for name in KEPT_OUT:
         spec = importlib.util.find_spec(name)
         assert spec is not None and spec.submodule_search_locations, f"{name} is not installed as a package"
         folders[name] = Path(next(iter(spec.submodule_search_locations))).resolve()
     return folders
 
 
-def runtimes_mapped(pid: int) -> set[str]:
-    """The runtimes with a file mapped into process `pid` itself (a child's mappings are its own, not its parent's)."""
+def mapped(pid: int) -> set[str]:
+    """The packages with a file mapped into process `pid` itself (a child's mappings are its own, not its parent's)."""
     folders = installed_at()
     found = set()
     for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
@@ -56,11 +57,11 @@ def runtimes_mapped(pid: int) -> set[str]:
 
 
 def mapped_by_children(pid: int) -> dict[int, set[str]]:
-    return {child.pid: runtimes_mapped(child.pid) for child in psutil.Process(pid).children(recursive=True)}
+    return {child.pid: mapped(child.pid) for child in psutil.Process(pid).children(recursive=True)}
 
 
 def drive(server: ServerProcess) -> None:
-    """What users and operators ask of a web process: every path through it that could import a runtime."""
+    """What users and operators ask of a web process: every path through it that could import one of those."""
     client = Client(server)
     job_id = client.submit(png_bytes(64, 48), steps="denoise,upscale,sharpen")["job_id"]
     events = client.follow(job_id)
@@ -91,8 +92,8 @@ def embedded(tmp_path: Path, no_weights: None) -> Iterator[ServerProcess]:
 
 def test_the_embedded_web_process_maps_no_runtime_while_its_workers_do(embedded: ServerProcess) -> None:
     drive(embedded)
-    assert runtimes_mapped(embedded.process.pid) == set()
-    assert any(WORKER_RUNTIMES <= found for found in mapped_by_children(embedded.process.pid).values())
+    assert mapped(embedded.process.pid) == set()
+    assert any(IN_WORKERS <= found for found in mapped_by_children(embedded.process.pid).values())
 
 
 @pytest.mark.scaleout
@@ -103,7 +104,7 @@ def test_a_scale_out_web_node_maps_no_runtime(tmp_path: Path, no_weights: None) 
             web = start_server(tmp_path / "web", scale_out_env(database, broker, prefix), ready=lambda health: "status" in health)
             try:
                 drive(web)
-                assert runtimes_mapped(web.process.pid) == set()
-                assert any(WORKER_RUNTIMES <= found for found in mapped_by_children(worker_node.pid).values())
+                assert mapped(web.process.pid) == set()
+                assert any(IN_WORKERS <= found for found in mapped_by_children(worker_node.pid).values())
             finally:
                 web.stop()
