@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from oldphoto.imaging.decode import MAX_JPEG_SCANS, DecodedImage, decode_file, decode_image, read_file
     from oldphoto.imaging.encode import encode_png, fit_alpha, save_png, write_atomic
 
-# The names of the modules that need numpy or Pillow, and where each lives.
+# Names from the modules that need numpy, Pillow or OpenCV, each with the module it comes from.
 _LAZY = {
     **dict.fromkeys(("MAX_JPEG_SCANS", "DecodedImage", "decode_file", "decode_image", "read_file"), "decode"),
     **dict.fromkeys(("encode_png", "fit_alpha", "save_png", "write_atomic"), "encode"),
