@@ -14,9 +14,11 @@ from oldphoto.settings import Settings
 
 
 def run_options(settings: Settings) -> RunOptions:
-    """What every job runs with. Worker processes read no settings: all they need travels in here."""
-    from oldphoto.models.realesrgan import default_threads
+    """What every job runs with. Worker processes read no settings: all they need travels in here.
 
+    Except the CPU threads of a net (`threads`, left None): each worker process counts its share of its machine's cores
+    (jobs/workers.py), because counting them as ncnn does means loading ncnn, and the web process must not.
+    """
     return RunOptions(
         model=settings.model,
         models_dir=settings.models_dir,
@@ -26,8 +28,6 @@ def run_options(settings: Settings) -> RunOptions:
         runtime=settings.runtime,
         batch_max=settings.batch_max,
         batch_wait_ms=settings.batch_wait_ms,
-        # The machine's cores shared between the workers' jobs running at once.
-        threads=default_threads(settings.workers),
         runtime_cache_mb=settings.runtime_cache_mb,
     )
 

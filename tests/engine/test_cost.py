@@ -192,6 +192,8 @@ _MEASURE = textwrap.dedent(
     import numpy as np
     from oldphoto.engine import CancelToken, Reporter, RunOptions, parse_workflow, run_workflow
     from oldphoto.imaging import encode_png
+    # Loaded by every worker before its first job (jobs/workers.py), so part of the worker at rest, not of the job.
+    import cv2, ncnn
 
     def rss():
         return int(open("/proc/self/statm").read().split()[1]) * 4096

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import multiprocessing
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,7 +43,28 @@ def schema_diff(url: str) -> list:
 
 def test_the_migrated_schema_is_the_models_schema(url: str) -> None:
     migrate.upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0003"
+    assert migrate.current(url) == migrate.head() == migrate.newest_revision() == "0003"
+    assert schema_diff(url) == []
+
+
+def alembic_loaded_by(code: str, url: str) -> bool:
+    """Whether a fresh interpreter has Alembic loaded after running `code` (with `migrate` and `url` given)."""
+    script = f"import sys\nfrom oldphoto.jobs import migrate\nurl = {url!r}\n{code}\nprint('alembic' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.split()[-1] == "True"
+
+
+def test_a_store_already_at_the_newest_revision_is_left_alone_without_alembic(url: str) -> None:
+    migrate.upgrade(url)
+    assert migrate.at_newest(url)
+    assert not alembic_loaded_by("migrate.upgrade(url)", url)  # every restart of a node
+    assert alembic_loaded_by("migrate.upgrade(url); migrate.head()", url)  # the check can see it loaded
+
+
+def test_migrating_apart_leaves_alembic_out_of_the_caller(url: str) -> None:
+    assert not alembic_loaded_by("migrate.upgrade_apart(url); assert migrate.at_newest(url)", url)
+    assert migrate.current(url) == migrate.head()
     assert schema_diff(url) == []
 
 
@@ -89,6 +112,8 @@ def test_a_database_older_than_the_baseline_is_refused_unchanged(url: str) -> No
     engine.dispose()
     with pytest.raises(migrate.StoreUnavailable, match="queue_entries, blobs, leases, worker_nodes, queue_lanes"):
         migrate.upgrade(url)
+    with pytest.raises(migrate.StoreUnavailable, match="queue_entries, blobs, leases, worker_nodes, queue_lanes"):
+        migrate.upgrade_apart(url)  # told by the process that tried
     assert migrate.current(url) is None
 
 
@@ -115,9 +140,10 @@ def test_a_new_revision_is_one_file_and_copying_jobs_on_sqlite_keeps_their_event
     (migrations / "versions" / "0004_note.py").write_text(REVISION_NEXT)
     monkeypatch.setattr(migrate, "MIGRATIONS", migrations)
 
+    assert not migrate.at_newest(store.engine)  # the new file is read as Alembic reads it
     migrate.upgrade(store.engine)
 
-    assert migrate.current(store.engine) == migrate.head() == "0004"
+    assert migrate.current(store.engine) == migrate.head() == migrate.newest_revision() == "0004"
     assert "note" in {column["name"] for column in inspect(store.engine).get_columns("jobs")}
     assert [e.seq for e in store.events_after(job.id)] == [1]  # not deleted by cascade when `jobs` was dropped
     with store.engine.connect() as connection:

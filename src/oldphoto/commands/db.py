@@ -20,10 +20,14 @@ def db(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def store_ready(url: str, command: str) -> bool:
-    """Migrates the store; False, after one line on stderr saying why, where it cannot be reached or migrated."""
+def store_ready(url: str, command: str, *, apart: bool = False) -> bool:
+    """Migrates the store (`apart`: in a process of its own, `migrate.upgrade_apart`); False, after one line on stderr
+    saying why, where it cannot be reached or migrated."""
     try:
-        migrate.upgrade(url)
+        if apart:
+            migrate.upgrade_apart(url)
+        else:
+            migrate.upgrade(url)
     except migrate.StoreUnavailable as exc:
         print(f"oldphoto {command}: {exc}", file=sys.stderr)
         return False

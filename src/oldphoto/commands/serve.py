@@ -30,8 +30,9 @@ def serve(args: argparse.Namespace) -> int:
     given = {"data_dir": args.data_dir, "model": args.model, "device": args.device, "workers": args.workers, "auth": args.auth}
     overrides = {k: v for k, v in given.items() if v is not None}
     settings = Settings(**overrides)
-    # Migrated here rather than first in the app's lifespan, where a failure would end in uvicorn's traceback.
-    if not store_ready(settings.store_url, "serve"):
+    # Migrated here rather than first in the app's lifespan, where a failure would end in uvicorn's traceback; by a
+    # process of its own, so that the web process never holds Alembic (11 MB), and its store finds nothing to do.
+    if not store_ready(settings.store_url, "serve", apart=True):
         return EXIT_FAILED
     # The store's threads run Python too (SQLAlchemy): the loop must get the GIL back soon after it asks.
     sys.setswitchinterval(settings.gil_switch_ms / 1000)

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal
 
 from oldphoto.engine.reporter import NodeReporter
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def default_models_dir() -> Path:
@@ -27,8 +28,8 @@ class RunOptions:
     # to batch_wait_ms (1: each job makes its own pass).
     batch_max: int = 1
     batch_wait_ms: float = 20.0
-    # CPU threads one net may use (Real-ESRGAN's ncnn), worked out by whoever builds the options from how many
-    # jobs run at once on the machine; None: all of this machine's cores, for a single job.
+    # CPU threads one net may use (Real-ESRGAN's ncnn), from how many jobs run at once on the machine. None: a worker
+    # process puts its share of the cores here (jobs/workers.py); elsewhere, all of this machine's cores, for one job.
     threads: int | None = None
     # DDColor's exported ONNX graphs under <models_dir>/.oldphoto-runtime are held to this many MB (least recently used
     # removed first; OLDPHOTO_RUNTIME_CACHE_MB).

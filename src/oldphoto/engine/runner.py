@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from oldphoto.engine.context import NodeContext, RunOptions
 from oldphoto.engine.graph import Workflow
 from oldphoto.engine.nodes import NODE_TYPES
 from oldphoto.engine.reporter import Reporter
 
-__all__ = ["RunOptions", "run_workflow"]
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["RunOptions", "run_workflow", "warm_up"]
 
 
 def run_workflow(workflow: Workflow, image: np.ndarray, *, options: RunOptions, reporter: Reporter) -> np.ndarray:

@@ -22,7 +22,7 @@ from PIL import Image, ImageFile
 from oldphoto.errors import BadInput, InvalidImage, OldphotoError, OutOfMemory, TooLarge, TooManyPixels
 from oldphoto.imaging.modes import to_rgb_alpha
 from oldphoto.imaging.orient import read_orientation, upright
-from oldphoto.imaging.probe import ImageInfo, probe
+from oldphoto.imaging.probe import ImageInfo, check_declared, check_pixels, probe
 
 # Our format names -> the single Pillow plugin allowed to read each.
 _PILLOW_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "tiff": "TIFF", "bmp": "BMP", "gif": "GIF"}
@@ -61,35 +61,6 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
 def decode_file(path: str | os.PathLike[str], *, max_pixels: int, max_bytes: int | None = None) -> DecodedImage:
     """Decode an image file with the same checks; `max_bytes` (TooLarge) bounds what is read into memory."""
     return decode_image(read_file(path, max_bytes=max_bytes), max_pixels=max_pixels)
-
-
-def check_declared(info: ImageInfo, max_pixels: int) -> None:
-    """TooManyPixels when the header's size, or a tiled TIFF's tile, is over the limit: arithmetic only."""
-    check_pixels(info.width, info.height, max_pixels)
-    if info.tile is not None:
-        _check_tile(*info.tile, max_pixels)
-
-
-def check_pixels(width: int, height: int, max_pixels: int) -> None:
-    """TooManyPixels when width x height is over the limit."""
-    if width * height > max_pixels:
-        raise TooManyPixels(
-            f"This image is {width}x{height} pixels ({_megapixels(width * height)}); "
-            f"the most we accept is {_megapixels(max_pixels)}."
-        )
-
-
-def _check_tile(width: int, height: int, max_pixels: int) -> None:
-    # libtiff allocates one whole tile up front, and a tile may be declared far larger than its image.
-    if width * height > max_pixels:
-        raise TooManyPixels(
-            f"This TIFF file is cut into tiles of {width}x{height} pixels ({_megapixels(width * height)}); "
-            f"the most we accept is {_megapixels(max_pixels)}."
-        )
-
-
-def _megapixels(pixels: int) -> str:
-    return f"{pixels / 1e6:.1f} megapixels"
 
 
 def _check_jpeg_scans(data: bytes) -> None:

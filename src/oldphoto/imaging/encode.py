@@ -1,21 +1,29 @@
-"""Encoding results as PNG, and writing them so that a reader never sees half a file."""
+"""Encoding results as PNG, and writing them so that a reader never sees half a file.
+
+OpenCV and numpy are imported by the functions that encode, not with this module: the web process writes files with
+`write_atomic` and must load neither.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 # zlib level 3 writes files about half the size of OpenCV's default (1) for a few milliseconds more per
 # megapixel; levels above it cost two to three times the time for almost nothing on photographs.
-_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+PNG_COMPRESSION = 3
 
 
 def encode_png(rgb: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
     """PNG bytes of `rgb` (H, W, 3) uint8 and, when given, `alpha` (h, w) uint8, resized to H x W if needed."""
+    import cv2
+    import numpy as np
+
     _check_plane(rgb, "rgb", ndim=3)
     # OpenCV refuses views with negative strides (a flipped array); this copies only such views.
     rgb = np.ascontiguousarray(rgb)
@@ -25,7 +33,7 @@ def encode_png(rgb: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
         _check_plane(alpha, "alpha", ndim=2)
         pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA)
         pixels[..., 3] = fit_alpha(np.ascontiguousarray(alpha), rgb.shape[1], rgb.shape[0])
-    ok, buffer = cv2.imencode(".png", pixels, _PNG_PARAMS)
+    ok, buffer = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
     if not ok:
         raise RuntimeError("OpenCV could not encode the PNG")
     return buffer.tobytes()
@@ -40,6 +48,8 @@ def fit_alpha(alpha: np.ndarray, width: int, height: int) -> np.ndarray:
     """Alpha at width x height: a step that upscaled the colours left the transparency at its old size."""
     if alpha.shape == (height, width):
         return alpha
+    import cv2
+
     return cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
@@ -61,6 +71,8 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def _check_plane(array: np.ndarray, name: str, *, ndim: int) -> None:
+    import numpy as np
+
     if not isinstance(array, np.ndarray) or array.dtype != np.uint8:
         raise TypeError(f"{name} must be a uint8 numpy array")
     if array.ndim != ndim or (ndim == 3 and array.shape[2] != 3) or 0 in array.shape:

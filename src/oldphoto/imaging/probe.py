@@ -17,7 +17,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from oldphoto.errors import InvalidImage
+from oldphoto.errors import InvalidImage, TooManyPixels
 from oldphoto.imaging.sniff import sniff_format
 
 
@@ -60,6 +60,35 @@ def probe(data: bytes) -> ImageInfo:
         if w <= 0 or h <= 0:
             raise _damaged(fmt, f"its header declares a {w}x{h} picture")
     return ImageInfo(fmt, width, height, tile)
+
+
+def check_declared(info: ImageInfo, max_pixels: int) -> None:
+    """TooManyPixels when the header's size, or a tiled TIFF's tile, is over the limit: arithmetic only."""
+    check_pixels(info.width, info.height, max_pixels)
+    if info.tile is not None:
+        _check_tile(*info.tile, max_pixels)
+
+
+def check_pixels(width: int, height: int, max_pixels: int) -> None:
+    """TooManyPixels when width x height is over the limit."""
+    if width * height > max_pixels:
+        raise TooManyPixels(
+            f"This image is {width}x{height} pixels ({_megapixels(width * height)}); "
+            f"the most we accept is {_megapixels(max_pixels)}."
+        )
+
+
+def _check_tile(width: int, height: int, max_pixels: int) -> None:
+    # libtiff allocates one whole tile up front, and a tile may be declared far larger than its image.
+    if width * height > max_pixels:
+        raise TooManyPixels(
+            f"This TIFF file is cut into tiles of {width}x{height} pixels ({_megapixels(width * height)}); "
+            f"the most we accept is {_megapixels(max_pixels)}."
+        )
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f} megapixels"
 
 
 # What each header reader returns: width, height, and a TIFF's tile size (None elsewhere).

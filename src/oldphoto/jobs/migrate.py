@@ -2,23 +2,30 @@
 safely when several nodes start at once: one migrates while the others wait for it, then find nothing left to do.
 
 Adding a revision is adding one file to jobs/migrations/versions (docs/scaleout.md, "Schema migrations").
+
+Alembic is imported only when there is something to migrate: a store already at the newest revision is told so by
+one query, and a process that only starts (a restart, a node joining) never loads it, nor the 11 MB it keeps.
+`upgrade_apart` migrates in a process of its own, so the web process never loads it at all.
 """
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import fcntl
+import multiprocessing
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BASELINE = "0001"
@@ -35,18 +42,104 @@ class StoreUnavailable(Exception):
 def upgrade(target: Engine | str) -> None:
     """Bring the database to the newest revision (stamping one made by create_all at the baseline first)."""
     with _engine(target) as engine:
+        if not at_newest(engine):
+            _migrate(engine)
+
+
+def upgrade_apart(url: str) -> None:
+    """`upgrade`, with the migrating (if any) done by a process of its own: this one never loads Alembic."""
+    if at_newest(url):
+        return
+    # Spawned, as worker processes are: the caller may have threads, whose locks a fork would copy mid-use.
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as apart:
+        apart.submit(upgrade, url).result()  # its StoreUnavailable is raised here
+
+
+def at_newest(target: Engine | str) -> bool:
+    """Whether the database holds the newest revision, asked with one query and without Alembic.
+
+    Only a yes is trusted: a store that cannot be read, or is being migrated right now, is a no, and `upgrade` then
+    takes the lock and Alembic's own look (which says why a store cannot be reached)."""
+    newest = newest_revision()
+    with _engine(target) as engine:
+        if newest is None or not _may_exist(engine):
+            return False
         try:
-            with _locked(engine) as connection, connection.begin():
-                config = _config(connection)
-                if _made_by_create_all(connection):
-                    command.stamp(config, BASELINE)
-                command.upgrade(config, "head")
-        except (SQLAlchemyError, OSError, CommandError, StoreUnavailable) as exc:
-            raise StoreUnavailable(_reason(engine, exc)) from exc
+            with engine.connect() as connection:
+                if not inspect(connection).has_table("alembic_version"):
+                    return False
+                stored = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        except SQLAlchemyError:
+            return False
+        return stored == [newest]
+
+
+def newest_revision() -> str | None:
+    """The one revision that no other revises, from the `revision` and `down_revision` constants of the files in
+    versions/, read without running them; None where that is not exactly one (a branch, or a name it cannot read)."""
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        constants = _constants(path)
+        revision, down = constants.get("revision"), constants.get("down_revision")
+        if isinstance(revision, str):
+            revisions.add(revision)
+        revised.update(name for name in (down if isinstance(down, tuple | list) else [down]) if isinstance(name, str))
+    heads = revisions - revised
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _constants(path: Path) -> dict[str, object]:
+    """What a file assigns to plain names at its top, where the value is a literal (`revision = "0003"`)."""
+    found: dict[str, object] = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name):
+            with contextlib.suppress(ValueError):  # not a literal: not a constant this reads
+                found[target.id] = ast.literal_eval(value)
+    return found
+
+
+def _may_exist(engine: Engine) -> bool:
+    """False for a SQLite file not yet made: connecting would make it, or fail where its folder is missing."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or "mode=memory" in database:
+        return True
+    return Path(database).is_file()
+
+
+def _migrate(engine: Engine) -> None:
+    try:
+        with _locked(engine) as connection, connection.begin():
+            _run_revisions(connection)
+    except (SQLAlchemyError, OSError, StoreUnavailable) as exc:
+        raise StoreUnavailable(_reason(engine, exc)) from exc
+
+
+def _run_revisions(connection: Connection) -> None:
+    """Alembic's part, imported only now that the store is reached and behind (a node that cannot reach its store
+    says so in one line, before Alembic logs its plugins)."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    config = _config(connection)
+    try:
+        if _made_by_create_all(connection):
+            command.stamp(config, BASELINE)
+        command.upgrade(config, "head")
+    except CommandError as exc:
+        raise StoreUnavailable(_first_line(exc)) from exc
 
 
 def current(target: Engine | str) -> str | None:
     """The database's revision; None for an empty one or one made by create_all and not yet migrated."""
+    from alembic.migration import MigrationContext
+
     with _engine(target) as engine:
         try:
             with engine.connect() as connection:
@@ -56,10 +149,14 @@ def current(target: Engine | str) -> str | None:
 
 
 def head() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 
 def _config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection  # env.py runs the revisions on it

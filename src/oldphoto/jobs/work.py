@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from oldphoto.engine import CancelToken, Reporter, RunOptions, parse_workflow, run_workflow
 from oldphoto.errors import Cancelled, OldphotoError
-from oldphoto.imaging import decode_file, save_png
 from oldphoto.jobs import messages
 from oldphoto.jobs.messages import Done, Failed, FromWorker, Noted
 
@@ -28,9 +27,18 @@ class WorkItem:
     options: RunOptions
     max_pixels: int
 
+    def with_threads(self, threads: int) -> WorkItem:
+        """This item with `threads` for its nets, where its options leave that to the worker (None)."""
+        if self.options.threads is not None:
+            return self
+        return replace(self, options=replace(self.options, threads=threads))
+
 
 def execute(item: WorkItem, cancel: CancelToken, send: Callable[[FromWorker], None]) -> None:
     """Run one job to its end, telling `send` every note and exactly one outcome."""
+    # Here, not at the top: the web process imports this module for WorkItem and must not load numpy and Pillow.
+    from oldphoto.imaging import decode_file, save_png
+
     result = Path(item.result_path)
     try:
         image = decode_file(item.input_path, max_pixels=item.max_pixels)

@@ -54,10 +54,13 @@ def _worker_main(conn: Connection, cancel_flags: list[Any], cores_shared_by: int
     from oldphoto.engine import CancelToken, warm_up
     from oldphoto.jobs.memory import give_back
     from oldphoto.jobs.work import execute
+    from oldphoto.models.realesrgan import default_threads
     from oldphoto.models.runtimes import configure_threads, threads_per_job
 
     # Workers share the cores: each gets its part, so jobs that run at once do not fight over the same ones.
     configure_threads(threads_per_job(cores_shared_by))
+    # ncnn's part too, counted here: the process that built the jobs' options (the web process) must not load ncnn.
+    net_threads = default_threads(cores_shared_by)
     lock = threading.Lock()
 
     def send(message: FromWorker) -> None:
@@ -65,7 +68,7 @@ def _worker_main(conn: Connection, cancel_flags: list[Any], cores_shared_by: int
             conn.send(message)
 
     def run(slot: int, item: WorkItem) -> None:
-        execute(item, CancelToken(cancel_flags[slot]), send)
+        execute(item.with_threads(net_threads), CancelToken(cancel_flags[slot]), send)
         # After the outcome, so the job's owner does not wait for it.
         send(Released(give_back()))
 

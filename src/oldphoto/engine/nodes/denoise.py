@@ -1,12 +1,15 @@
 from __future__ import annotations
 
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from oldphoto.engine.context import NodeContext
 from oldphoto.engine.nodes.bands import in_bands
 from oldphoto.engine.nodes.base import Node
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Rows per band: progress and cancel come once per band; ~0.25 s each for a 1000-pixel-wide photo on 2 cores.
 BAND_ROWS = 256
@@ -45,6 +48,10 @@ class Denoise(Node):
         return (out,)
 
     def _filter(self, rgb: np.ndarray) -> np.ndarray:
+        # Imported here, in a worker: the web process imports every node and loads neither (engine/nodes/__init__.py).
+        import cv2
+        import numpy as np
+
         opts = self.options
         # OpenCV expects BGR: it splits luminance from colour in Lab, which needs the channels in its order.
         bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from oldphoto.engine.context import NodeContext
 from oldphoto.engine.nodes.base import Node
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class LoadImageOptions(BaseModel):

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from oldphoto.engine.context import NodeContext
 from oldphoto.engine.nodes.bands import in_bands
 from oldphoto.engine.nodes.base import Node
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Rows per band: progress and cancel come once per band.
 BAND_ROWS = 512
@@ -43,6 +45,10 @@ class Sharpen(Node):
         return (out,)
 
     def _sharpen(self, rgb: np.ndarray) -> np.ndarray:
+        # Imported here, in a worker: the web process imports every node and loads neither (engine/nodes/__init__.py).
+        import cv2
+        import numpy as np
+
         opts = self.options
         pixels = rgb.astype(np.float32)
         detail = pixels - cv2.GaussianBlur(pixels, (0, 0), opts.radius)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import time
+from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from oldphoto.engine.context import NodeContext
 from oldphoto.engine.nodes.base import Node
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ENABLED = os.environ.get("OLDPHOTO_TEST_NODES") == "1"
 

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from oldphoto.engine.context import NodeContext, RunOptions
@@ -11,6 +10,9 @@ from oldphoto.engine.nodes.base import Node
 from oldphoto.engine.reporter import NodeReporter
 from oldphoto.errors import InvalidWorkflow, ModelMissing
 from oldphoto.models.realesrgan import TileCallback, Upscaler, is_loaded, load_upscaler, resolve_name
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class UpscaleOptions(BaseModel):
@@ -41,6 +43,8 @@ class Upscale(Node):
             raise InvalidWorkflow(exc.message, node=spec.id) from None
 
     def run(self, ctx: NodeContext, *, image: np.ndarray) -> tuple[np.ndarray]:
+        import numpy as np  # in a worker only (engine/nodes/__init__.py)
+
         report = ctx.report
         report.stage("preprocess")
         rgb = np.ascontiguousarray(image)  # OpenCV refuses some strided views (a flip or crop from an earlier step)
