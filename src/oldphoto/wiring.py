@@ -24,6 +24,7 @@ def run_options(settings: Settings) -> RunOptions:
         input_size=settings.input_size,
         ab_upsample=settings.ab_upsample,
         runtime=settings.runtime,
+        precision=settings.precision,
         batch_max=settings.batch_max,
         batch_wait_ms=settings.batch_wait_ms,
         # The machine's cores shared between the workers' jobs running at once.
