@@ -55,3 +55,13 @@ def test_precision_compares_fast_with_faithful_on_a_photo(tmp_path: Path, photos
         return
     assert "| model | photo | size | ΔE00 mean | ΔE00 p99 | ΔE00 max |" in out and "| tiny | " in out
     assert "recommendation for tiny (convnext-t)" in out and (tmp_path / "result.json").is_file()
+
+
+def test_gpu_check_runs_on_the_cpu(tmp_path: Path) -> None:
+    """The GPU script's every step at a tiny size on the CPU, so it cannot rot before a GPU runs it."""
+    out = run("gpu_check.py", "--device", "cpu", "--quick", "--out", str(tmp_path / "result.json"))
+    assert "| model | dtype | input | float16 probe | ΔE00 mean |" in out
+    for dtype in ("float32", "float16", "bfloat16"):
+        assert f"| tiny | {dtype} | 64 |" in out
+    assert "| tiny | float32 | 2 |" in out and "| model | dtype | cancels | p50 ms |" in out
+    assert "OLDPHOTO_PRECISION=" in out and "OLDPHOTO_BATCH_MAX=" in out and (tmp_path / "result.json").is_file()
