@@ -410,6 +410,18 @@ def tiny_checkpoint(path: Path | None = None) -> Path:
     return path
 
 
+def large_checkpoint(path: Path | None = None) -> Path:
+    """The large DDColor architecture (ConvNeXt-L) with seeded random weights, cached (about 900 MB, a minute to make)."""
+    path = path or Path(tempfile.gettempdir()) / "oldphoto-bench" / "ddcolor_large_random.pth"
+    if not path.is_file():
+        from tests.helpers.checkpoints import write_large_checkpoint
+
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        write_large_checkpoint(tmp)
+        tmp.replace(path)
+    return path
+
+
 def photo_bytes(name: str = "detroit-circa-1915.jpg") -> tuple[bytes, str]:
     """A real old photo from ../shared/photos, or a generated 1000x553 grey image when it is absent."""
     path = PHOTOS / name

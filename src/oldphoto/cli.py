@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--ab-upsample", choices=["nearest", "bilinear"], help="nearest reproduces the authors' pipeline exactly")
     restore.add_argument("--input-size", type=int, help="the model's input size (default 512)")
     restore.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    restore.add_argument(
+        "--precision",
+        choices=["faithful", "fast"],
+        help="faithful (float32, default) or fast (bfloat16 on CPUs that have it, float16 on CUDA, where colours stay the same to the eye)",
+    )
     restore.add_argument("--json", action="store_true", help="print the progress events as JSON lines instead of a bar")
     restore.add_argument("--lang", default="en", choices=["en", "zh-CN"], help="language of the stage sentences")
 

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     # DDColor's runtime: auto (ONNX Runtime on the CPU when installed, else PyTorch), torch or onnx
     # (docs/benchmarks.md has the measurements).
     runtime: Literal["auto", "torch", "onnx"] = "auto"
+    # DDColor's number format: faithful (float32, the authors' computation) or fast (bfloat16 on a CPU that has it
+    # natively, float16 on CUDA, for the models measured to keep colours; else float32, and the events say why:
+    # models/ddcolor/precision.py, docs/models.md "Precision").
+    precision: Literal["faithful", "fast"] = "faithful"
     # Concurrent colorize jobs of one worker process sharing a forward pass: at most this many per pass (1: off,
     # measured slower on a 2-core CPU), gathered for up to batch_wait_ms (docs/benchmarks.md).
     batch_max: int = Field(1, ge=1, le=64)

@@ -26,6 +26,7 @@ def run_options(settings: Settings) -> RunOptions:
         input_size=settings.input_size,
         ab_upsample=settings.ab_upsample,
         runtime=settings.runtime,
+        precision=settings.precision,
         batch_max=settings.batch_max,
         batch_wait_ms=settings.batch_wait_ms,
         runtime_cache_mb=settings.runtime_cache_mb,

@@ -46,3 +46,22 @@ def test_worker_memory_prints_rss_before_peak_and_after_each_job(tmp_path: Path)
     out = run("worker_memory.py", "--quick", "--out", str(tmp_path / "result.json"))
     assert "| job | round | RSS before MB | peak MB | after MB |" in out and "| upscale " in out and "| colorize " in out
     assert (tmp_path / "result.json").is_file()
+
+
+def test_precision_compares_fast_with_faithful_on_a_photo(tmp_path: Path, photos: list[Path]) -> None:
+    """One photo shrunk to 256 px, tiny, input 128 (skipped without ../shared/photos, as the benchmark itself stops)."""
+    out = run("precision.py", "--quick", "--out", str(tmp_path / "result.json"))
+    if "skipped: this CPU has no native bfloat16" in out:
+        return
+    assert "| model | photo | size | ΔE00 mean | ΔE00 p99 | ΔE00 max |" in out and "| tiny | " in out
+    assert "recommendation for tiny (convnext-t)" in out and (tmp_path / "result.json").is_file()
+
+
+def test_gpu_check_runs_on_the_cpu(tmp_path: Path) -> None:
+    """The GPU script's every step at a tiny size on the CPU, so it cannot rot before a GPU runs it."""
+    out = run("gpu_check.py", "--device", "cpu", "--quick", "--out", str(tmp_path / "result.json"))
+    assert "| model | dtype | input | float16 probe | ΔE00 mean |" in out
+    for dtype in ("float32", "float16", "bfloat16"):
+        assert f"| tiny | {dtype} | 64 |" in out
+    assert "| tiny | float32 | 2 |" in out and "| model | dtype | cancels | p50 ms |" in out
+    assert "OLDPHOTO_PRECISION=" in out and "OLDPHOTO_BATCH_MAX=" in out and (tmp_path / "result.json").is_file()

@@ -72,6 +72,24 @@ def test_exit_codes_say_what_went_wrong(tmp_path: Path, tiny_checkpoint: Path) -
     assert oldphoto("restore").returncode == 2
 
 
+def test_precision_fast_says_which_format_ran_in_the_events_and_on_the_terminal(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    photo = grey_photo(tmp_path / "p.png")
+    common = ("--model", str(tiny_checkpoint), "--input-size", "64", "--precision", "fast")
+    done = oldphoto("restore", str(photo), "-o", str(tmp_path / "o.png"), *common, "--json")
+    assert done.returncode == 0, done.stderr
+    said = [json.loads(line)["precision"] for line in done.stdout.splitlines() if "precision" in json.loads(line)]
+    assert len(said) == 1 and said[0]["requested"] == "fast"
+    assert said[0]["dtype"] in ("float32", "bfloat16") and said[0]["reason"]
+    bar = oldphoto("restore", str(photo), "-o", str(tmp_path / "o2.png"), *common, env={"COLUMNS": "200"})
+    assert bar.returncode == 0, bar.stderr
+    assert f"Precision: {'fast' if said[0]['reason'] == 'fast' else said[0]['dtype']}" in bar.stderr
+    env_faithful = oldphoto("restore", str(photo), "-o", str(tmp_path / "o3.png"), "--model", str(tiny_checkpoint), "--input-size", "64",
+                            "--json", env={"OLDPHOTO_PRECISION": "faithful"})
+    faithful = [json.loads(line)["precision"] for line in env_faithful.stdout.splitlines() if "precision" in json.loads(line)]
+    assert faithful == [{"requested": "faithful", "dtype": "float32", "reason": "faithful"}]
+    assert oldphoto("restore", str(photo), "-o", str(tmp_path / "o4.png"), "--precision", "turbo").returncode == 2
+
+
 def test_token_prints_a_token_the_server_accepts(tmp_path: Path) -> None:
     import jwt
 

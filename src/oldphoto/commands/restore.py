@@ -13,7 +13,7 @@ from oldphoto.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from oldphoto.engine import CancelToken, Reporter, RunOptions, Workflow, parse_workflow, run_workflow, warm_up, workflow_from_steps
 from oldphoto.errors import BadInput, Cancelled, InvalidImage, OldphotoError, TooManyPixels, UnsupportedFormat
 from oldphoto.models.realesrgan import default_threads
-from oldphoto.protocol import JobEvent, Note
+from oldphoto.protocol import JobEvent, Note, PrecisionUsed, translate
 from oldphoto.settings import Settings
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
@@ -30,6 +30,7 @@ def restore(args: argparse.Namespace) -> int:
             input_size=args.input_size or settings.input_size,
             ab_upsample=args.ab_upsample or settings.ab_upsample,
             runtime=settings.runtime,
+            precision=args.precision or settings.precision,
             threads=default_threads(1),  # one photo at a time, in this process
         )
         workflow = _workflow(args, options)
@@ -113,6 +114,10 @@ def _expand(inputs: list[str]) -> Iterator[Path]:
             raise BadInput(f"{name}: no such file or folder")
 
 
+def precision_sentence(used: PrecisionUsed, lang: str) -> str:
+    return translate(f"precision.{used.reason}", lang, dtype=used.dtype)
+
+
 class Display:
     def __enter__(self) -> Display:
         return self
@@ -161,6 +166,7 @@ class ProgressBar(Display):
             TextColumn("{task.description}"),
             console=Console(stderr=True),
         )
+        self.precision_said = False
 
     def __enter__(self) -> ProgressBar:
         self.progress.start()
@@ -175,8 +181,17 @@ class ProgressBar(Display):
         def show(note: Note) -> None:
             event = JobEvent(**note.model_dump(), job_id=str(source), seq=1)
             self.progress.update(task, completed=note.progress, description=event.message(self.lang))
+            self._say_precision(note)
 
         return show
+
+    def _say_precision(self, note: Note) -> None:
+        """Once per run, when fast was asked for: the format DDColor runs in, and why when it is not the fast one."""
+        used = note.precision
+        if used is None or used.requested != "fast" or self.precision_said:
+            return
+        self.precision_said = True
+        self.progress.console.print(precision_sentence(used, self.lang))
 
     def finish(self, source: Path, saved: str | None) -> None:
         if saved:

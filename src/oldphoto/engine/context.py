@@ -24,6 +24,8 @@ class RunOptions:
     input_size: int = 512
     ab_upsample: Literal["nearest", "bilinear"] = "bilinear"
     runtime: Literal["auto", "torch", "onnx"] = "auto"
+    # DDColor's number format (OLDPHOTO_PRECISION, `restore --precision`): faithful (float32) or fast.
+    precision: Literal["faithful", "fast"] = "faithful"
     # Colorize jobs running at once in one worker share forward passes of up to batch_max images, gathered for up
     # to batch_wait_ms (1: each job makes its own pass).
     batch_max: int = 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from oldphoto.engine.cancel import CancelToken
@@ -81,13 +81,13 @@ class NodeReporter:
     def cancel(self) -> CancelToken:
         return self.run.cancel
 
-    def stage(self, stage: Stage, key: str | None = None, **params: Any) -> None:
-        """Enter a stage; checks for cancellation first."""
+    def stage(self, stage: Stage, key: str | None = None, *, fields: Mapping[str, Any] | None = None, **params: Any) -> None:
+        """Enter a stage; checks for cancellation first. `fields`: protocol fields of this event only (`precision`)."""
         self.cancel.check()
         self.current = stage
         self.stage_key = key or self._default_key(stage)
         self.stage_params = params
-        self._emit(0.0, self.stage_key, params, step_progress=None)
+        self._emit(0.0, self.stage_key, params, step_progress=None, fields=fields)
 
     def step(self, fraction: float, key: str | None = None, **params: Any) -> None:
         """Progress within the current stage (0..1); checks for cancellation first."""
@@ -101,7 +101,9 @@ class NodeReporter:
             key, params = self.stage_key, {**self.stage_params, **params}
         self._emit(fraction, key, params, step_progress=fraction)
 
-    def _emit(self, fraction: float, key: str, params: dict[str, Any], step_progress: float | None) -> None:
+    def _emit(
+        self, fraction: float, key: str, params: dict[str, Any], step_progress: float | None, fields: Mapping[str, Any] | None = None
+    ) -> None:
         progress = self._job_progress(fraction)
         self.last_emit = time.monotonic()
         self.last_progress = progress
@@ -115,6 +117,7 @@ class NodeReporter:
                 progress=max(progress, self.run.progress),
                 step_progress=None if step_progress is None else round(step_progress, 4),
                 eta_s=self.run.eta(progress),
+                **(fields or {}),
             )
         )
 

@@ -1,7 +1,19 @@
 """The wire protocol of SPEC: the one place that defines what goes over WebSocket and SSE."""
 
 from oldphoto.protocol.client import Cancel, ClientMessage, Ping, Subscribe, Unsubscribe, client_message
-from oldphoto.protocol.events import ESSENTIAL_TYPES, FINAL_TYPES, EventType, JobEvent, LivePlace, Note, OutEvent, Source, Stage, pong
+from oldphoto.protocol.events import (
+    ESSENTIAL_TYPES,
+    FINAL_TYPES,
+    EventType,
+    JobEvent,
+    LivePlace,
+    Note,
+    OutEvent,
+    PrecisionUsed,
+    Source,
+    Stage,
+    pong,
+)
 from oldphoto.protocol.i18n import LANGUAGES, pick_language, translate
 
 __all__ = [
@@ -16,6 +28,7 @@ __all__ = [
     "Note",
     "OutEvent",
     "Ping",
+    "PrecisionUsed",
     "Source",
     "Stage",
     "Subscribe",

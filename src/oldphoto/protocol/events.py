@@ -23,6 +23,15 @@ FINAL_TYPES: frozenset[str] = frozenset({"complete", "error", "cancelled"})
 ESSENTIAL_TYPES: frozenset[str] = FINAL_TYPES | {"queued"}
 
 
+class PrecisionUsed(BaseModel):
+    """The number format DDColor runs a pass in, on the `inference` stage event (docs/protocol.md, "Precision"):
+    the precision asked for, the format used, and why (a code; `precision.<reason>` is its sentence)."""
+
+    requested: Literal["faithful", "fast"]
+    dtype: Literal["float32", "bfloat16", "float16"]
+    reason: str = Field(max_length=32)
+
+
 class Note(BaseModel):
     """What a running workflow says: one stage change or one step of progress."""
 
@@ -35,6 +44,7 @@ class Note(BaseModel):
     progress: int = Field(ge=0, le=100)
     step_progress: float | None = Field(default=None, ge=0.0, le=1.0)
     eta_s: float | None = None
+    precision: PrecisionUsed | None = None
 
 
 class JobEvent(Note):

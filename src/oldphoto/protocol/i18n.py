@@ -33,6 +33,37 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Running color inference: {block} ({index}/{total})",
         "zh-CN": "执行颜色推理：{block}（{index}/{total}）",
     },
+    # The `precision` field of the inference event, for people (docs/protocol.md, "Precision"); `{dtype}` is used.
+    "precision.faithful": {"en": "Precision: faithful ({dtype})", "zh-CN": "精度：忠实（{dtype}）"},
+    "precision.fast": {"en": "Precision: fast ({dtype})", "zh-CN": "精度：快速（{dtype}）"},
+    "precision.no_native_bf16": {
+        "en": "Precision: {dtype}; fast needs a CPU with native bfloat16 (AVX-512 BF16 or AMX), which this one lacks",
+        "zh-CN": "精度：{dtype}；快速模式需要原生支持 bfloat16 的 CPU（AVX-512 BF16 或 AMX），本机没有",
+    },
+    "precision.unmeasured_model": {
+        "en": "Precision: {dtype}; fast was never measured for this model's colours, so it runs faithful",
+        "zh-CN": "精度：{dtype}；此模型的快速模式尚未测量颜色差异，因此以忠实模式运行",
+    },
+    "precision.colour_limit": {
+        "en": "Precision: {dtype}; fast would change this model's colours visibly, so it runs faithful",
+        "zh-CN": "精度：{dtype}；快速模式会明显改变此模型的颜色，因此以忠实模式运行",
+    },
+    "precision.not_faster": {
+        "en": "Precision: {dtype}; fast is not faster for this model on this CPU, so it runs faithful",
+        "zh-CN": "精度：{dtype}；在此 CPU 上快速模式对此模型并不更快，因此以忠实模式运行",
+    },
+    "precision.device": {
+        "en": "Precision: {dtype}; fast is for the CPU and CUDA only",
+        "zh-CN": "精度：{dtype}；快速模式仅适用于 CPU 和 CUDA",
+    },
+    "precision.half_probe": {
+        "en": "Precision: {dtype}; float16 drifted from float32 on this GPU, so it runs faithful",
+        "zh-CN": "精度：{dtype}；float16 在此 GPU 上与 float32 偏差过大，因此以忠实模式运行",
+    },
+    "precision.runtime": {
+        "en": "Precision: {dtype}; this model cannot run block by block, which fast needs",
+        "zh-CN": "精度：{dtype}；此模型无法逐块运行，而快速模式需要逐块运行",
+    },
     "postprocess": {"en": "Postprocessing done, building the color image", "zh-CN": "后处理完成，生成彩色图像"},
     "complete": {"en": "Restoration complete", "zh-CN": "修复完成"},
     "cancelled": {"en": "Cancelled", "zh-CN": "已取消"},

@@ -116,9 +116,10 @@ class DDColorNode(Node):
         report.stage("preprocess")
         input_size = opts.input_size or run.input_size
         prepared = preprocess(image, input_size)
-        colorizer = self._load(report, opts.model or run.model, Path(run.models_dir), run.device, run.runtime, run.runtime_cache_mb)
+        colorizer = self._load(report, opts.model or run.model, run)
         self._prepare_runtime(report, colorizer, input_size)
-        report.stage("inference")
+        # The format the pass runs in, known once its engine is ready (a float16 probe on CUDA may refuse it).
+        report.stage("inference", fields={"precision": colorizer.precision_used(input_size).event()})
 
         def on_block(index: int, total: int, name: str) -> None:
             report.step(index / total, "inference.block", block=name, index=index, total=total)
@@ -139,15 +140,14 @@ class DDColorNode(Node):
         batcher = shared_batcher(colorizer, run.batch_max, run.batch_wait_ms / 1000)
         return batcher.infer(tensor, on_block=on_block, cancelled=lambda: report.cancel.cancelled)
 
-    def _load(
-        self, report: NodeReporter, model: str, models_dir: Path, device_name: str, runtime: str = "auto", cache_mb: int | None = None
-    ) -> Colorizer:
+    def _load(self, report: NodeReporter, model: str, run: RunOptions) -> Colorizer:
         """The load_model stage: from memory, from the disk cache, or downloaded first (with its percentage)."""
         from oldphoto.models.ddcolor import is_loaded, load_colorizer
         from oldphoto.models.runtimes import device_name as resolve_device_name
         from oldphoto.models.store import ModelStore
 
-        device = resolve_device_name(device_name)
+        models_dir = Path(run.models_dir)
+        device = resolve_device_name(run.device)
         store = ModelStore(models_dir)
         if model in DDCOLOR_MODELS and store.cached_path(model) is None:
             report.stage("load_model", "load_model.download", model=model, percent=0)
@@ -160,8 +160,8 @@ class DDColorNode(Node):
         else:
             path = store.resolve(model)
             report.stage("load_model", "load_model.memory" if is_loaded(path, device) else None)
-        cache_bytes = None if cache_mb is None else cache_mb * 1024 * 1024
-        colorizer, _ = load_colorizer(path, device, runtime, cache_dir=models_dir, cache_max_bytes=cache_bytes)
+        cache_bytes = run.runtime_cache_mb * 1024 * 1024
+        colorizer, _ = load_colorizer(path, device, run.runtime, cache_dir=models_dir, cache_max_bytes=cache_bytes, precision=run.precision)
         return colorizer
 
     @staticmethod

@@ -6,8 +6,10 @@ Runtimes (`OLDPHOTO_RUNTIME`; `docs/benchmarks.md` has the measurements behind t
   `Colorizer(network, device)` built directly gets (tests and references use it).
 - `torch`: the same network cut into its 22 blocks (`segments.py`) and run block by block in eager PyTorch, with
   the algebraically folded tail (no full-resolution 256-channel feature map): about 1.7x the authors' pipeline on
-  the CPU, equal to the exact output to ~1e-5 of its range. On CUDA it runs in float16 autocast when, on a probe
-  input, the result stays within `HALF_TOLERANCE_AB` of float32 (checked at first use; UNTESTED: no GPU here).
+  the CPU, equal to the exact output to ~1e-5 of its range. On CUDA it runs float32, like everywhere, unless the
+  precision is `fast` (precision.py): then the encoder and decoder blocks run in float16 where, on a probe input,
+  the result stays within `HALF_TOLERANCE_AB` of float32 (checked at first use; UNTESTED: no GPU here, see
+  benchmarks/gpu_check.py), and in bfloat16 on a CPU with native bfloat16, for the models measured to keep colours.
 - `onnx`: the 22 blocks exported once to ONNX and run by ONNX Runtime (`onnx.py`): about 2x the authors' pipeline
   on a 2-core CPU, more when the machine is busy. Needs `onnxruntime` (and `onnx` to export); CPU only. On another
   device, or when the export fails, it logs why and runs `torch`.
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import numpy as np
 
 from oldphoto.errors import OldphotoError, OutOfMemory
+from oldphoto.models.ddcolor.precision import FAITHFUL, PrecisionPlan
 from oldphoto.models.ddcolor.progress import BlockCallback
 
 if TYPE_CHECKING:
@@ -47,7 +50,9 @@ log = logging.getLogger(__name__)
 
 RuntimeName = Literal["auto", "torch", "onnx"]
 RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnx")
-# On CUDA, float16 is used only when the probe's ab stays this close to float32 (a level of RGB is ~0.3 in ab).
+# In fast mode on CUDA, float16 is used only when the probe's ab stays this close to float32 (a level of RGB is ~0.3
+# in ab); on the CPU, bfloat16 moved ab by up to ~0.5 on random weights with colours well within the limits
+# (docs/benchmarks.md, section 11), so this bounds float16 (3 more bits) with room to spare.
 HALF_TOLERANCE_AB = 0.25
 # (index, total, name) -> the rows of the current batch to go on with (None: all of them)
 AfterBlock = Callable[[int, int, str], Sequence[int] | None]
@@ -112,6 +117,8 @@ class Colorizer:
         self._engines: OrderedDict[int, Engine] = OrderedDict()  # least recently used first
         self._exact = _ExactEngine(self)
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        # The number format the next engine is built for (faithful: float32; `use_runtime(precision=...)`).
+        self.precision: PrecisionPlan = FAITHFUL
 
     @property
     def device(self) -> torch.device:
@@ -151,8 +158,16 @@ class Colorizer:
 
     # --- runtime selection ---------------------------------------------------------------------------------
 
-    def use_runtime(self, runtime: str, *, cache_dir: Path | None = None, cache_max_bytes: int | None = None) -> None:
-        """Run on this runtime from the next pass on (prepared runtimes for another one are dropped)."""
+    def use_runtime(
+        self,
+        runtime: str,
+        *,
+        cache_dir: Path | None = None,
+        cache_max_bytes: int | None = None,
+        precision: PrecisionPlan | None = None,
+    ) -> None:
+        """Run on this runtime (and in this precision, when given) from the next pass on (prepared runtimes for
+        another one are dropped). A lowered precision runs on `torch` only: the ONNX runtime is float32."""
         if runtime not in (*RUNTIMES, "exact"):
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         with self._prepare_lock:
@@ -160,18 +175,29 @@ class Colorizer:
                 self.cache_dir = cache_dir
             if cache_max_bytes is not None:
                 self.cache_max_bytes = cache_max_bytes
-            if runtime != self.requested_runtime:
+            precision = precision or self.precision
+            if runtime != self.requested_runtime or precision != self.precision:
                 self.requested_runtime = runtime
+                self.precision = precision
                 with self._lock:
                     self._engines.clear()
+
+    def precision_used(self, input_size: int) -> PrecisionPlan:
+        """The precision a pass at this input size runs in (the plan until the engine is built), and why."""
+        engine = self._engines.get(input_size)
+        if isinstance(engine, _TorchSegmentsEngine):
+            return engine.precision
+        if engine is not None and self.precision.lowered:
+            return self.precision.fallback("runtime")  # ONNX Runtime and the network's own forward: float32
+        return self.precision
 
     def planned_runtime(self) -> str:
         """The runtime this colorizer will try: `exact`, `torch` or `onnx` (`auto` resolved for its device)."""
         wanted = self.requested_runtime
         if wanted == "exact":
             return "exact"
-        if self.device_type != "cpu":
-            return "torch"  # the onnxruntime wheel is CPU-only; on a GPU, PyTorch (float16 where verified)
+        if self.device_type != "cpu" or self.precision.lowered:
+            return "torch"  # the onnxruntime wheel is CPU-only and float32; on a GPU and in bfloat16, PyTorch
         if wanted in ("auto", "onnx"):
             from oldphoto.models.ddcolor.onnx import onnxruntime_missing
 
@@ -374,11 +400,13 @@ class _ExactEngine:
 
 
 class _TorchSegmentsEngine:
-    """The 22 segments in eager PyTorch, with the folded tail; float16 autocast on CUDA where it stays within tolerance."""
+    """The 22 segments in eager PyTorch, with the folded tail: float32, or the colorizer's lower precision (fast:
+    precision.py) on the blocks it names, with their weights stored in it."""
 
     name = "torch"
 
     def __init__(self, colorizer: Colorizer, input_size: int) -> None:
+        from oldphoto.models.ddcolor.precision import lower_segments
         from oldphoto.models.ddcolor.segments import build_segments
 
         self.colorizer = colorizer
@@ -386,42 +414,53 @@ class _TorchSegmentsEngine:
         self.segments = build_segments(colorizer.network, input_size, fold_tail=True)
         for segment in self.segments:
             segment.module.to(self.device)  # the position buffers made at the cut
-        self.half = False
-        if self.device.type == "cuda":
-            self.half = self._half_is_close(input_size)
+        self.precision = colorizer.precision
+        if self.precision.lowered:
+            colorizer._forget_features()  # the lowered blocks are copies, and a copy cannot take them along
+        self.low_segments = lower_segments(self.segments, self.precision)
+        if self.precision.dtype == "float16" and not self._half_is_close(input_size):
+            self.precision = self.precision.fallback("half_probe")
+        if not self.precision.lowered:
+            self.low_segments = self.segments  # the float32 ones: no copies held
 
     @property
     def block_names(self) -> list[str]:
         return [segment.name for segment in self.segments]
 
     def _half_is_close(self, input_size: int) -> bool:
-        """UNTESTED (no GPU here): float16 only if, on a probe input, ab stays within HALF_TOLERANCE_AB of float32."""
+        """UNTESTED on a GPU (none here; benchmarks/gpu_check.py measures it): float16 only if, on a probe input,
+        ab stays within HALF_TOLERANCE_AB of float32 (float16 overflows where bfloat16 does not)."""
         from oldphoto.models.ddcolor.export import probe_input
+        from oldphoto.models.ddcolor.segments import run_segments_torch
 
         try:
             probe = probe_input(input_size).to(self.device)
-            full = self._run(probe, None, half=False)
-            half = self._run(probe, None, half=True)
+            full = run_segments_torch(self.segments, probe)
+            half = self._run(probe, None)
             difference = float((full - half).abs().max())
         except Exception as exc:
             log.info("float16 check failed on %s (%s); running float32", self.device, exc)
             return False
         log.info("float16 on %s: largest ab difference %.3g on the probe (limit %s)", self.device, difference, HALF_TOLERANCE_AB)
-        return difference <= HALF_TOLERANCE_AB
+        return difference <= HALF_TOLERANCE_AB  # False for NaN too
 
     def run(self, x: np.ndarray, after_block: AfterBlock | None) -> np.ndarray:
         import torch
 
         try:
-            ab = self._run(torch.from_numpy(x).to(self.device), after_block, half=self.half)
+            ab = self._run(torch.from_numpy(x).to(self.device), after_block)
         except torch.OutOfMemoryError:
             raise self.colorizer.out_of_memory() from None
         return ab.float().cpu().numpy()
 
-    def _run(self, x: torch.Tensor, after_block: AfterBlock | None, *, half: bool) -> torch.Tensor:
-        import torch
-
+    def _run(self, x: torch.Tensor, after_block: AfterBlock | None) -> torch.Tensor:
+        from oldphoto.models.ddcolor.precision import torch_dtype
         from oldphoto.models.ddcolor.segments import run_segments_torch
 
-        # In float16, the encoder, decoder and colour decoder; the folded tail (a sum over 4096 channels) in float32.
-        return run_segments_torch(self.segments, x, after_block, autocast=torch.float16 if half else None)
+        plan = self.precision
+        if not plan.lowered:
+            return run_segments_torch(self.segments, x, after_block)
+        # The plan's blocks under autocast with their lowered weights; the rest (the folded tail, a sum over 4096
+        # channels, among them) in float32.
+        return run_segments_torch(self.low_segments, x, after_block, autocast=torch_dtype(plan.dtype), low_blocks=plan.runs_low)
+

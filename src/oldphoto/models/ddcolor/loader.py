@@ -133,12 +133,15 @@ def load_colorizer(
     *,
     cache_dir: Path | None = None,
     cache_max_bytes: int | None = None,
+    precision: str | None = None,
 ) -> tuple[Colorizer, bool]:
     """The colorizer for a checkpoint on a device, and whether it came from memory (an earlier run's load).
 
     `runtime` (`auto`, `torch`, `onnx`, or `exact`; see colorizer.py) switches the loaded model to that runtime;
     None leaves it as it is (`exact`, the network's own forward, for a fresh load). `cache_dir` is where exported
     graphs go (the models dir), `cache_max_bytes` the size they are held to there (least recently used removed first).
+    `precision` (`faithful` or `fast`; precision.py decides what fast means for this model on this device) sets the
+    number format too; None leaves it as it is (float32 for a fresh load).
     """
     weights = checkpoint_file(path)
 
@@ -165,7 +168,15 @@ def load_colorizer(
         return colorizer
 
     colorizer, from_memory = MODEL_CACHE.get_or_load(cache_key(weights, device), load)
-    if runtime is not None:
+    if precision is not None:
+        from oldphoto.models.ddcolor.precision import encoder_name, plan
+
+        # Faithful needs no look at the network: a cold start on cached graphs stays without PyTorch.
+        encoder = encoder_name(colorizer.network) if precision == "fast" else None
+        chosen = plan(precision, colorizer.device_type, encoder)
+        runtime = runtime or colorizer.requested_runtime
+        colorizer.use_runtime(runtime, cache_dir=cache_dir, cache_max_bytes=cache_max_bytes, precision=chosen)
+    elif runtime is not None:
         colorizer.use_runtime(runtime, cache_dir=cache_dir, cache_max_bytes=cache_max_bytes)
     return colorizer, from_memory
 

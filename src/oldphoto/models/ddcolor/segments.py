@@ -366,10 +366,12 @@ def run_segments_torch(
     after_block: Callable[[int, int, str], Sequence[int] | None] | None = None,
     *,
     autocast: torch.dtype | None = None,
+    low_blocks: Callable[[str], bool] | None = None,
 ) -> Tensor:
     """The segments one after another in PyTorch; `after_block` may name the rows of the batch to go on with.
 
-    With `autocast` (float16 on CUDA), every segment but the last runs under autocast; the last gets float32 inputs.
+    With `autocast` (a lower precision: precision.py), the blocks for which `low_blocks(name)` holds run under
+    autocast (without `low_blocks`: every segment but the last); the others get float32 inputs.
     """
     values: dict[str, Tensor] = {INPUT: x}
     drops = last_uses(segments)
@@ -377,7 +379,8 @@ def run_segments_torch(
     with torch.inference_mode():
         for index, (segment, drop) in enumerate(zip(segments, drops, strict=True), 1):
             args = [values[name] for name in segment.inputs]
-            if autocast is not None and index < total:
+            low = index < total if low_blocks is None else low_blocks(segment.name)
+            if autocast is not None and low:
                 with torch.autocast(device_type=x.device.type, dtype=autocast):
                     outs = segment.module(*args)
             else:
