@@ -8,8 +8,8 @@ p99 < 2.5) and a pass that is actually faster than the faithful runtime (ONNX Ru
 measurements are in `CPU_BF16` below and in docs/benchmarks.md. On CUDA float16 is taken only when a probe input's
 ab stays within `HALF_TOLERANCE_AB` of float32 (colorizer.py), until `benchmarks/gpu_check.py` has measured it.
 
-Every decision is a `PrecisionPlan`: the format used and a reason code that the `load_model`/`inference` events
-carry (`precision`, docs/protocol.md) and the CLI prints. This module imports no torch at its top: deciding (the
+Every decision is a `PrecisionPlan`: the format used and a reason code that the `inference` stage event carries
+(`precision`, docs/protocol.md) and `oldphoto restore` prints. This module imports no torch at its top: deciding (the
 web process validates options) needs none; `lower_segments` and `torch_dtype` import it when called.
 """
 
