@@ -253,3 +253,16 @@ def test_the_setting_reaches_the_run_options(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("OLDPHOTO_PRECISION", "turbo")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_the_precision_field_survives_the_job_log_and_reaches_the_wire() -> None:
+    from oldphoto.jobs.store import restored_event, stored_body
+    from oldphoto.protocol import JobEvent, translate
+
+    event = JobEvent(job_id="j", seq=3, stage="inference", message_key="inference", progress=15, precision=BF16.event())
+    back = restored_event("j", 3, stored_body(event))
+    assert back.to_wire()["precision"] == {"requested": "fast", "dtype": "bfloat16", "reason": "fast"}
+    assert "precision" not in JobEvent(job_id="j", seq=4, stage="inference", message_key="inference", progress=16).to_wire()
+    for reason in precision.REASONS:  # every reason has its sentence, in both languages
+        for lang in ("en", "zh-CN"):
+            assert "float32" in translate(f"precision.{reason}", lang, dtype="float32")

@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 RuntimeName = Literal["auto", "torch", "onnx"]
 RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnx")
 # In fast mode on CUDA, float16 is used only when the probe's ab stays this close to float32 (a level of RGB is ~0.3
-# in ab); on the CPU, bfloat16 moved ab by up to ~0.5 on random weights with colours well within the limits
-# (docs/benchmarks.md, section 11), so this bounds float16 (3 more bits) with room to spare.
+# in ab). bfloat16 on the CPU moved ab by up to about 0.5 with colours well within the limits (docs/benchmarks.md,
+# section 12); float16 has 3 more bits, so this bound mostly catches float16's overflows (NaN fails it too).
 HALF_TOLERANCE_AB = 0.25
 # (index, total, name) -> the rows of the current batch to go on with (None: all of them)
 AfterBlock = Callable[[int, int, str], Sequence[int] | None]

@@ -8,8 +8,8 @@ p99 < 2.5) and a pass that is actually faster than the faithful runtime (ONNX Ru
 measurements are in `CPU_BF16` below and in docs/benchmarks.md. On CUDA float16 is taken only when a probe input's
 ab stays within `HALF_TOLERANCE_AB` of float32 (colorizer.py), until `benchmarks/gpu_check.py` has measured it.
 
-Every decision is a `PrecisionPlan`: the format used and a reason code that the `load_model`/`inference` events
-carry (`precision`, docs/protocol.md) and the CLI prints. This module imports no torch at its top: deciding (the
+Every decision is a `PrecisionPlan`: the format used and a reason code that the `inference` stage event carries
+(`precision`, docs/protocol.md) and `oldphoto restore` prints. This module imports no torch at its top: deciding (the
 web process validates options) needs none; `lower_segments` and `torch_dtype` import it when called.
 """
 
@@ -74,15 +74,20 @@ class Measured:
         return "fast"
 
 
-# benchmarks/precision.py on a 2-core Sapphire Rapids VM (AVX-512 BF16, AMX), the six photos of ../shared/photos at
-# 512 px, random weights (docs/benchmarks.md, section 11). Keyed by spandrel's encoder name: tiny is convnext-t,
-# the three large official checkpoints convnext-l.
+# benchmarks/precision.py on a 2-core Sapphire Rapids VM (AVX-512 BF16, AMX) shared with other work, the six photos
+# of ../shared/photos at 512 px, random weights (docs/benchmarks.md, section 12): the worst photo's ΔE00, and the
+# speed-up with two threads per runtime in the calmest run. Per core (one thread each, the stable measurement on a
+# shared machine) tiny was 1.23x and large 1.93x; with two threads PyTorch's threads wait for each other at every
+# operation when the cores are busy, and tiny lost in every such run (0.65-0.90x): its gain is in the encoder, and
+# its colour decoder and folded tail run faster on ONNX Runtime than in PyTorch. Keyed by spandrel's encoder name:
+# tiny is convnext-t, the three large official checkpoints convnext-l.
 CPU_BF16: dict[str, Measured] = {
-    "convnext-t": Measured(mean_de00=0.0, p99_de00=0.0, speedup=0.0),
-    "convnext-l": Measured(mean_de00=0.0, p99_de00=0.0, speedup=0.0),
+    "convnext-t": Measured(mean_de00=0.081, p99_de00=0.676, speedup=0.90),
+    "convnext-l": Measured(mean_de00=0.035, p99_de00=0.434, speedup=1.54),
 }
-# The blocks that run in the low precision (name prefixes); the colour decoder's attention and the folded tail
-# stay float32 (see docs/benchmarks.md, section 11, for what each choice cost in colour and gained in time).
+# The blocks that run in the low precision (name prefixes): the encoder and the decoder's upsampling, most of the
+# arithmetic. The colour decoder and the folded tail stay float32: lowered too, tiny's colours moved 4x more (mean
+# ΔE00 0.27 against 0.07, p99 1.0 against 0.67) and the pass was slower (0.91x against 1.12x, one thread).
 LOW_PRECISION_BLOCKS: tuple[str, ...] = ("encoder.", "decoder.upsample")
 
 
