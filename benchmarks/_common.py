@@ -400,24 +400,21 @@ def wait_status(server: Server, token: str, job_id: str, statuses: set[str], tim
 
 def tiny_checkpoint(path: Path | None = None) -> Path:
     """The real DDColor tiny architecture with seeded random weights (same compute as the real one), cached."""
-    path = path or Path(tempfile.gettempdir()) / "oldphoto-bench" / "ddcolor_tiny_random.pth"
-    if not path.is_file():
-        from tests.helpers.checkpoints import write_tiny_checkpoint
-
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        write_tiny_checkpoint(tmp)
-        tmp.replace(path)
-    return path
+    return _random_checkpoint("tiny", path)
 
 
 def large_checkpoint(path: Path | None = None) -> Path:
     """The large DDColor architecture (ConvNeXt-L) with seeded random weights, cached (about 900 MB, a minute to make)."""
-    path = path or Path(tempfile.gettempdir()) / "oldphoto-bench" / "ddcolor_large_random.pth"
-    if not path.is_file():
-        from tests.helpers.checkpoints import write_large_checkpoint
+    return _random_checkpoint("large", path)
 
+
+def _random_checkpoint(size: str, path: Path | None) -> Path:
+    from tests.helpers import checkpoints
+
+    path = path or Path(tempfile.gettempdir()) / "oldphoto-bench" / f"ddcolor_{size}_random.pth"
+    if not path.is_file():
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        write_large_checkpoint(tmp)
+        getattr(checkpoints, f"write_{size}_checkpoint")(tmp)
         tmp.replace(path)
     return path
 
