@@ -12,7 +12,7 @@ large (ConvNeXt-L, the paper's), made once under --work; or official checkpoints
 Photos: ../shared/photos (generated images when it is absent).
 
 Run: .venv/bin/python benchmarks/colorize_speed.py [--models tiny large] [--runtimes torch onnx] [--rounds 5]
-     [--input-size 512] [--cold] [--blocks]
+     [--input-size 512] [--cold] [--blocks] [--precision fast]
 `--cold` deletes the exported graphs first, to time the first use (export); `--blocks` prints per-block times.
 """
 
@@ -108,12 +108,12 @@ def timed(fn: Any) -> tuple[float, Any]:
     return time.perf_counter() - started, result
 
 
-def prepare_runtime(weights: Path, runtime: str, input_size: int, cold: bool) -> dict[str, Any]:
+def prepare_runtime(weights: Path, runtime: str, input_size: int, cold: bool, precision: str = "faithful") -> dict[str, Any]:
     """Load and prepare a runtime as a worker does, timing the first use (export when --cold) and a reload."""
     if cold:
         shutil.rmtree(weights.parent / CACHE_FOLDER, ignore_errors=True)
     MODEL_CACHE.clear()
-    load_s, (colorizer, _) = timed(lambda: load_colorizer(weights, CPU, runtime))
+    load_s, (colorizer, _) = timed(lambda: load_colorizer(weights, CPU, runtime, precision=precision))
     exported = colorizer.needs_export(input_size)
     prepare_s, effective = timed(lambda: colorizer.prepare(input_size))
     return {"colorizer": colorizer, "load_s": round(load_s, 2), "prepare_s": round(prepare_s, 2), "exported": exported, "effective": effective}
@@ -136,14 +136,15 @@ def bench_model(model: str, weights: Path, images: dict[str, np.ndarray], args: 
     network = build_network(read_state_dict(weights))  # the reference's own copy of the network, eager float32
     runtimes: dict[str, Any] = {}
     for runtime in args.runtimes:
-        runtimes[runtime] = prepare_runtime(weights, runtime, size, args.cold)
+        runtimes[runtime] = prepare_runtime(weights, runtime, size, args.cold, args.precision)
         info = runtimes[runtime]
-        print(f"  {runtime:6s} -> runs {info['effective']}: load {info['load_s']} s, prepare {info['prepare_s']} s"
-              f"{' (exported)' if info['exported'] else ''}", flush=True)
+        info["precision"] = info["colorizer"].precision_used(size).dtype
+        print(f"  {runtime:6s} -> runs {info['effective']} in {info['precision']}: load {info['load_s']} s, "
+              f"prepare {info['prepare_s']} s{' (exported)' if info['exported'] else ''}", flush=True)
         # A second process finds the export on disk: time loading it again (fresh object, same files).
         if info["effective"] == "onnx":
             MODEL_CACHE.clear()
-            again = prepare_runtime(weights, runtime, size, cold=False)
+            again = prepare_runtime(weights, runtime, size, False, args.precision)
             info["reload_prepare_s"] = again["prepare_s"]
             info["colorizer"] = again["colorizer"]
             print(f"         reload from the disk cache: prepare {again['prepare_s']} s", flush=True)
@@ -225,6 +226,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "oldphoto" / "bench")
     parser.add_argument("--cold", action="store_true", help="delete exported graphs first (time the export)")
     parser.add_argument("--blocks", action="store_true", help="also time each block")
+    parser.add_argument("--precision", choices=["faithful", "fast"], default="faithful",
+                        help="fast: what `--precision fast` runs for each model on this machine (printed per runtime)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import io
 import struct
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -212,6 +213,19 @@ def slow_progressive_jpeg(side: int = 4000, scans: int = 240) -> bytes:
     first scan is repeated (under the 256-scan cap). About 4 s for the default on a 2-core machine, 11 MB."""
     flat = _encode(Image.new("RGB", (side, side), (120, 80, 40)), "JPEG", quality=80, progressive=True)
     return _jpeg_scan_bomb(flat, scans)
+
+
+def time_limit_for(slow: bytes, wanted: float, margin: float = 2.5, floor: float = 0.2) -> float:
+    """A decode time limit that `slow` surely runs past: `wanted`, or its decode time here over `margin` where that
+    is less (a faster machine or decoder), never below `floor`. Fails, saying so, when even that cannot hold: a
+    test of the time limit whose file decodes within it would test nothing."""
+    started = time.perf_counter()
+    with Image.open(io.BytesIO(slow)) as im:
+        im.load()
+    took = time.perf_counter() - started
+    limit = min(wanted, took / margin)
+    assert limit >= floor, f"the slow JPEG decodes in {took:.3f} s here: too fast to test a time limit of {floor} s"
+    return limit
 
 
 def _zip_archive() -> bytes:
