@@ -107,7 +107,8 @@ settings = Settings()
 options = run_options(settings)
 workflow = json.dumps({"steps": "colorize"})
 messages = queue.Queue()
-pool = WorkerPool(1, lambda message: messages.put((time.perf_counter(), message)), job_timeout_s=900)
+# As the server starts its workers: each warms up on the server's model right after `Ready` (Node.warm).
+pool = WorkerPool(1, lambda message: messages.put((time.perf_counter(), message)), job_timeout_s=900, warm=options)
 
 
 def job(job_id):
