@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 
 from oldphoto.jobs import announcements
 from oldphoto.jobs.admission import REFUSALS, AdmissionRules, only
+from oldphoto.jobs.durations import Durations
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.messages import Cancelled, Crashed, Done, Failed, Noted, Ready, TimedOut, WorkerMessage
 from oldphoto.jobs.recorder import Recorder
@@ -134,13 +135,14 @@ class LocalWorkers:
             max_rss_mb=max_rss_mb,
             warm=config.run_options,
         )
+        self.durations = Durations(self.store, config.run_options)
         self.service: JobService | None = None
         self.recorder: Recorder | None = None  # what the workers say, recorded by the service's writer thread
         self._stopping = False
 
     async def start(self, service: JobService) -> None:
         self.service = service
-        self.recorder = Recorder(self.store, service.publish, self.config.results_dir, self.config.job_timeout_s)
+        self.recorder = Recorder(self.store, service.publish, self.config.results_dir, self.config.job_timeout_s, self.durations)
         await service.offload.write(self._recover)
         await asyncio.to_thread(self.pool.start)
         await service.offload.write(service.queue_changed)
@@ -170,7 +172,8 @@ class LocalWorkers:
             if job is None:
                 return
             recorder.started(job.id, job.progress)
-            self.pool.assign(place, self.config.work_item(job.id, job.input_path, job.workflow, job.model))
+            expected = self.durations.expected(self.durations.model_of(job))
+            self.pool.assign(place, self.config.work_item(job.id, job.input_path, job.workflow, job.model, expected))
 
     def cancel_running(self, job_id: str) -> None:
         self.pool.cancel(job_id)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from oldphoto.engine import RunOptions
+from oldphoto.engine.eta import Expected
 from oldphoto.jobs import announcements
 from oldphoto.jobs.admission import AdmissionRules
 from oldphoto.jobs.batches import Batches
@@ -58,11 +59,12 @@ class ServiceConfig:
     def results_dir(self) -> Path:
         return self.data_dir / "results"
 
-    def work_item(self, job_id: str, input_path: str, workflow: str, model: str | None) -> WorkItem:
-        """What a worker process is handed for a job: its own model, if it named one, over the run's defaults."""
+    def work_item(self, job_id: str, input_path: str, workflow: str, model: str | None, expected: Expected | None = None) -> WorkItem:
+        """What a worker process is handed for a job: its own model, if it named one, over the run's defaults, and
+        what its stages are expected to take."""
         options = replace(self.run_options, model=model) if model else self.run_options
         result = str(self.results_dir / f"{job_id}.png")
-        return WorkItem(job_id, input_path, result, workflow, options, self.max_pixels)
+        return WorkItem(job_id, input_path, result, workflow, options, self.max_pixels, expected or Expected())
 
     @property
     def retry_after_s(self) -> int:
@@ -181,13 +183,16 @@ class JobService:
 
     # -- what fronts call (on the loop; nothing here waits on the store but through `offload`) ---------------
 
-    async def submit(self, owner: str, input_file: Path, workflow: str, model: str | None = None, share: str | None = None) -> Admission:
+    async def submit(
+        self, owner: str, input_file: Path, workflow: str, model: str | None = None, share: str | None = None, pixels: int | None = None
+    ) -> Admission:
         """Admit a job. Its input, row, `upload` event and place are durable before this returns. A `share` is counted
-        beside the owner (NewJob.share)."""
+        beside the owner (NewJob.share); `pixels` is the photo's size, for its expected seconds."""
         job_id = new_job_id()
         input_path, blob = await asyncio.to_thread(self.runner.take_input, job_id, input_file)
         try:
-            job, position = await self.admissions(Pending(NewJob(owner, workflow, input_path, model, id=job_id, share=share), blob))
+            new = NewJob(owner, workflow, input_path, model, id=job_id, share=share, pixels=pixels)
+            job, position = await self.admissions(Pending(new, blob))
         except Exception:  # refused or failed: nothing refers to the input. (Cancelled meanwhile: it may be admitted.)
             await asyncio.to_thread(Path(input_path).unlink, missing_ok=True)
             raise
