@@ -25,6 +25,7 @@ from oldphoto.jobs.messages import Cancelled, Crashed, Done, Failed, Noted, Read
 from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.scheduler import FairQueue
 from oldphoto.jobs.store import Job, JobStore, NewJob
+from oldphoto.jobs.waits import WaitAt, no_wait
 from oldphoto.jobs.workers import WorkerPool
 from oldphoto.protocol import JobEvent
 
@@ -47,6 +48,7 @@ class LocalQueue:
     def __init__(self, store: JobStore) -> None:
         self.store = store
         self.fair = FairQueue()
+        self.wait_at: WaitAt = no_wait  # the service's estimate of a place's wait (jobs/waits.py)
 
     def __len__(self) -> int:
         return len(self.fair)
@@ -90,7 +92,8 @@ class LocalQueue:
     def _record(self, entering: list[NewJob], places: list[int], connection: Connection) -> Iterator[Admitted]:
         uploads = [announcements.uploaded(new.id) for new in entering]
         jobs = self.store.create_many(list(zip(entering, uploads, strict=True)), connection)
-        first_places = [(new.id, announcements.queued(place, 0)) for new, place in zip(entering, places, strict=True)]
+        waiting = len(self.fair)
+        first_places = [(new.id, announcements.queued(p, 0, self.wait_at(p, waiting))) for new, p in zip(entering, places, strict=True)]
         queued = self.store.append_second(first_places, connection)
         recorded = zip(jobs, uploads, queued, places, strict=True)
         return iter([(replace(job, last_seq=2), [upload, said], place) for job, upload, said, place in recorded])
@@ -114,7 +117,8 @@ class LocalQueue:
         self.fair.push(job.id, job.lane)
         if job.stage in announcements.WAITING_STAGES:
             return None
-        return self.store.append(job.id, announcements.queued(self.fair.place_of(job.id) or 1, job.progress))
+        place = self.fair.place_of(job.id) or 1
+        return self.store.append(job.id, announcements.queued(place, job.progress, self.wait_at(place, len(self.fair))))
 
     def positions(self) -> dict[str, int]:
         return self.fair.positions()

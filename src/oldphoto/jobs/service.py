@@ -27,11 +27,13 @@ from oldphoto.jobs import announcements
 from oldphoto.jobs.admission import AdmissionRules
 from oldphoto.jobs.batches import Batches
 from oldphoto.jobs.bus import Bus
+from oldphoto.jobs.durations import Durations
 from oldphoto.jobs.errors import AlreadyFinished, JobNotFound
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.offload import Offload
 from oldphoto.jobs.places import Places
 from oldphoto.jobs.store import Job, JobStore, NewJob, new_job_id, utcnow
+from oldphoto.jobs.waits import WaitAt, Waits
 from oldphoto.jobs.work import WorkItem
 from oldphoto.protocol import JobEvent, LivePlace
 
@@ -113,6 +115,7 @@ class Queue(Protocol):
     # True: the database keeps the queue, orders every change (several may run at once) and answers reads from
     # any thread. False: the queue lives in the writer thread's memory; it alone changes and reads it.
     in_database: bool
+    wait_at: WaitAt  # what a job entering the line at a place is told it waits (set by the service)
 
     def __len__(self) -> int: ...
 
@@ -155,7 +158,9 @@ class JobService:
         self.runner = runner
         self.offload = offload or Offload()
         self.rules = AdmissionRules(config.user_concurrency, config.queue_max, config.retry_after_s)
-        self.places = Places(bus, self._positions, self._workers_running, interval_s=config.places_interval_s)
+        self.waits = Waits(Durations(store, config.run_options).job_seconds)
+        queue.wait_at = self.waits.at_place
+        self.places = Places(bus, self._positions, self._workers_running, interval_s=config.places_interval_s, read_waits=self._waits)
         # Admissions asked for while one batch is recorded wait together for the next (one commit for all).
         where = self.offload.transact if queue.in_database else self.offload.write
         self.admissions: Batches[Pending, tuple[Job, int]] = Batches(self._admit_batch, where)
@@ -307,6 +312,12 @@ class JobService:
         if self.queue.in_database:
             return await self.offload.read(self.queue.positions)
         return await self.offload.write(self.queue.positions)
+
+    async def _waits(self, positions: dict[str, int]) -> dict[str, float]:
+        """Each waiting job's expected wait, on a reader thread: one read of the active jobs."""
+        slots = (await self.capacity()).workers_ready
+        active = await self.offload.read(self.store.with_status, JobStatus.QUEUED, JobStatus.RUNNING)
+        return await self.offload.read(self.waits.update, positions, active, slots, utcnow())
 
     async def _workers_running(self) -> bool:
         return not (await self.capacity()).degraded
