@@ -80,3 +80,11 @@ def test_log_bytes_quick() -> None:
 
     out = log_bytes.main(["--quick"])
     assert _is_table(out, "design") and "| this | 1 |" in out
+
+
+def test_eta_quick() -> None:
+    from benchmarks import eta
+
+    out = eta.main(["--quick"])
+    assert _is_table(out, "point of the job")
+    assert "| 50% |" in out and "jobs 6," in out

@@ -77,3 +77,28 @@ def test_with_no_worker_running_every_waiting_job_is_told_so() -> None:
         await places.stop()
 
     asyncio.run(scenario())
+
+
+def test_each_place_carries_the_wait_worked_out_in_its_pass() -> None:
+    async def scenario() -> None:
+        bus = LocalBus()
+
+        async def read() -> dict[str, int]:
+            return {"a": 1, "b": 2}
+
+        async def waits(positions: dict[str, int]) -> dict[str, float]:
+            return {job: 4.0 * (place - 1) + 1.5 for job, place in positions.items()}
+
+        async def workers() -> bool:
+            return True
+
+        places = Places(bus, read, workers, interval_s=0.05, read_waits=waits)
+        reader = Reader()
+        bus.subscribe("b", reader)
+        places.start()
+        await asyncio.sleep(0.05)
+        await places.stop()
+        assert [(e.position, e.wait_s) for e in reader.heard] == [(2, 5.5)]
+        assert places.event("a", 1).wait_s == 1.5
+
+    asyncio.run(scenario())

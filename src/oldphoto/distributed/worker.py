@@ -22,6 +22,7 @@ import redis
 
 from oldphoto.distributed.events import DEFAULT_PREFIX, RedisPublisher, cancel_channel
 from oldphoto.imaging import write_atomic
+from oldphoto.jobs.durations import Durations
 from oldphoto.jobs.leases import Leases
 from oldphoto.jobs.messages import Cancelled, CancelRequest, Crashed, Done, Failed, JobMessage, NodeMessage, Noted, Ready, TimedOut
 from oldphoto.jobs.recorder import Recorder
@@ -62,7 +63,8 @@ class WorkerNode:
         self._next_renewal = 0.0
         self.publisher = RedisPublisher(broker_url, prefix)
         self.queue = SharedQueue(store)
-        self.recorder = Recorder(store, self.publisher.publish, config.results_dir, config.job_timeout_s)
+        self.durations = Durations(store, config.run_options)
+        self.recorder = Recorder(store, self.publisher.publish, config.results_dir, config.job_timeout_s, self.durations)
         self.inbox: queue.SimpleQueue[NodeMessage] = queue.SimpleQueue()
         self.pool = WorkerPool(
             config.workers,
@@ -137,7 +139,9 @@ class WorkerNode:
             if job is None:
                 continue
             self.recorder.started(job_id, job.progress)
-            self.pool.assign(place, self.config.work_item(job_id, self._local_input(job_id, job.input_path), job.workflow, job.model))
+            expected = self.durations.expected(self.durations.model_of(job))
+            item = self.config.work_item(job_id, self._local_input(job_id, job.input_path), job.workflow, job.model, expected)
+            self.pool.assign(place, item)
 
 
     def _keep_leases(self) -> None:

@@ -1,7 +1,8 @@
 """One reporter for a whole run: nodes report stages and steps, the reporter turns them into job progress.
 
 Progress is whole percent of the whole job and never decreases. Each node owns a slice of the run's span, in
-proportion to its weight; inside a node each stage owns a fixed share of that slice.
+proportion to its weight; inside a node each stage owns a fixed share of that slice. `eta_s` is the seconds the
+run's plan has left (engine/eta.py), not an extrapolation of elapsed time.
 """
 
 from __future__ import annotations
@@ -9,11 +10,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oldphoto.engine.cancel import CancelToken
+from oldphoto.engine.eta import Countdown, Expected, Plan
 from oldphoto.protocol import Note, Source, Stage
 from oldphoto.protocol.i18n import CATALOG
+
+if TYPE_CHECKING:
+    from oldphoto.engine.graph import Workflow
 
 NoteSink = Callable[[Note], None]
 
@@ -30,18 +35,31 @@ MIN_STEP_INTERVAL_S = 0.5
 class Reporter:
     """`min_step_gap_s`: a step that comes sooner than this after the last thing said is left out, unless it ends
     its stage. A job records each note it hears (docs/protocol.md), and ten steps a second are more than a bar
-    needs: DDColor's 22 blocks pass in 0.65 s on two cores, and they were most of a job's bytes in the log."""
+    needs: DDColor's 22 blocks pass in 0.65 s on two cores, and they were most of a job's bytes in the log.
+
+    `expected`: the stage durations this deployment learned for the job's model and device (the seed table where it
+    learned none); the runner turns them into the run's plan once it knows the workflow and the photo's size."""
 
     def __init__(
-        self, sink: NoteSink, cancel: CancelToken | None = None, span: tuple[int, int] = (1, 99), min_step_gap_s: float = 0.0
+        self,
+        sink: NoteSink,
+        cancel: CancelToken | None = None,
+        span: tuple[int, int] = (1, 99),
+        min_step_gap_s: float = 0.0,
+        expected: Expected | None = None,
     ) -> None:
         self.sink = sink
         self.cancel = cancel or CancelToken()
         self.span = span
         self.min_step_gap_s = min_step_gap_s
         self.progress = span[0]
-        self.started = time.monotonic()
         self.last_said = -math.inf
+        self.expected = expected or Expected()
+        self.countdown = Countdown(Plan())
+
+    def plan_for(self, workflow: Workflow, pixels: int) -> None:
+        """The run's plan: before its first node speaks."""
+        self.countdown = Countdown(self.expected.plan(workflow, pixels))
 
     def for_node(self, node_id: str, source: Source, start: float, end: float) -> NodeReporter:
         """A reporter for a node owning the fraction [start, end] of this run."""
@@ -56,12 +74,8 @@ class Reporter:
         self.progress = max(self.progress, note.progress)
         self.sink(note.model_copy(update={"progress": self.progress}))
 
-    def eta(self, progress: float) -> float | None:
-        done = progress - self.span[0]
-        if done < 5:
-            return None
-        elapsed = time.monotonic() - self.started
-        return round(elapsed * (self.span[1] - progress) / done, 1)
+    def eta(self, node: str, stage: str, fraction: float) -> float | None:
+        return self.countdown.left(node, stage, fraction)
 
 
 class NodeReporter:
@@ -116,7 +130,7 @@ class NodeReporter:
                 message_params=params,
                 progress=max(progress, self.run.progress),
                 step_progress=None if step_progress is None else round(step_progress, 4),
-                eta_s=self.run.eta(progress),
+                eta_s=self.run.eta(self.node_id, self.current, fraction),
                 **(fields or {}),
             )
         )

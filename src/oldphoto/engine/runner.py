@@ -18,6 +18,7 @@ def run_workflow(workflow: Workflow, image: np.ndarray, *, options: RunOptions, 
     """Run the nodes in dependency order and return SaveImage's image. Raises `Cancelled` when cancelled."""
     nodes = {node_id: NODE_TYPES[workflow.nodes[node_id].type].build(workflow.nodes[node_id]) for node_id in workflow.order}
     total = sum(node.cost() for node in nodes.values()) or 1.0
+    reporter.plan_for(workflow, image.shape[0] * image.shape[1])
     done = 0.0
     values: dict[str, tuple] = {}
     last_reader = {link.source: node_id for node_id in workflow.order for link in workflow.nodes[node_id].inputs.values()}

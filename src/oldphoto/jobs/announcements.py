@@ -20,7 +20,7 @@ def uploaded(job_id: str) -> JobEvent:
     return JobEvent(job_id=job_id, seq=1, stage="upload", message_key="upload", progress=0)
 
 
-def queued(position: int, progress: int) -> dict[str, Any]:
+def queued(position: int, progress: int, wait_s: float | None = None) -> dict[str, Any]:
     return {
         "type": "queued",
         "stage": "queued",
@@ -28,6 +28,7 @@ def queued(position: int, progress: int) -> dict[str, Any]:
         "message_params": {"position": position},
         "progress": progress,
         "position": position,
+        "wait_s": wait_s,
     }
 
 

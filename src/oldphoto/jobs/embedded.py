@@ -19,11 +19,13 @@ from sqlalchemy import Connection
 
 from oldphoto.jobs import announcements
 from oldphoto.jobs.admission import REFUSALS, AdmissionRules, only
+from oldphoto.jobs.durations import Durations
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.messages import Cancelled, Crashed, Done, Failed, Noted, Ready, TimedOut, WorkerMessage
 from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.scheduler import FairQueue
 from oldphoto.jobs.store import Job, JobStore, NewJob
+from oldphoto.jobs.waits import WaitAt, no_wait
 from oldphoto.jobs.workers import WorkerPool
 from oldphoto.protocol import JobEvent
 
@@ -46,6 +48,7 @@ class LocalQueue:
     def __init__(self, store: JobStore) -> None:
         self.store = store
         self.fair = FairQueue()
+        self.wait_at: WaitAt = no_wait  # the service's estimate of a place's wait (jobs/waits.py)
 
     def __len__(self) -> int:
         return len(self.fair)
@@ -89,7 +92,8 @@ class LocalQueue:
     def _record(self, entering: list[NewJob], places: list[int], connection: Connection) -> Iterator[Admitted]:
         uploads = [announcements.uploaded(new.id) for new in entering]
         jobs = self.store.create_many(list(zip(entering, uploads, strict=True)), connection)
-        first_places = [(new.id, announcements.queued(place, 0)) for new, place in zip(entering, places, strict=True)]
+        waiting = len(self.fair)
+        first_places = [(new.id, announcements.queued(p, 0, self.wait_at(p, waiting))) for new, p in zip(entering, places, strict=True)]
         queued = self.store.append_second(first_places, connection)
         recorded = zip(jobs, uploads, queued, places, strict=True)
         return iter([(replace(job, last_seq=2), [upload, said], place) for job, upload, said, place in recorded])
@@ -113,7 +117,8 @@ class LocalQueue:
         self.fair.push(job.id, job.lane)
         if job.stage in announcements.WAITING_STAGES:
             return None
-        return self.store.append(job.id, announcements.queued(self.fair.place_of(job.id) or 1, job.progress))
+        place = self.fair.place_of(job.id) or 1
+        return self.store.append(job.id, announcements.queued(place, job.progress, self.wait_at(place, len(self.fair))))
 
     def positions(self) -> dict[str, int]:
         return self.fair.positions()
@@ -134,13 +139,14 @@ class LocalWorkers:
             max_rss_mb=max_rss_mb,
             warm=config.run_options,
         )
+        self.durations = Durations(self.store, config.run_options)
         self.service: JobService | None = None
         self.recorder: Recorder | None = None  # what the workers say, recorded by the service's writer thread
         self._stopping = False
 
     async def start(self, service: JobService) -> None:
         self.service = service
-        self.recorder = Recorder(self.store, service.publish, self.config.results_dir, self.config.job_timeout_s)
+        self.recorder = Recorder(self.store, service.publish, self.config.results_dir, self.config.job_timeout_s, self.durations)
         await service.offload.write(self._recover)
         await asyncio.to_thread(self.pool.start)
         await service.offload.write(service.queue_changed)
@@ -170,7 +176,8 @@ class LocalWorkers:
             if job is None:
                 return
             recorder.started(job.id, job.progress)
-            self.pool.assign(place, self.config.work_item(job.id, job.input_path, job.workflow, job.model))
+            expected = self.durations.expected(self.durations.model_of(job))
+            self.pool.assign(place, self.config.work_item(job.id, job.input_path, job.workflow, job.model, expected))
 
     def cancel_running(self, job_id: str) -> None:
         self.pool.cancel(job_id)

@@ -8,7 +8,8 @@ tells the followers on this process whose job moved, in slices of a few millisec
 subscribes later gets the current place at once (server/follow.py).
 
 Each event's `ts` is when the queue first moved since the last broadcast, so a reader measures the whole delay.
-When no worker is running anywhere, the places say so, instead of leaving people waiting in silence.
+When no worker is running anywhere, the places say so, instead of leaving people waiting in silence. Each place
+carries the job's expected wait (`wait_s`, jobs/waits.py), worked out in the same pass.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from oldphoto.jobs.bus import Bus
 from oldphoto.protocol import LivePlace
 
 PositionsReader = Callable[[], Awaitable[dict[str, int]]]
+WaitsReader = Callable[[dict[str, int]], Awaitable[dict[str, float]]]  # positions -> each waiting job's wait
 WorkersProbe = Callable[[], Awaitable[bool]]
 
 
@@ -35,7 +37,10 @@ class Places:
         interval_s: float = 0.1,
         workers_check_s: float = 2.0,
         slice_s: float = 0.002,
+        read_waits: WaitsReader | None = None,
     ) -> None:
+        self.read_waits = read_waits
+        self.waits: dict[str, float] = {}
         self.bus = bus
         self.read_positions = read_positions
         self.workers_running = workers_running
@@ -74,7 +79,7 @@ class Places:
     def event(self, job_id: str, position: int, at: float | None = None) -> LivePlace:
         """A live place; the follower stamps it with its own last seq and progress."""
         key = "queued.no_worker" if self.no_worker else "queued"
-        return LivePlace(job_id, position, time.time() if at is None else at, message_key=key)
+        return LivePlace(job_id, position, time.time() if at is None else at, message_key=key, wait_s=self.waits.get(job_id))
 
     async def _broadcast_loop(self) -> None:
         while True:
@@ -82,13 +87,23 @@ class Places:
             self._wake.clear()
             started = time.perf_counter()
             moved_at, self._moved_at = self._moved_at, None
-            before, self.current = ({} if self._retell else self.current), await self.read_positions()
+            before, current = ({} if self._retell else self.current), await self.read_positions()
+            if self.read_waits is not None:
+                self.waits = await self._read_waits(current)
+            self.current = current
             self._retell = False
             await self._tell(before, moved_at)
             self.broadcasts += 1
             # Every move in the meantime is told in the next pass, at most `interval_s` after this one began: a pass
             # that took longer (10,000 readers) has coalesced enough, and the next begins at once.
             await asyncio.sleep(max(0.0, self.interval_s - (time.perf_counter() - started)))
+
+    async def _read_waits(self, positions: dict[str, int]) -> dict[str, float]:
+        assert self.read_waits is not None
+        try:
+            return await self.read_waits(positions)
+        except Exception:  # a wait not worked out this pass leaves the places as they are, told without it
+            return {}
 
     async def _tell(self, before: dict[str, int], moved_at: float | None) -> None:
         """Each followed job whose place changed hears it; the loop gets a turn every `slice_s` of this.

@@ -2,26 +2,40 @@
 for `oldphoto worker`.
 
 A note is recorded with a progress that never falls below the job's floor (where a re-run job had got to); an
-outcome ends the job once. Words about a job whose outcome is already recorded (a note after its time limit, say)
+outcome ends the job once. The stage changes recorded are kept for the job's end: a succeeded job's stage durations
+teach the ETAs (jobs/durations.py). Words about a job whose outcome is already recorded (a note after its time limit, say)
 are dropped.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, assert_never
 
 from oldphoto.jobs import announcements
+from oldphoto.jobs.durations import Durations, Marks
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.messages import Cancelled, Crashed, Done, Failed, JobMessage, Noted, Outcome, TimedOut
-from oldphoto.jobs.store import JobStore
+from oldphoto.jobs.store import Job, JobStore
 from oldphoto.protocol import JobEvent, Note
+
+log = logging.getLogger(__name__)
 
 
 class Recorder:
-    def __init__(self, store: JobStore, publish: Callable[[JobEvent], None], results_dir: Path, job_timeout_s: float) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        publish: Callable[[JobEvent], None],
+        results_dir: Path,
+        job_timeout_s: float,
+        durations: Durations | None = None,
+    ) -> None:
         self.store = store
+        self.durations = durations
+        self.marks: dict[str, Marks] = {}
         self.publish = publish
         self.results_dir = results_dir
         self.job_timeout_s = job_timeout_s
@@ -31,6 +45,7 @@ class Recorder:
     def started(self, job_id: str, progress: int) -> None:
         self.running.add(job_id)
         self.floors.setdefault(job_id, progress)
+        self.marks[job_id] = Marks()
 
     def on_message(self, message: JobMessage) -> bool:
         """Record a worker's message about a job; True when that job has ended (its slot is free again)."""
@@ -58,20 +73,35 @@ class Recorder:
 
     def _on_note(self, job_id: str, note: Note) -> None:
         progress = max(note.progress, self.floors.get(job_id, 0))
-        self.record(job_id, note.model_copy(update={"progress": progress}).model_dump())
+        recorded = self.record(job_id, note.model_copy(update={"progress": progress}).model_dump())
+        marks = self.marks.get(job_id)
+        if marks is not None and note.node is not None and note.step_progress is None:
+            marks.said(note.node, note.stage, recorded.ts)
 
     def _end(self, outcome: Outcome) -> None:
         self.running.discard(outcome.job_id)
         job = self.store.get(outcome.job_id)
+        marks = self.marks.pop(outcome.job_id, None)
         if job is not None and job.status == JobStatus.RUNNING:
-            self._on_outcome(outcome, job.stage, job.progress)
+            ended = self._on_outcome(outcome, job.stage, job.progress)
+            if isinstance(outcome, Done) and ended is not None and marks is not None:
+                self._learn(job, marks, ended.ts)
         self.floors.pop(outcome.job_id, None)
 
-    def _on_outcome(self, outcome: Outcome, stage: str, progress: int) -> None:
+    def _learn(self, job: Job, marks: Marks, ended: float) -> None:
+        if self.durations is None:
+            return
+        try:
+            self.durations.learn(job, marks, ended)
+        except Exception:  # an ETA that learns nothing this time is no reason to lose the job's outcome
+            log.exception("job %s: its stage durations were not learned", job.id)
+
+    def _on_outcome(self, outcome: Outcome, stage: str, progress: int) -> JobEvent | None:
+        """Records the outcome; returns the `complete` event of a succeeded job."""
         match outcome:
             case Done(job_id):
                 path = self.results_dir / f"{job_id}.png"
-                self.record(job_id, announcements.complete(job_id), JobStatus.SUCCEEDED, result_path=str(path))
+                return self.record(job_id, announcements.complete(job_id), JobStatus.SUCCEEDED, result_path=str(path))
             case Cancelled(job_id):
                 self.record(job_id, announcements.ended("cancelled", stage, progress), JobStatus.CANCELLED)
             case Failed(job_id, code, message):
@@ -82,3 +112,4 @@ class Recorder:
                 self.fail(job_id, "timeout", f"The job took longer than the limit of {self.job_timeout_s:g} seconds.")
             case _:
                 assert_never(outcome)
+        return None

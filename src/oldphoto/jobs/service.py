@@ -22,15 +22,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from oldphoto.engine import RunOptions
+from oldphoto.engine.eta import Expected
 from oldphoto.jobs import announcements
 from oldphoto.jobs.admission import AdmissionRules
 from oldphoto.jobs.batches import Batches
 from oldphoto.jobs.bus import Bus
+from oldphoto.jobs.durations import Durations
 from oldphoto.jobs.errors import AlreadyFinished, JobNotFound
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.offload import Offload
 from oldphoto.jobs.places import Places
 from oldphoto.jobs.store import Job, JobStore, NewJob, new_job_id, utcnow
+from oldphoto.jobs.waits import WaitAt, Waits
 from oldphoto.jobs.work import WorkItem
 from oldphoto.protocol import JobEvent, LivePlace
 
@@ -58,11 +61,12 @@ class ServiceConfig:
     def results_dir(self) -> Path:
         return self.data_dir / "results"
 
-    def work_item(self, job_id: str, input_path: str, workflow: str, model: str | None) -> WorkItem:
-        """What a worker process is handed for a job: its own model, if it named one, over the run's defaults."""
+    def work_item(self, job_id: str, input_path: str, workflow: str, model: str | None, expected: Expected | None = None) -> WorkItem:
+        """What a worker process is handed for a job: its own model, if it named one, over the run's defaults, and
+        what its stages are expected to take."""
         options = replace(self.run_options, model=model) if model else self.run_options
         result = str(self.results_dir / f"{job_id}.png")
-        return WorkItem(job_id, input_path, result, workflow, options, self.max_pixels)
+        return WorkItem(job_id, input_path, result, workflow, options, self.max_pixels, expected or Expected())
 
     @property
     def retry_after_s(self) -> int:
@@ -111,6 +115,7 @@ class Queue(Protocol):
     # True: the database keeps the queue, orders every change (several may run at once) and answers reads from
     # any thread. False: the queue lives in the writer thread's memory; it alone changes and reads it.
     in_database: bool
+    wait_at: WaitAt  # what a job entering the line at a place is told it waits (set by the service)
 
     def __len__(self) -> int: ...
 
@@ -153,7 +158,9 @@ class JobService:
         self.runner = runner
         self.offload = offload or Offload()
         self.rules = AdmissionRules(config.user_concurrency, config.queue_max, config.retry_after_s)
-        self.places = Places(bus, self._positions, self._workers_running, interval_s=config.places_interval_s)
+        self.waits = Waits(Durations(store, config.run_options).job_seconds)
+        queue.wait_at = self.waits.at_place
+        self.places = Places(bus, self._positions, self._workers_running, interval_s=config.places_interval_s, read_waits=self._waits)
         # Admissions asked for while one batch is recorded wait together for the next (one commit for all).
         where = self.offload.transact if queue.in_database else self.offload.write
         self.admissions: Batches[Pending, tuple[Job, int]] = Batches(self._admit_batch, where)
@@ -181,13 +188,16 @@ class JobService:
 
     # -- what fronts call (on the loop; nothing here waits on the store but through `offload`) ---------------
 
-    async def submit(self, owner: str, input_file: Path, workflow: str, model: str | None = None, share: str | None = None) -> Admission:
+    async def submit(
+        self, owner: str, input_file: Path, workflow: str, model: str | None = None, share: str | None = None, pixels: int | None = None
+    ) -> Admission:
         """Admit a job. Its input, row, `upload` event and place are durable before this returns. A `share` is counted
-        beside the owner (NewJob.share)."""
+        beside the owner (NewJob.share); `pixels` is the photo's size, for its expected seconds."""
         job_id = new_job_id()
         input_path, blob = await asyncio.to_thread(self.runner.take_input, job_id, input_file)
         try:
-            job, position = await self.admissions(Pending(NewJob(owner, workflow, input_path, model, id=job_id, share=share), blob))
+            new = NewJob(owner, workflow, input_path, model, id=job_id, share=share, pixels=pixels)
+            job, position = await self.admissions(Pending(new, blob))
         except Exception:  # refused or failed: nothing refers to the input. (Cancelled meanwhile: it may be admitted.)
             await asyncio.to_thread(Path(input_path).unlink, missing_ok=True)
             raise
@@ -302,6 +312,12 @@ class JobService:
         if self.queue.in_database:
             return await self.offload.read(self.queue.positions)
         return await self.offload.write(self.queue.positions)
+
+    async def _waits(self, positions: dict[str, int]) -> dict[str, float]:
+        """Each waiting job's expected wait, on a reader thread: one read of the active jobs."""
+        slots = (await self.capacity()).workers_ready
+        active = await self.offload.read(self.store.with_status, JobStatus.QUEUED, JobStatus.RUNNING)
+        return await self.offload.read(self.waits.update, positions, active, slots, utcnow())
 
     async def _workers_running(self) -> bool:
         return not (await self.capacity()).degraded

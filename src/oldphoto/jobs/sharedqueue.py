@@ -27,6 +27,7 @@ from oldphoto.jobs import announcements
 from oldphoto.jobs.admission import REFUSALS, AdmissionRules, only
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.store import Job, JobRow, JobStore, LaneRow, LeaseRow, NewJob, QueueEntryRow, set_status_in, utcnow
+from oldphoto.jobs.waits import WaitAt, no_wait
 from oldphoto.protocol import JobEvent
 
 Admitted = tuple[Job, list[JobEvent], int]  # the job, its `upload` and `queued` events, its place
@@ -41,6 +42,7 @@ class SharedQueue:
     def __init__(self, store: JobStore) -> None:
         self.store = store
         self.engine = store.engine
+        self.wait_at: WaitAt = no_wait  # the service's estimate of a place's wait (jobs/waits.py)
 
     def __len__(self) -> int:
         with Session(self.store.reader) as session:
@@ -74,7 +76,8 @@ class SharedQueue:
                 self.store.delete_many(refused, connection)
             entering = [new for new, verdict in zip(news, verdicts, strict=True) if verdict is None]
             places = _enter_many(session, [(new.id, new.lane) for new in entering]) if entering else []
-            first_places = [(new.id, announcements.queued(place, 0)) for new, place in zip(entering, places, strict=True)]
+            waiting = max(places, default=0)
+            first_places = [(new.id, announcements.queued(p, 0, self.wait_at(p, waiting))) for new, p in zip(entering, places, strict=True)]
             queued = self.store.append_second(first_places, connection)
         told = iter(zip(places, queued, strict=True))
         answers: list[Admitted | BaseException] = []
@@ -140,7 +143,8 @@ class SharedQueue:
                 setattr(job, name, value)
             _enter(session, job_id, lane)
             session.flush()
-            said = announcements.queued(_place_of(session, job_id), job.progress)
+            place = _place_of(session, job_id)
+            said = announcements.queued(place, job.progress, self.wait_at(place, place))
             return self.store.append_many([(job_id, said, None, {})], session.connection())[0]
 
     def withdraw(self, job_id: str, final: dict[str, Any]) -> JobEvent | None:

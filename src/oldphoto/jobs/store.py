@@ -17,6 +17,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -92,6 +93,8 @@ class JobRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # Whose share of the service the job counts against when that is not its owner's alone (NewJob.share).
     share: Mapped[str | None] = mapped_column(String(160), index=True, nullable=True)
+    # The photo's width x height from its header at admission (None: not known): what its stages are expected to take.
+    pixels: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class EventRow(Base):
@@ -153,6 +156,21 @@ class LaneRow(Base):
     turn: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
+class StageDurationRow(Base):
+    """How long one stage takes on this deployment: the last few durations seen (jobs/durations.py) and their median."""
+
+    __tablename__ = "stage_durations"
+
+    model: Mapped[str] = mapped_column(String(512), primary_key=True)
+    device: Mapped[str] = mapped_column(String(32), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)  # engine/eta.py size_bucket
+    step: Mapped[str] = mapped_column(String(32), primary_key=True)  # the node type
+    stage: Mapped[str] = mapped_column(String(40), primary_key=True)
+    recent: Mapped[str] = mapped_column(Text)  # JSON list of seconds, oldest first
+    seconds: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)
+
+
 # Statements built once: values go in as parameters, so SQLAlchemy compiles each once, not once per event. Event
 # bodies are stored without their empty fields (a third of a progress event's bytes); reading fills them back in.
 INSERT_JOB = insert(JobRow)
@@ -183,6 +201,7 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     share: str | None = None
+    pixels: int | None = None
 
     @property
     def lane(self) -> str:
@@ -209,6 +228,7 @@ class NewJob:
     # A share of the service counted beside the owner's: the client address of an anonymous session
     # (docs/jobs.md, "Fairness"), so that many sessions from one address take one user's turns and room.
     share: str | None = None
+    pixels: int | None = None  # from the photo's header: its stages' expected seconds depend on it
 
     @property
     def lane(self) -> str:
@@ -387,6 +407,7 @@ def _new_row(new: NewJob, first: JobEvent, now: datetime) -> dict[str, Any]:
         "started_at": None,
         "finished_at": None,
         "share": new.share,
+        "pixels": new.pixels,
     }
 
 

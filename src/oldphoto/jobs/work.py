@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from oldphoto.engine import CancelToken, Reporter, RunOptions, parse_workflow, run_workflow
+from oldphoto.engine.eta import Expected
 from oldphoto.errors import Cancelled, OldphotoError
 from oldphoto.jobs import messages
 from oldphoto.jobs.messages import Done, Failed, FromWorker, Noted
@@ -26,6 +27,9 @@ class WorkItem:
     workflow: str
     options: RunOptions
     max_pixels: int
+    # What this job's stages take on this deployment (learned, jobs/durations.py): its `eta_s`, without the worker
+    # reading the store.
+    expected: Expected = field(default_factory=Expected)
 
     def with_threads(self, threads: int) -> WorkItem:
         """This item with `threads` for its nets, where its options leave that to the worker (None)."""
@@ -43,7 +47,9 @@ def execute(item: WorkItem, cancel: CancelToken, send: Callable[[FromWorker], No
     try:
         image = decode_file(item.input_path, max_pixels=item.max_pixels)
         workflow = parse_workflow(item.workflow, item.options)
-        reporter = Reporter(sink=lambda note: send(Noted(item.job_id, note)), cancel=cancel, min_step_gap_s=MIN_STEP_GAP_S)
+        reporter = Reporter(
+            sink=lambda note: send(Noted(item.job_id, note)), cancel=cancel, min_step_gap_s=MIN_STEP_GAP_S, expected=item.expected
+        )
         restored = run_workflow(workflow, image.rgb, options=item.options, reporter=reporter)
         cancel.check()
         save_png(result, restored, image.alpha)

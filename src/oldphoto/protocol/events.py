@@ -55,6 +55,8 @@ class JobEvent(Note):
     result_url: str | None = None
     error: str | None = None
     code: str | None = None
+    # `queued`: the seconds this job is expected to wait before it starts (jobs/waits.py).
+    wait_s: float | None = None
 
     # One event goes to every follower: its JSON is made once per language, not once per socket.
     _wire_text: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -102,6 +104,7 @@ class LivePlace:
     seq: int = 1
     progress: int = 0
     message_key: str = "queued"  # or "queued.no_worker"
+    wait_s: float | None = None
     type: ClassVar[str] = "queued"
     stage: ClassVar[str] = "queued"
     live: ClassVar[bool] = True
@@ -117,11 +120,15 @@ class LivePlace:
         return (
             f'{{"type": "queued", "stage": "queued", "source": "system", "progress": {self.progress:d}, '
             f'"job_id": {_json_string(self.job_id)}, "seq": {self.seq:d}, "ts": {self.ts!r}, "position": {self.position:d}, '
-            f'"live": true, "message": {_json_string(self.message(lang))}}}'
+            f'{"" if self.wait_s is None else f"{_json_wait(self.wait_s)}, "}"live": true, "message": {_json_string(self.message(lang))}}}'
         )
 
 
 _json_string = json.encoder.encode_basestring  # a str as a JSON string (C), as json.dumps(ensure_ascii=False) writes it
+
+
+def _json_wait(wait_s: float) -> str:
+    return f'"wait_s": {float(wait_s)!r}'
 
 # What goes out to a reader: a recorded event, or a live place.
 OutEvent = JobEvent | LivePlace

@@ -92,8 +92,8 @@ async def create_job(request: Request, service: Service, caller: Caller) -> dict
         await _check_user_limit(service, caller.user, share)
         inspector: Inspector = request.app.state.inspector
         judge = _budget_judge(parsed, request.app.state.run_options, model, request.app.state.budget)
-        await inspector.size(upload.path, settings.max_pixels, share or caller.user, judge)  # a fair share of the checkers
-        admission = await service.submit(caller.user, upload.path, workflow, model, share)
+        width, height = await inspector.size(upload.path, settings.max_pixels, share or caller.user, judge)  # a fair share of the checkers
+        admission = await service.submit(caller.user, upload.path, workflow, model, share, pixels=width * height)
     finally:
         await asyncio.to_thread(upload.path.unlink, missing_ok=True)
     job = admission.job
