@@ -18,6 +18,7 @@ from oldphoto.jobs.messages import (
     FromWorker,
     NodeMessage,
     Noted,
+    Previewed,
     Ready,
     Released,
     TimedOut,
@@ -25,13 +26,18 @@ from oldphoto.jobs.messages import (
     restarted_beside,
 )
 from oldphoto.jobs.workers import CONTEXT
-from oldphoto.protocol import Note
+from oldphoto.protocol import Note, PreviewImage
 from tests.helpers.pools import Pool, start
 from tests.jobs.conftest import crash_workflow, pause_workflow
 
 EACH_KIND: list[NodeMessage | FromWorker] = [
     Ready(),
     Noted("j1", Note(stage="inference", message_key="inference.block", message_params={"index": 1}, progress=40)),
+    Previewed(
+        "j1",
+        Note(type="preview", stage="inference", message_key="inference", progress=41, preview=PreviewImage(width=3, height=2, frame=1)),
+        b"\xff\xd8\xff picture",
+    ),
     Done("j1"),
     Failed("j2", "invalid_image", "The file is not an image."),
     Cancelled("j3"),

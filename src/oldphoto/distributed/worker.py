@@ -24,7 +24,19 @@ from oldphoto.distributed.events import DEFAULT_PREFIX, RedisPublisher, cancel_c
 from oldphoto.imaging import write_atomic
 from oldphoto.jobs.durations import Durations
 from oldphoto.jobs.leases import Leases
-from oldphoto.jobs.messages import Cancelled, CancelRequest, Crashed, Done, Failed, JobMessage, NodeMessage, Noted, Ready, TimedOut
+from oldphoto.jobs.messages import (
+    Cancelled,
+    CancelRequest,
+    Crashed,
+    Done,
+    Failed,
+    JobMessage,
+    NodeMessage,
+    Noted,
+    Previewed,
+    Ready,
+    TimedOut,
+)
 from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.service import ServiceConfig
 from oldphoto.jobs.sharedqueue import SharedQueue
@@ -92,7 +104,7 @@ class WorkerNode:
                         self.pool.cancel(job_id)
                     case Ready():
                         pass  # the next turn of the loop gives it work
-                    case Noted() | Done() | Failed() | Cancelled() | Crashed() | TimedOut():
+                    case Noted() | Previewed() | Done() | Failed() | Cancelled() | Crashed() | TimedOut():
                         self._on_message(message)
                     case _:
                         assert_never(message)

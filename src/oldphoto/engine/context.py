@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from oldphoto.engine.previews import Previews
 from oldphoto.engine.reporter import NodeReporter
 
 if TYPE_CHECKING:
@@ -44,3 +45,5 @@ class NodeContext:
     options: RunOptions
     # What LoadImage means: the uploaded photo, RGB uint8 (H, W, 3). No path from a user reaches the filesystem.
     source_image: np.ndarray
+    # Where the node's pictures of work in progress go; by default nowhere (nothing is made).
+    previews: Previews = field(default_factory=Previews)

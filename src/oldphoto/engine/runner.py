@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 from oldphoto.engine.context import NodeContext, RunOptions
 from oldphoto.engine.graph import Workflow
 from oldphoto.engine.nodes import NODE_TYPES
+from oldphoto.engine.previews import Previews
 from oldphoto.engine.reporter import Reporter
 
 if TYPE_CHECKING:
@@ -14,8 +15,11 @@ if TYPE_CHECKING:
 __all__ = ["RunOptions", "run_workflow", "warm_up"]
 
 
-def run_workflow(workflow: Workflow, image: np.ndarray, *, options: RunOptions, reporter: Reporter) -> np.ndarray:
+def run_workflow(
+    workflow: Workflow, image: np.ndarray, *, options: RunOptions, reporter: Reporter, previews: Previews | None = None
+) -> np.ndarray:
     """Run the nodes in dependency order and return SaveImage's image. Raises `Cancelled` when cancelled."""
+    previews = previews or Previews()
     nodes = {node_id: NODE_TYPES[workflow.nodes[node_id].type].build(workflow.nodes[node_id]) for node_id in workflow.order}
     total = sum(node.cost() for node in nodes.values()) or 1.0
     reporter.plan_for(workflow, image.shape[0] * image.shape[1])
@@ -27,7 +31,7 @@ def run_workflow(workflow: Workflow, image: np.ndarray, *, options: RunOptions, 
         share = node.cost() / total
         report = reporter.for_node(node_id, node.source, done, done + share)
         inputs = {name: values[link.source][link.output] for name, link in node.spec.inputs.items()}
-        values[node_id] = node.run(NodeContext(report, options, image), **inputs)
+        values[node_id] = node.run(NodeContext(report, options, image, previews), **inputs)
         # An output nobody reads any more is let go: memory holds the images still to be read, not every step's
         # (engine/cost.py counts it so).
         for link in node.spec.inputs.values():

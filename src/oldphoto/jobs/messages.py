@@ -24,6 +24,16 @@ class Noted:
 
 
 @dataclass(frozen=True, slots=True)
+class Previewed:
+    """A running job's latest picture: the `preview` note to record, and the picture's JPEG bytes, which are kept
+    apart from the log (docs/protocol.md, "Previews")."""
+
+    job_id: str
+    note: Note
+    image: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Done:
     """The result is saved at the job's result path."""
 
@@ -76,11 +86,11 @@ class CancelRequest:
 
 
 # What a worker process sends over its pipe.
-FromWorker = Ready | Noted | Done | Failed | Cancelled | Released
+FromWorker = Ready | Noted | Previewed | Done | Failed | Cancelled | Released
 # How a job in a worker ends: exactly one of these per job handed to a worker.
 Outcome = Done | Failed | Cancelled | Crashed | TimedOut
 # What is said about one job: recorded by the Recorder.
-JobMessage = Noted | Outcome
+JobMessage = Noted | Previewed | Outcome
 # What a WorkerPool hands its owner.
 WorkerMessage = Ready | JobMessage
 # What a worker node's recording loop receives: the pool's messages and its listener's.

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, assert_never
 
-from oldphoto.jobs import announcements
+from oldphoto.jobs import announcements, previews
 from oldphoto.jobs.durations import Durations, Marks
 from oldphoto.jobs.lifecycle import JobStatus
-from oldphoto.jobs.messages import Cancelled, Crashed, Done, Failed, JobMessage, Noted, Outcome, TimedOut
+from oldphoto.jobs.messages import Cancelled, Crashed, Done, Failed, JobMessage, Noted, Outcome, Previewed, TimedOut
 from oldphoto.jobs.store import Job, JobStore
 from oldphoto.protocol import JobEvent, Note
 
@@ -55,6 +55,9 @@ class Recorder:
             case Noted(job_id, note):  # the most frequent message by far: no store read
                 self._on_note(job_id, note)
                 return False
+            case Previewed(job_id, note, image):
+                self._on_preview(job_id, note, image)
+                return False
             case Done() | Failed() | Cancelled() | Crashed() | TimedOut():
                 self._end(message)
                 return True
@@ -77,6 +80,11 @@ class Recorder:
         marks = self.marks.get(job_id)
         if marks is not None and note.node is not None and note.step_progress is None:
             marks.said(note.node, note.stage, recorded.ts)
+
+    def _on_preview(self, job_id: str, note: Note, image: bytes) -> None:
+        """The picture is kept first, then the event that names it: whoever hears the event finds it (or a newer one)."""
+        previews.keep(self.store, job_id, image)
+        self._on_note(job_id, previews.named(job_id, note))
 
     def _end(self, outcome: Outcome) -> None:
         self.running.discard(outcome.job_id)

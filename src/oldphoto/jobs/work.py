@@ -9,9 +9,10 @@ from pathlib import Path
 
 from oldphoto.engine import CancelToken, Reporter, RunOptions, parse_workflow, run_workflow
 from oldphoto.engine.eta import Expected
+from oldphoto.engine.previews import Previews
 from oldphoto.errors import Cancelled, OldphotoError
 from oldphoto.jobs import messages
-from oldphoto.jobs.messages import Done, Failed, FromWorker, Noted
+from oldphoto.jobs.messages import Done, Failed, FromWorker, Noted, Previewed
 
 log = logging.getLogger(__name__)
 # A job's steps are recorded and sent to every follower: at most about ten a second (stage changes and a stage's last
@@ -50,7 +51,8 @@ def execute(item: WorkItem, cancel: CancelToken, send: Callable[[FromWorker], No
         reporter = Reporter(
             sink=lambda note: send(Noted(item.job_id, note)), cancel=cancel, min_step_gap_s=MIN_STEP_GAP_S, expected=item.expected
         )
-        restored = run_workflow(workflow, image.rgb, options=item.options, reporter=reporter)
+        previews = Previews(lambda note, picture: send(Previewed(item.job_id, note, picture)))
+        restored = run_workflow(workflow, image.rgb, options=item.options, reporter=reporter, previews=previews)
         cancel.check()
         save_png(result, restored, image.alpha)
         send(Done(item.job_id))

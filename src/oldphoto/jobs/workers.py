@@ -31,6 +31,7 @@ from oldphoto.jobs.messages import (
     Failed,
     FromWorker,
     Noted,
+    Previewed,
     Ready,
     Released,
     TimedOut,
@@ -244,7 +245,7 @@ class WorkerPool:
                             worker.deadlines[slot] = now + self.job_timeout_s
             case Done(job_id) | Failed(job_id) | Cancelled(job_id):
                 self._free(worker, job_id)
-            case Noted():
+            case Noted() | Previewed():
                 pass
             case Released(rss_bytes):
                 self._after_job(worker, rss_bytes)

@@ -209,12 +209,15 @@ class Upscaler:
         status, out = extractor.extract(self.output_blob)
         return status, (np.array(out, dtype=np.float32) if status == 0 else None)
 
-    def upscale(self, rgb: np.ndarray, *, tile: int = 256, on_tile: TileCallback | None = None) -> np.ndarray:
+    def upscale(
+        self, rgb: np.ndarray, *, tile: int = 256, on_tile: TileCallback | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """The (H*s, W*s, 3) uint8 upscale of an (H, W, 3) uint8 RGB image.
 
         Runs tile x tile pieces, each with TILE_MARGIN pixels of real (or mirrored, at the edges) context, so no
         seams show. `on_tile(index, total)` is called after each tile, index from 1; an exception it raises
-        (such as `Cancelled`) stops the work at once and nothing is returned.
+        (such as `Cancelled`) stops the work at once and nothing is returned. `out`: the array to write into, so
+        that the caller can look at each tile as it lands (box `tile_boxes(H, W, tile)[index - 1]`, times s).
         """
         import cv2
         import numpy as np
@@ -225,7 +228,10 @@ class Upscaler:
         height, width = rgb.shape[:2]
         s, m = self.scale, TILE_MARGIN
         padded = cv2.copyMakeBorder(rgb, m, m, m, m, cv2.BORDER_REFLECT_101)
-        out = np.empty((height * s, width * s, 3), np.uint8)
+        if out is None:
+            out = np.empty((height * s, width * s, 3), np.uint8)
+        elif out.shape != (height * s, width * s, 3) or out.dtype != np.uint8:
+            raise ValueError(f"out must be ({height * s}, {width * s}, 3) uint8, got {out.shape} {out.dtype}")
         boxes = tile_boxes(height, width, tile)
         scratch = Scratch()  # reused from tile to tile, emptied when the upscale ends, however it ends
         try:

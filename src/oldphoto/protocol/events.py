@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from oldphoto.protocol.i18n import DEFAULT_LANG, translate
 
-EventType = Literal["queued", "progress", "complete", "error", "cancelled", "pong"]
+EventType = Literal["queued", "progress", "complete", "error", "cancelled", "pong", "preview"]
 Stage = Literal["upload", "queued", "preprocess", "load_model", "inference", "postprocess", "complete"]
 Source = Literal["colorize", "denoise", "upscale", "sharpen", "system"]
 FINAL_TYPES: frozenset[str] = frozenset({"complete", "error", "cancelled"})
@@ -32,6 +32,18 @@ class PrecisionUsed(BaseModel):
     reason: str = Field(max_length=32)
 
 
+class PreviewImage(BaseModel):
+    """A `preview` event's picture (docs/protocol.md, "Previews"): the running job's latest look, at most 256 px on
+    its long side. The event names it; the bytes are kept apart (the job's latest preview only) and served at `url`,
+    which the job system fills in (the engine knows no URLs)."""
+
+    url: str | None = None
+    width: int = Field(ge=1, le=256)
+    height: int = Field(ge=1, le=256)
+    media_type: Literal["image/jpeg"] = "image/jpeg"
+    frame: int = Field(ge=1)  # 1, 2, 3, ... within a run of the job: a newer frame is a newer picture
+
+
 class Note(BaseModel):
     """What a running workflow says: one stage change or one step of progress."""
 
@@ -45,6 +57,7 @@ class Note(BaseModel):
     step_progress: float | None = Field(default=None, ge=0.0, le=1.0)
     eta_s: float | None = None
     precision: PrecisionUsed | None = None
+    preview: PreviewImage | None = None
 
 
 class JobEvent(Note):

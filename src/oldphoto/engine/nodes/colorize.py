@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from oldphoto.models.ddcolor import Colorizer
+    from oldphoto.models.ddcolor.pipeline import Prepared
     from oldphoto.models.ddcolor.progress import BlockCallback
 
 
@@ -106,7 +107,7 @@ class DDColorNode(Node):
         colored = self._colorize(ctx, colorize_report, image)
         if upscale_report is None:
             return (colored,)
-        upscale_ctx = NodeContext(upscale_report, ctx.options, ctx.source_image)
+        upscale_ctx = NodeContext(upscale_report, ctx.options, ctx.source_image, ctx.previews)
         return (self._upscaler().run(upscale_ctx, image=colored)[0],)
 
     def _colorize(self, ctx: NodeContext, report: NodeReporter, image: np.ndarray) -> np.ndarray:
@@ -127,6 +128,8 @@ class DDColorNode(Node):
             report.cancel.check()
 
         ab = self._infer(colorizer, run, prepared.batch(), on_block, report)
+        # As soon as the network ends: its colours, before the full-size postprocess.
+        ctx.previews.offer(report, lambda: network_colours(prepared, ab, ctx.previews.max_side))
         report.stage("postprocess")
         return postprocess(prepared, ab, opts.ab_upsample or run.ab_upsample)
 
@@ -188,6 +191,23 @@ class DDColorNode(Node):
 
     def _upscaler(self) -> Node:
         return Upscale.build(_upscale_spec(self.spec.id, self.options))
+
+
+def network_colours(prepared: Prepared, ab: Any, max_side: int) -> np.ndarray:
+    """The picture the network made: its ab at model resolution on the photo's lightness, both shrunk to at most
+    `max_side` (the photo's shape, not the network's square)."""
+    import cv2
+    import numpy as np
+
+    from oldphoto.imaging.preview import fitted_size
+
+    height, width = fitted_size(*prepared.size, max_side)
+    lightness = cv2.resize(np.ascontiguousarray(prepared.l_full), (width, height), interpolation=cv2.INTER_AREA)
+    colours = np.ascontiguousarray(np.asarray(ab, dtype=np.float32)[0].transpose(1, 2, 0))
+    colours = cv2.resize(colours, (width, height), interpolation=cv2.INTER_AREA)
+    lab = np.concatenate((lightness.reshape(height, width, 1), colours), axis=-1)
+    # OpenCV clips float Lab->RGB to 0..1, so the cast never wraps.
+    return (cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255.0).round().astype(np.uint8)
 
 
 def allowed_input_sizes(options: RunOptions) -> list[int]:

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 from oldphoto.engine.context import NodeContext
-from oldphoto.engine.nodes.bands import in_bands
+from oldphoto.engine.nodes.bands import reported_bands
 from oldphoto.engine.nodes.base import Node
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class Denoise(Node):
         # Each band is filtered with a margin of the search window plus the patch, so the pixels kept from it are
         # exactly those of a whole-image pass (every patch they compare lies inside the band).
         margin = opts.search_window // 2 + opts.template_window // 2
-        out = in_bands(image, self._filter, rows=BAND_ROWS, margin=margin, after_band=ctx.report.step)
+        out = reported_bands(ctx, image, self._filter, rows=BAND_ROWS, margin=margin)
         ctx.report.stage("postprocess")
         return (out,)
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 from oldphoto.engine.context import NodeContext
-from oldphoto.engine.nodes.bands import in_bands
+from oldphoto.engine.nodes.bands import reported_bands
 from oldphoto.engine.nodes.base import Node
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class Sharpen(Node):
         # Bands keep the float copies small on an upscaled photo and let cancel in between. A band borrows the
         # blur kernel's reach (OpenCV sizes a float Gaussian to 4 sigma per side) so its seams match a whole pass.
         margin = math.ceil(4 * self.options.radius) + 1
-        out = in_bands(image, self._sharpen, rows=BAND_ROWS, margin=margin, after_band=ctx.report.step)
+        out = reported_bands(ctx, image, self._sharpen, rows=BAND_ROWS, margin=margin)
         ctx.report.stage("postprocess")
         return (out,)
 

@@ -7,9 +7,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from oldphoto.engine.context import NodeContext, RunOptions
 from oldphoto.engine.graph import NodeSpec
 from oldphoto.engine.nodes.base import Node
-from oldphoto.engine.reporter import NodeReporter
+from oldphoto.engine.previews import Canvas
 from oldphoto.errors import InvalidWorkflow, ModelMissing
-from oldphoto.models.realesrgan import TileCallback, Upscaler, is_loaded, load_upscaler, resolve_name
+from oldphoto.models.realesrgan import TileCallback, Upscaler, is_loaded, load_upscaler, resolve_name, tile_boxes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,7 +50,9 @@ class Upscale(Node):
         rgb = np.ascontiguousarray(image)  # OpenCV refuses some strided views (a flip or crop from an earlier step)
         upscaler = self._load(ctx)
         report.stage("inference")
-        out = upscaler.upscale(rgb, tile=self.options.tile, on_tile=_tile_reporter(report))
+        tile = self.options.tile
+        out = np.empty((rgb.shape[0] * upscaler.scale, rgb.shape[1] * upscaler.scale, 3), np.uint8)
+        out = upscaler.upscale(rgb, tile=tile, on_tile=_tile_reporter(ctx, rgb, tile, out), out=out)
         report.stage("postprocess", "upscale.postprocess", width=out.shape[1], height=out.shape[0])
         return (out,)
 
@@ -63,9 +65,19 @@ class Upscale(Node):
         return load_upscaler(model, models_dir=models_dir, threads=threads)[0]
 
 
-def _tile_reporter(report: NodeReporter) -> TileCallback:
+def _tile_reporter(ctx: NodeContext, rgb: np.ndarray, tile: int, out: np.ndarray) -> TileCallback:
+    """Each tile's progress and, where previews are wanted, the picture filling in tile by tile over the input."""
+    report, previews = ctx.report, ctx.previews
+    canvas = Canvas(rgb, out.shape[0], out.shape[1]) if previews.wanted else None
+    boxes = tile_boxes(rgb.shape[0], rgb.shape[1], tile)
+    s = out.shape[0] // rgb.shape[0]
+
     def on_tile(index: int, total: int) -> None:
         report.step(index / total, "upscale.tile", index=index, total=total)
+        if canvas is not None:
+            top, left, bottom, right = boxes[index - 1]
+            canvas.paste(top * s, left * s, out[top * s : bottom * s, left * s : right * s])
+            previews.offer(report, canvas.picture)
         # Checked again after speaking, so a cancel that arrives with this tile's event stops before the next.
         report.cancel.check()
 

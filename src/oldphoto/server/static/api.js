@@ -1,7 +1,12 @@
 // REST calls of SPEC "REST": the anonymous session, jobs, and errors as `ApiError`s.
 // The server sets an HttpOnly session cookie; the token is kept in memory too and sent as a Bearer header, so a
 // call still carries the session where the cookie is not sent. A 401 means the session expired: get a new one
-// and try the call once more.
+// and try the call once more. The cookie cannot be read from here, so when the session ends is kept beside it
+// (`hasSession`): a first visit starts one before its first call, instead of being refused first.
+
+const SESSION_UNTIL_KEY = "oldphoto.sessionUntil";
+// A session this close to its end is renewed before use rather than refused in the middle of a call.
+const SESSION_MARGIN_MS = 60_000;
 
 export class ApiError extends Error {
   constructor(message, { status = 0, code = "unknown", retryAfter = null } = {}) {
@@ -28,11 +33,17 @@ export class Api {
     this.pendingSession ??= this.#fetchJson("POST", "/api/session", { retryOn401: false })
       .then((body) => {
         this.token = body?.token ?? null;
+        if (Number.isFinite(body?.expires_in)) writeLocal(SESSION_UNTIL_KEY, String(Date.now() + body.expires_in * 1000));
       })
       .finally(() => {
         this.pendingSession = null;
       });
     return this.pendingSession;
+  }
+
+  /** Whether this browser holds a session that has not ended (as far as the page knows: it was started here). */
+  hasSession() {
+    return Number(readLocal(SESSION_UNTIL_KEY)) > Date.now() + SESSION_MARGIN_MS;
   }
 
   /** Any authenticated call checks the session, as a 401 starts a new one: this is the cheapest. */
@@ -117,6 +128,23 @@ export class Api {
     const body = parseJson(await response.text());
     if (!response.ok) throw errorFrom(response.status, body, response.headers.get("Retry-After"));
     return body;
+  }
+}
+
+// Storage may be disabled: then every first call of a page may meet a 401 and start the session then.
+function readLocal(key) {
+  try {
+    return localStorage.getItem(key);
+  } catch {
+    return null;
+  }
+}
+
+function writeLocal(key, value) {
+  try {
+    localStorage.setItem(key, value);
+  } catch {
+    /* not remembered */
   }
 }
 

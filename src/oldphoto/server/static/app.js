@@ -206,10 +206,13 @@ function switchLanguage(lang) {
 
 // Start ---------------------------------------------------------------------------------------------------------
 
-// The first call goes out with the session cookie alone: a live cookie keeps the user, and so their jobs, across
-// reloads (POST /api/session always makes a new user). Only on 401 does the Api start a session.
+// A browser with a live session cookie keeps its user, and so its jobs, across reloads: its first call goes out
+// with the cookie alone. One without (a first visit, or a session that has ended) starts a session first, so that
+// no request of the page is refused (a 401 is an error in the browser's console); a session asked for while the
+// cookie still lives keeps the same user.
 async function boot() {
   try {
+    if (!api.hasSession()) await api.startSession();
     recent.render(await api.listJobs());
   } catch (error) {
     errors.show(error, boot);

@@ -1,4 +1,5 @@
-// The photo frame: the original alone while the job runs, then a before/after comparison.
+// The photo frame: the original while the job runs, covered by the job's latest preview once there is one, then a
+// before/after comparison.
 // The result lies underneath; the original is laid on top and clipped at the divider (CSS variable --pos).
 // A transparent <input type=range> over the whole frame does the dragging, clicking and keyboard handling, so
 // the slider is accessible without any pointer code of our own.
@@ -8,6 +9,7 @@ export class Compare {
     this.figure = figure;
     this.before = figure.querySelector("[data-role=before]");
     this.after = figure.querySelector("[data-role=after]");
+    this.preview = figure.querySelector("[data-role=preview]");
     this.slider = figure.querySelector("input[type=range]");
     this.slider.addEventListener("input", () => this.#setPosition(this.slider.value));
     // An original the browser cannot draw (TIFF, or not an image at all) is left out rather than shown broken;
@@ -15,6 +17,18 @@ export class Compare {
     this.before.addEventListener("error", () => {
       this.before.hidden = true;
     });
+    // A preview that cannot be had (the job was removed meanwhile) leaves the original showing, until a newer one.
+    this.brokenPreview = null;
+    this.preview.addEventListener("error", () => {
+      this.brokenPreview = this.preview.getAttribute("src");
+      this.preview.hidden = true;
+    });
+  }
+
+  /** Lays the job's latest preview over the original while it runs; null takes it away. */
+  showPreview(url) {
+    setSource(this.preview, url);
+    this.preview.hidden = !url || url === this.brokenPreview;
   }
 
   /** Shows the original (or nothing, when the page has no copy of it) and forgets any result. */
@@ -23,6 +37,7 @@ export class Compare {
     this.before.hidden = !url;
     setSource(this.after, null);
     this.after.hidden = true;
+    this.showPreview(null);
     this.figure.classList.remove("is-comparing");
     this.slider.hidden = true;
     this.slider.value = "50";

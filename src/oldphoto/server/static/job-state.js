@@ -21,6 +21,7 @@ export function newJob(jobId, { status = "queued", position = null } = {}) {
     position,
     etaS: null,
     resultUrl: null,
+    previewUrl: null, // the latest preview's address: each names a newer picture
     error: null,
     code: null,
   };
@@ -34,6 +35,8 @@ export function applyEvent(state, event) {
   if (isFinal(state)) return state; // a job ends once; anything after that is not news
   // A live place is news only while the job waits (it may arrive just after the job started).
   if (event.live && state.status !== "queued" && state.status !== "cancelling") return state;
+  // A preview changes the picture only: the bar, the sentence and the stage stay as the other events set them.
+  if (event.type === "preview") return event.preview?.url ? { ...state, previewUrl: event.preview.url } : state;
   const next = {
     ...state,
     stage: event.stage ?? state.stage,

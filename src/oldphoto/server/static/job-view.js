@@ -79,6 +79,7 @@ export class JobView {
     this.cancel.disabled = state.status === "cancelling";
     this.cancel.textContent = t(state.status === "cancelling" ? "job.cancelling" : "job.cancel");
 
+    this.compare.showPreview(running ? state.previewUrl : null);
     const done = state.status === "succeeded" && state.resultUrl;
     this.download.hidden = !done;
     if (done) {
