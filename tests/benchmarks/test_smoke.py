@@ -88,3 +88,12 @@ def test_eta_quick() -> None:
     out = eta.main(["--quick"])
     assert _is_table(out, "point of the job")
     assert "| 50% |" in out and "jobs 6," in out
+
+
+def test_preview_cost_quick() -> None:
+    from benchmarks import preview_cost
+
+    out = preview_cost.main(["--quick"])
+    worker, recorder, server = out.split("\n\n")
+    assert _is_table(worker, "worker: canvas start ms (2000x1500 in)") and _is_table(recorder, "recorder (SQLite): progress note ms")
+    assert _is_table(server, "design") and "| this |" in server
