@@ -150,7 +150,7 @@ class WorkerNode:
             job = self.store.get(job_id)
             if job is None:
                 continue
-            self.recorder.started(job_id, job.progress)
+            self.recorder.started(job_id, job.progress, job.created_at.timestamp())
             expected = self.durations.expected(self.durations.model_of(job))
             item = self.config.work_item(job_id, self._local_input(job_id, job.input_path), job.workflow, job.model, expected)
             self.pool.assign(place, item)
