@@ -88,3 +88,15 @@ def test_cancelled_jobs_are_counted_under_their_status_running_or_queued(server:
     assert wait_status(client.http, queued, FINAL) == "cancelled"
     assert wait_status(client.http, running, FINAL) == "cancelled"
     assert samples(server)[key] == before + 2
+
+
+def test_every_line_of_the_server_log_is_a_json_object_and_job_lines_name_their_job(server: ServerProcess) -> None:
+    client = Client(server)
+    job = client.submit(png_bytes(32, 32), workflow=pause(0.1))["job_id"]
+    assert client.follow(job)[-1]["type"] == "complete"
+    time.sleep(0.2)
+    lines = [line for line in server.log().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]
+    assert all({"ts", "level", "logger", "message"} <= record.keys() for record in records)
+    ended = [r for r in records if r.get("job_id") == job]
+    assert ended and ended[-1]["message"] == f"job {job} succeeded" and ended[-1]["logger"] == "oldphoto.jobs.recorder"

@@ -171,7 +171,7 @@ class WorkerNode:
             if attempts >= 1:
                 self.recorder.fail(job_id, "interrupted", "The machine running this job stopped twice while running it.")
             elif self._put_back(job_id, lane, attempts=attempts + 1):
-                log.warning("job %s: its worker node stopped renewing its lease; back in the queue", job_id)
+                log.warning("job %s: its worker node stopped renewing its lease; back in the queue", job_id, extra={"job_id": job_id})
 
     def _give_back_unfinished(self) -> None:
         """A node that stops hands its running jobs back to the queue for another node (no retry spent)."""

@@ -76,6 +76,7 @@ class Recorder:
         recorded = self.store.append(job_id, event, status, **fields)
         if status in FINAL_STATUSES:  # counted once recorded: a failed append counts nothing
             self.telemetry.finished(status.value)
+            log.info("job %s %s", job_id, status.value, extra={"job_id": job_id})
         self.publish(recorded)
         return recorded
 
@@ -127,7 +128,7 @@ class Recorder:
         try:
             self.durations.learn(job, marks, ended)
         except Exception:  # an ETA that learns nothing this time is no reason to lose the job's outcome
-            log.exception("job %s: its stage durations were not learned", job.id)
+            log.exception("job %s: its stage durations were not learned", job.id, extra={"job_id": job.id})
 
     def _on_outcome(self, outcome: Outcome, stage: str, progress: int) -> JobEvent | None:
         """Records the outcome; returns the `complete` event of a succeeded job."""
