@@ -14,6 +14,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OLDPHOTO_", extra="ignore")
 
     data_dir: Path = Path("./oldphoto-data")
+    # serve's and worker's logs: one JSON object per line (json), or human-readable lines (text); oldphoto/logs.py.
+    log_format: Literal["json", "text"] = "json"
     models_dir: Path = Path("~/.cache/oldphoto/models").expanduser()
     model: str = "ddcolor_paper_tiny"
     device: str = "auto"

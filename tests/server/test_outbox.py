@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 
 from oldphoto.protocol import JobEvent, LivePlace, OutEvent
-from oldphoto.server.outbox import Outbox
+from oldphoto.server.outbox import EventTally, Outbox
 from tests.helpers.server import run_async
 
 
@@ -204,3 +204,16 @@ def test_progress_that_finds_a_box_full_of_essentials_is_dropped_and_counted() -
     for seq in (2, 3, 4):
         box.deliver(event(seq, job="j1"))
     assert [e.type for e in box.items] == ["queued", "queued"] and box.coalesced == 3
+
+
+def test_the_shared_tally_adds_up_every_outbox_s_sent_and_coalesced_events() -> None:
+    """The process-wide counters behind /metrics' oldphoto_events_sent_total and oldphoto_events_coalesced_total."""
+    tally = EventTally()
+    slow, quick = Outbox(capacity=2, tally=tally), Outbox(capacity=2, tally=tally, bypass=lambda _: True)
+    for seq in range(1, 6):
+        slow.deliver(event(seq))  # two kept, three coalesced away
+        quick.deliver(event(seq))  # all five written at once by the bypass
+    taken = run_async(slow.get())
+    assert taken.seq == 4
+    assert tally.coalesced == slow.coalesced == 3
+    assert tally.sent == 5 + 1

@@ -6,6 +6,7 @@ import sys
 
 import uvicorn
 
+from oldphoto import logs
 from oldphoto.cli import EXIT_FAILED, EXIT_OK
 from oldphoto.commands.db import store_ready
 from oldphoto.server import redact
@@ -50,6 +51,7 @@ def serve(args: argparse.Namespace) -> int:
         ws_max_size=64 * 1024,
         timeout_graceful_shutdown=5,
         log_level=args.log_level,
+        log_config=logs.config(settings.log_format, args.log_level),
         lifespan="on",
     )
     redact.install()

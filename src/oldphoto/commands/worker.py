@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import logging.config
 import signal
 import sys
 import threading
@@ -15,12 +15,13 @@ def worker(args: argparse.Namespace) -> int:
     if not settings.scale_out:
         print("oldphoto worker needs OLDPHOTO_BROKER_URL and OLDPHOTO_DATABASE_URL (see docs/scaleout.md).", file=sys.stderr)
         return EXIT_USAGE
+    from oldphoto import logs
     from oldphoto.commands.db import store_ready
     from oldphoto.distributed.worker import WorkerNode
     from oldphoto.jobs.store import JobStore
     from oldphoto.wiring import service_config, worker_max_rss_mb
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.config.dictConfig(logs.config(settings.log_format))
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())

@@ -67,7 +67,7 @@ class RedisPublisher:
         try:
             self.redis.publish(channel(self.prefix, event.job_id), event.model_dump_json())
         except redis.RedisError as exc:  # the event is recorded; readers find it in the log
-            log.warning("could not publish event %s/%s to Redis: %s", event.job_id, event.seq, exc)
+            log.warning("could not publish event %s/%s to Redis: %s", event.job_id, event.seq, exc, extra={"job_id": event.job_id})
 
     def queue_moved(self, at: float) -> None:
         """Tell every web node that the shared queue moved: each works out its followers' places itself."""

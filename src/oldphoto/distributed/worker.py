@@ -150,7 +150,7 @@ class WorkerNode:
             job = self.store.get(job_id)
             if job is None:
                 continue
-            self.recorder.started(job_id, job.progress)
+            self.recorder.started(job_id, job.progress, job.created_at.timestamp())
             expected = self.durations.expected(self.durations.model_of(job))
             item = self.config.work_item(job_id, self._local_input(job_id, job.input_path), job.workflow, job.model, expected)
             self.pool.assign(place, item)
@@ -171,7 +171,7 @@ class WorkerNode:
             if attempts >= 1:
                 self.recorder.fail(job_id, "interrupted", "The machine running this job stopped twice while running it.")
             elif self._put_back(job_id, lane, attempts=attempts + 1):
-                log.warning("job %s: its worker node stopped renewing its lease; back in the queue", job_id)
+                log.warning("job %s: its worker node stopped renewing its lease; back in the queue", job_id, extra={"job_id": job_id})
 
     def _give_back_unfinished(self) -> None:
         """A node that stops hands its running jobs back to the queue for another node (no retry spent)."""

@@ -99,7 +99,7 @@ class Durations:
 
     def learn(self, job: Job, marks: Marks, ended: float) -> None:
         """A succeeded job's stage durations into the statistics."""
-        types = self._node_types(job)
+        types = self.node_types(job)
         bucket = size_bucket(job.pixels or UNKNOWN_PIXELS)
         seen: dict[StageKey, float] = {}
         for node, stage, seconds in marks.durations(ended):
@@ -109,7 +109,7 @@ class Durations:
         if seen:
             self._record(self.model_of(job), seen)
 
-    def _node_types(self, job: Job) -> dict[str, str]:
+    def node_types(self, job: Job) -> dict[str, str]:
         try:
             workflow = parse_workflow(job.workflow, self.options)
         except Exception:

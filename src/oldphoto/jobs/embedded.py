@@ -146,7 +146,9 @@ class LocalWorkers:
 
     async def start(self, service: JobService) -> None:
         self.service = service
-        self.recorder = Recorder(self.store, service.publish, self.config.results_dir, self.config.job_timeout_s, self.durations)
+        self.recorder = Recorder(
+            self.store, service.publish, self.config.results_dir, self.config.job_timeout_s, self.durations, service.telemetry
+        )
         await service.offload.write(self._recover)
         await asyncio.to_thread(self.pool.start)
         await service.offload.write(service.queue_changed)
@@ -175,7 +177,7 @@ class LocalWorkers:
             job = self.queue.start_next()
             if job is None:
                 return
-            recorder.started(job.id, job.progress)
+            recorder.started(job.id, job.progress, job.created_at.timestamp())
             expected = self.durations.expected(self.durations.model_of(job))
             self.pool.assign(place, self.config.work_item(job.id, job.input_path, job.workflow, job.model, expected))
 

@@ -33,6 +33,7 @@ from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.offload import Offload
 from oldphoto.jobs.places import Places
 from oldphoto.jobs.store import Job, JobStore, NewJob, new_job_id, utcnow
+from oldphoto.jobs.telemetry import JobTelemetry
 from oldphoto.jobs.waits import WaitAt, Waits
 from oldphoto.jobs.work import WorkItem
 from oldphoto.protocol import JobEvent, LivePlace
@@ -157,6 +158,8 @@ class JobService:
         self.queue = queue
         self.runner = runner
         self.offload = offload or Offload()
+        # This process's tallies for /metrics (jobs/telemetry.py says who counts what where).
+        self.telemetry = JobTelemetry()
         self.rules = AdmissionRules(config.user_concurrency, config.queue_max, config.retry_after_s)
         self.waits = Waits(Durations(store, config.run_options).job_seconds)
         queue.wait_at = self.waits.at_place
@@ -288,6 +291,7 @@ class JobService:
     def _cancel(self, job: Job) -> Job:
         withdrawn = self.queue.withdraw(job.id, announcements.ended("cancelled", job.stage, job.progress))
         if withdrawn is not None:
+            self.telemetry.finished(JobStatus.CANCELLED.value)  # it never started: no recorder hears of it
             self.publish(withdrawn)
             self.queue_changed()
         else:

@@ -66,7 +66,7 @@ def execute(item: WorkItem, cancel: CancelToken, send: Callable[[FromWorker], No
         result.unlink(missing_ok=True)
         send(Failed(item.job_id, "out_of_memory", "The machine ran out of memory on this photo."))
     except Exception as exc:  # the job fails, the worker goes on
-        log.exception("job %s failed", item.job_id)
+        log.exception("job %s failed", item.job_id, extra={"job_id": item.job_id})
         result.unlink(missing_ok=True)
         code = "out_of_memory" if type(exc).__name__ == "OutOfMemoryError" else "internal_error"
         send(Failed(item.job_id, code, f"{type(exc).__name__}: {exc}"))

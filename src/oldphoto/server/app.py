@@ -98,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             places_broadcasts=service.places.broadcasts,
             gc_objects_at_sweep=request.app.state.gc_policy.alive_at_sweep,
             workers_recycled=service.runner.workers_recycled if isinstance(service.runner, LocalWorkers) else None,
+            telemetry=service.telemetry.view(),
+            events=request.app.state.hub.events,
         )
         return Response(render(snapshot, request.app.state.loop_lag), media_type="text/plain; version=0.0.4")
 

@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Protocol
 
 from oldphoto.errors import OldphotoError
+from oldphoto.server.outbox import EventTally
 from oldphoto.server.prepared import PreparedFrames
 
 MAX_CONNECTIONS_PER_USER = 16
@@ -52,6 +53,7 @@ class Hub:
         self.connections: set[Closable] = set()  # open WebSockets (ProgressConnection), closed with 1001 at shutdown
         self.open: Counter[str] = Counter()  # admitted streams per user, WebSockets and SSE together
         self.frames = PreparedFrames()
+        self.events = EventTally()  # every stream's events sent and coalesced, for /metrics
 
     def per_user(self, user: str) -> int:
         return self.open[user]

@@ -1,5 +1,11 @@
 """`/metrics`: Prometheus text, read from the live state at scrape time (what needs the store is read off the loop
-by the caller and handed in)."""
+by the caller and handed in).
+
+Who counts what (jobs/telemetry.py, server/outbox.py): the stage-duration and queue-wait histograms and the jobs
+finished by status are tallied by whoever records a job's events: this process when embedded; in scale-out the
+worker node that ran the job, so a web node exports only the queued jobs it cancelled itself. Events sent and
+coalesced are this process's progress streams' (WebSocket and SSE), in both modes.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from oldphoto.jobs.service import Capacity
+from oldphoto.jobs.telemetry import TelemetryView
 from oldphoto.server.looplag import LoopLag
+from oldphoto.server.outbox import EventTally
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,8 @@ class Snapshot:
     # Worker processes replaced for holding too much memory after a job (this machine's workers; None in scale-out,
     # where each worker node logs its own).
     workers_recycled: int | None = None
+    telemetry: TelemetryView | None = None
+    events: EventTally | None = None
 
 
 class ServiceCollector:
@@ -54,6 +64,31 @@ class ServiceCollector:
         swept = snap.gc_objects_at_sweep
         yield GaugeMetricFamily("oldphoto_gc_objects_at_sweep", "Objects alive after the collector's last sweep.", value=swept)
         yield from self.lag.collect()
+        if snap.telemetry is not None:
+            yield from _jobs_telemetry(snap.telemetry)
+        if snap.events is not None:
+            yield CounterMetricFamily("oldphoto_events_sent", "Job events handed to progress streams' writers.", value=snap.events.sent)
+            help_text = "Job events replaced by a newer one, or dropped to bound a slow reader's queue."
+            yield CounterMetricFamily("oldphoto_events_coalesced", help_text, value=snap.events.coalesced)
+
+
+def _jobs_telemetry(view: TelemetryView) -> Iterator[Metric]:
+    stages = HistogramMetricFamily(
+        "oldphoto_stage_duration_seconds",
+        "How long a job's stage took, from the event that began it to the next (the last one's `<stage>+save`: to complete).",
+        labels=["stage", "node_type"],
+    )
+    for (stage, node_type), histogram in sorted(view.stages.items()):
+        stages.add_metric([stage, node_type], histogram.cumulative(), histogram.total)
+    yield stages
+    wait = view.queue_wait
+    yield HistogramMetricFamily(
+        "oldphoto_queue_wait_seconds", "How long a job waited from admission to its start.", buckets=wait.cumulative(), sum_value=wait.total
+    )
+    finished = CounterMetricFamily("oldphoto_jobs_finished", "Jobs that ended, by final status.", labels=["status"])
+    for status, count in sorted(view.finished.items()):
+        finished.add_metric([status], count)
+    yield finished
 
 
 def render(snapshot: Snapshot, lag: LoopLag) -> bytes:

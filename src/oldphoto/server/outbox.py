@@ -7,6 +7,9 @@ replaced by the job's next one in place: a reader behind by many places hears on
 
 A `bypass` (a WebSocket's prepared-frame writer, server/prepared.py) takes an event at once, in the publisher's
 call, when nothing is queued or being sent before it (so order holds); when it declines, the event is queued.
+
+An `EventTally` (one per process, the hub's) adds up every outbox's events sent and coalesced for /metrics: plain
+integers, bumped on the event loop where the outbox already does the work.
 """
 
 from __future__ import annotations
@@ -14,13 +17,21 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from oldphoto.protocol import OutEvent
 
 
+@dataclass
+class EventTally:
+    sent: int = 0  # handed to a stream's writer: taken by its reader, or written at once by the bypass
+    coalesced: int = 0  # replaced by a newer one of the same job, or dropped to keep a slow reader's queue bounded
+
+
 class Outbox:
-    def __init__(self, capacity: int = 256, bypass: Callable[[OutEvent], bool] | None = None) -> None:
+    def __init__(self, capacity: int = 256, bypass: Callable[[OutEvent], bool] | None = None, tally: EventTally | None = None) -> None:
         self.capacity = capacity
+        self.tally = tally or EventTally()
         self.items: deque[OutEvent] = deque()
         self.ready = asyncio.Event()
         self.coalesced = 0
@@ -34,11 +45,12 @@ class Outbox:
     def deliver(self, event: OutEvent) -> None:
         if self.bypass is not None and not self.items and not self.in_flight and self.bypass(event):
             self.bypassed += 1
+            self.tally.sent += 1
             return
         if event.live and self._replace_live(event):
             return
         if len(self.items) >= self.capacity and not self._make_room(event):
-            self.coalesced += 1
+            self._coalesced()
             return
         self.items.append(event)
         self.ready.set()
@@ -49,6 +61,7 @@ class Outbox:
             self.ready.clear()
             await self.ready.wait()
         self.in_flight = True
+        self.tally.sent += 1
         return self.items.popleft()
 
     def done(self) -> None:
@@ -58,7 +71,7 @@ class Outbox:
         for i, waiting in enumerate(self.items):
             if waiting.live and waiting.job_id == event.job_id and waiting.type == event.type:
                 self.items[i] = event
-                self.coalesced += 1
+                self._coalesced()
                 return True
         return False
 
@@ -70,5 +83,9 @@ class Outbox:
         if not victims:
             return incoming.is_essential  # essentials may exceed the bound; progress and live places may not
         del self.items[victims[0]]
-        self.coalesced += 1
+        self._coalesced()
         return True
+
+    def _coalesced(self) -> None:
+        self.coalesced += 1
+        self.tally.coalesced += 1

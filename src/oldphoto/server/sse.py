@@ -21,7 +21,7 @@ from oldphoto.server import inputs
 from oldphoto.server.api import Caller, Service
 from oldphoto.server.follow import follow, unfollow
 from oldphoto.server.hub import Hub, Slot
-from oldphoto.server.outbox import Outbox
+from oldphoto.server.outbox import EventTally, Outbox
 
 router = APIRouter()
 
@@ -55,7 +55,7 @@ async def job_events(job_id: str, request: Request, service: Service, caller: Ca
     settings = request.app.state.settings
     hub: Hub = request.app.state.hub
     slot = hub.admit(caller.user)  # the last step before the response: nothing between here and it can fail
-    stream = _stream(service, job_id, after_seq, lang, settings.ws_queue_size, settings.sse_heartbeat_s, caller.expires_at)
+    stream = _stream(service, job_id, after_seq, lang, settings.ws_queue_size, settings.sse_heartbeat_s, caller.expires_at, hub.events)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return HeldStream(stream, slot, headers)
 
@@ -69,9 +69,16 @@ def _resume_point(request: Request) -> int:
 
 
 async def _stream(
-    service: JobService, job_id: str, after_seq: int, lang: str, capacity: int, heartbeat_s: float, expires_at: float
+    service: JobService,
+    job_id: str,
+    after_seq: int,
+    lang: str,
+    capacity: int,
+    heartbeat_s: float,
+    expires_at: float,
+    tally: EventTally,
 ) -> AsyncIterator[str]:
-    outbox = Outbox(capacity)
+    outbox = Outbox(capacity, tally=tally)
     follower = await follow(service, job_id, after_seq, outbox)
     try:
         yield "retry: 2000\n\n"

@@ -74,6 +74,7 @@ async def progress_socket(ws: WebSocket) -> None:
         settings = app.state.settings
         connection = ProgressConnection(ws, app.state.service, app.state.limiter, identity, lang, settings.ws_queue_size)
         connection.first_message_s = settings.ws_first_message_s
+        connection.outbox.tally = hub.events
         write = frame_writer(ws.scope)
         if write is not None:  # served by `oldphoto serve`: events go out as prepared frames while the reader keeps up
             connection.outbox.bypass = lambda event: write(hub.frames.frame(event, lang))
