@@ -49,6 +49,7 @@ def service_config(settings: Settings) -> ServiceConfig:
         retention_s=settings.retention_hours * 3600,
         max_pixels=settings.max_pixels,
         jobs_per_worker=settings.batch_max,
+        log_format=settings.log_format,
     )
 
 

@@ -28,6 +28,15 @@ def pause(seconds: float) -> str:
     )
 
 
+FAIL = json.dumps(
+    {
+        "a": {"class_type": "LoadImage", "inputs": {}},
+        "b": {"class_type": "Fail", "inputs": {"image": ["a", 0]}},
+        "c": {"class_type": "SaveImage", "inputs": {"images": ["b", 0]}},
+    }
+)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     env = {"OLDPHOTO_TEST_NODES": "1", "OLDPHOTO_WORKERS": "1", "OLDPHOTO_USER_CONCURRENCY": "5"}
@@ -94,9 +103,14 @@ def test_every_line_of_the_server_log_is_a_json_object_and_job_lines_name_their_
     client = Client(server)
     job = client.submit(png_bytes(32, 32), workflow=pause(0.1))["job_id"]
     assert client.follow(job)[-1]["type"] == "complete"
+    # A job whose code fails: the worker process logs it with its traceback, in the same format, on one line.
+    failing = client.submit(png_bytes(32, 32), workflow=FAIL)["job_id"]
+    assert client.follow(failing)[-1]["type"] == "error"
     time.sleep(0.2)
     lines = [line for line in server.log().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]
     assert all({"ts", "level", "logger", "message"} <= record.keys() for record in records)
+    failed = [r for r in records if r.get("job_id") == failing and "exc_info" in r]
+    assert failed and "RuntimeError: the Fail test node failed on purpose" in failed[0]["exc_info"], failed
     ended = [r for r in records if r.get("job_id") == job]
     assert ended and ended[-1]["message"] == f"job {job} succeeded" and ended[-1]["logger"] == "oldphoto.jobs.recorder"

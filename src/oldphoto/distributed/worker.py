@@ -85,6 +85,7 @@ class WorkerNode:
             slots=config.jobs_per_worker,
             max_rss_mb=max_rss_mb,
             warm=config.run_options,
+            log_format=config.log_format,
         )
 
     def run(self, stop: threading.Event) -> None:

@@ -138,6 +138,7 @@ class LocalWorkers:
             slots=config.jobs_per_worker,
             max_rss_mb=max_rss_mb,
             warm=config.run_options,
+            log_format=config.log_format,
         )
         self.durations = Durations(self.store, config.run_options)
         self.service: JobService | None = None

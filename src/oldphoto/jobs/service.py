@@ -36,6 +36,7 @@ from oldphoto.jobs.store import Job, JobStore, NewJob, new_job_id, utcnow
 from oldphoto.jobs.telemetry import JobTelemetry
 from oldphoto.jobs.waits import WaitAt, Waits
 from oldphoto.jobs.work import WorkItem
+from oldphoto.logs import LogFormat
 from oldphoto.protocol import JobEvent, LivePlace
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class ServiceConfig:
     max_pixels: int = 40_000_000
     jobs_per_worker: int = 1  # more than one only when colorize batching is on
     places_interval_s: float = 0.1  # queue places are told at most this often (coalesced)
+    log_format: LogFormat | None = None  # how the worker processes write their log lines (None: Python's default)
 
     @property
     def inputs_dir(self) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import logging.config
 import multiprocessing as mp
 import os
 import threading
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, assert_never
 
+from oldphoto import logs
 from oldphoto.engine import RunOptions
 from oldphoto.jobs.messages import (
     Cancelled,
@@ -41,6 +43,7 @@ from oldphoto.jobs.messages import (
 )
 from oldphoto.jobs.work import WorkItem
 from oldphoto.lifeline import die_with_parent as _die_with_parent
+from oldphoto.logs import LogFormat
 
 log = logging.getLogger(__name__)
 CONTEXT = mp.get_context("spawn")  # fork after torch or CUDA has started is unsafe
@@ -49,9 +52,18 @@ MB = 2**20
 RETIRE_GRACE_S = 30.0
 
 
-def _worker_main(conn: Connection, cancel_flags: list[Any], cores_shared_by: int, parent: int = 0, warm: RunOptions | None = None) -> None:
+def _worker_main(
+    conn: Connection,
+    cancel_flags: list[Any],
+    cores_shared_by: int,
+    parent: int = 0,
+    warm: RunOptions | None = None,
+    log_format: LogFormat | None = None,
+) -> None:
     if parent:
         _die_with_parent(parent)
+    if log_format is not None:  # the same lines as the process that started it (a job's traceback included)
+        logging.config.dictConfig(logs.config(log_format, "WARNING"))
     from oldphoto.engine import CancelToken, warm_up
     from oldphoto.jobs.memory import give_back
     from oldphoto.jobs.work import execute
@@ -133,8 +145,10 @@ class WorkerPool:
         slots: int = 1,
         max_rss_mb: float | None = None,
         warm: RunOptions | None = None,
+        log_format: LogFormat | None = None,
     ) -> None:
         self.size = size
+        self.log_format = log_format
         # What each new worker gets ready for before its first job (None: nothing).
         self.warm = warm
         self.slots = slots
@@ -216,9 +230,8 @@ class WorkerPool:
     def _spawn(self, index: int) -> Worker:
         parent, child = CONTEXT.Pipe(duplex=True)
         flags = [CONTEXT.Event() for _ in range(self.slots)]
-        process = CONTEXT.Process(
-            target=_worker_main, args=(child, flags, self.size, os.getpid(), self.warm), name=f"oldphoto-worker-{index}", daemon=True
-        )
+        args = (child, flags, self.size, os.getpid(), self.warm, self.log_format)
+        process = CONTEXT.Process(target=_worker_main, args=args, name=f"oldphoto-worker-{index}", daemon=True)
         process.start()
         child.close()
         return Worker(index=index, process=process, conn=parent, cancel_flags=flags)

@@ -49,4 +49,14 @@ class Crash(Node):
         os._exit(70)
 
 
-TEST_NODES: tuple[type[Node], ...] = (Pause, Crash) if ENABLED else ()
+class Fail(Node):
+    """An error of the code, not of the photo: the worker logs it with its traceback and the job fails."""
+
+    type_name = "Fail"
+
+    def run(self, ctx: NodeContext, *, image: np.ndarray) -> tuple[np.ndarray]:
+        ctx.report.stage("inference")
+        raise RuntimeError("the Fail test node failed on purpose")
+
+
+TEST_NODES: tuple[type[Node], ...] = (Pause, Crash, Fail) if ENABLED else ()
