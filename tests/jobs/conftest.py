@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from oldphoto.jobs.store import JobStore
 from tests.helpers.pools import Pool
 from tests.helpers.server import ServerProcess, start_server
+from tests.helpers.services import postgres_database
 
 # These tests speak as several anonymous users from one address (127.0.0.1), each a user of its own: the sharing of
 # one address's sessions is tested apart (tests/server/test_fairness.py).
@@ -48,3 +51,17 @@ def pools(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Pool]]:
     yield started
     for pool in started:
         pool.pool.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.scaleout)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
+    """An empty job store on a SQLite file, and on a fresh PostgreSQL database (the scale-out store)."""
+    if request.param == "sqlite":
+        store = JobStore(f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
+        yield store
+        store.close()
+        return
+    with postgres_database() as url:
+        store = JobStore(url)
+        yield store
+        store.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,23 +15,9 @@ from oldphoto.jobs.messages import Cancelled, Done, Noted
 from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.store import JobStore, NewJob
 from oldphoto.protocol import JobEvent, Note
-from tests.helpers.services import postgres_database
 
 SHARPEN = json.dumps({"steps": "sharpen"})
 PIXELS = 640 * 480
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.scaleout)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
-    if request.param == "sqlite":
-        store = JobStore(f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
-        yield store
-        store.close()
-        return
-    with postgres_database() as url:
-        store = JobStore(url)
-        yield store
-        store.close()
 
 
 def learn_one(durations: Durations, store: JobStore, inference_s: float) -> None:

@@ -4,8 +4,6 @@ and on PostgreSQL, and starting a job takes it out of the queue and marks it run
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,19 +21,6 @@ from tests.helpers.services import postgres_database
 
 OWNERS = ["ann", "bob", "cy"]
 Operation = tuple[str, int]  # ("push", owner index) | ("pop", 0) | ("remove", job index)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.scaleout)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
-    if request.param == "sqlite":
-        store = JobStore(f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
-        yield store
-        store.close()
-        return
-    with postgres_database() as url:
-        store = JobStore(url)
-        yield store
-        store.close()
 
 
 def new_job(store: JobStore, owner: str) -> str:
