@@ -46,6 +46,7 @@ class Waits:
         self.job_seconds = job_seconds
         self.seconds: dict[str, float] = {}
         self.waits: dict[str, float] = {}
+        self._in_order: list[float] = []  # the waits sorted once per pass: admissions read them, many per pass
         self._after_all: list[float] = []
         self._lock = threading.Lock()
 
@@ -58,6 +59,7 @@ class Waits:
         waits, after_all = expected_waits(order, seconds, running, slots) if slots > 0 else ({}, [])
         with self._lock:
             self.seconds, self.waits, self._after_all = seconds, {k: round(v, 1) for k, v in waits.items()}, after_all
+            self._in_order = sorted(self.waits.values())
         return self.waits
 
     def of(self, job_id: str) -> float | None:
@@ -66,10 +68,9 @@ class Waits:
     def at_place(self, place: int, waiting: int) -> float | None:
         """A job just admitted at `place` of `waiting`: its wait as of the last pass (before it came)."""
         with self._lock:
-            after_all, seconds = self._after_all, self.seconds
+            after_all, seconds, known = self._after_all, self.seconds, self._in_order
             if not after_all:
                 return None
-            known = sorted(self.waits.values())
         if place <= len(known):
             return known[place - 1]
         # Jobs admitted since the last pass, between the known ones and this one: the typical job's seconds each.
