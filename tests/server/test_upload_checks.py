@@ -33,9 +33,10 @@ SECRET = "upload-checks-secret-0123456789-0123456789-abcdef"
 TIMEOUT_S = 1.0  # the decode time limit of the test server, unless the slow file decodes faster here (`limit`)
 BOMB_OVERHEAD_S = 0.1  # issue 11: the segment bomb is refused in under 100 ms
 VICTIM_UPLOADS = 25  # per phase: under the 30 jobs a minute each user may submit
-# An honest upload's p99 while another user attacks stays under the decode time limit: an unfair turn would cost the
-# victim a whole time limit behind a slow file. (0.75 s when the suite ran on one process; on two, the other test file's
-# load alone took a fair run to 0.78 s.)
+VICTIM_P99_S = 0.75  # an honest upload's p99 while another user attacks; unfair turns cost a whole time limit
+# What the attack may add to the victim's p99 alone, over the same victim's p99 without it: on a machine loaded by other
+# work (a second test process) the victim is slower with or without the attack, which is not the attack's doing.
+VICTIM_EXTRA_S = 0.5
 
 
 def token(user: str) -> str:
@@ -217,7 +218,10 @@ def test_an_honest_upload_is_not_held_up_by_another_users_six_at_once(server: Se
     for name, times, answers in rows:
         print(f"  {name:24} p50 {_p(times, 50) * 1000:5.0f} ms  p99 {_p(times, 99) * 1000:5.0f} ms  attacker got {dict(answers)}")
     assert bomb_answers["422 invalid_image"] >= 6 and slow_answers["422 decode_timeout"] >= 2
-    assert _p(bombs, 99) < limit and _p(slow, 99) < limit
+    # Under 0.75 s, or at most half a second over the victim's p99 alone where the machine is that busy (never a whole
+    # time limit: an unfair turn costs that).
+    allowed = max(VICTIM_P99_S, min(_p(baseline, 99) + VICTIM_EXTRA_S, limit))
+    assert _p(bombs, 99) < allowed and _p(slow, 99) < allowed, (allowed, _p(baseline, 99))
     assert server.process.poll() is None and "Traceback" not in server.log()
 
 
