@@ -13,7 +13,7 @@ import redis
 from oldphoto.distributed.events import RedisBus, RedisPublisher
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.store import JobStore, NewJob
-from oldphoto.protocol import JobEvent
+from oldphoto.protocol import JobEvent, LiveMetrics, Speed, Usage
 from oldphoto.server.follow import Follower
 from oldphoto.server.outbox import Outbox
 from tests.distributed.test_worker import history
@@ -104,9 +104,9 @@ def test_a_workers_events_reach_the_web_nodes_subscribers(namespace: tuple[str, 
         await bus.stop()
         return [e.seq for e in heard.events if e.job_id == "job"] + [len(heard.events), *subscribed]
 
-    # Another job's events are not passed on; one subscription per node whatever it follows: control, queue
-    # moves, and the pattern of every job's events.
-    assert run_async(scenario()) == [1, 2, 3, 3, 2, 1]
+    # Another job's events are not passed on; the same subscriptions per node whatever it follows: control, queue
+    # moves, and the patterns of every job's events and every job's live metrics.
+    assert run_async(scenario()) == [1, 2, 3, 3, 2, 2]
 
 
 def test_what_pub_sub_missed_comes_from_the_log_in_order(namespace: tuple[str, str], store: JobStore) -> None:
@@ -157,3 +157,29 @@ def test_after_a_lost_redis_connection_subscribers_resync_and_hear_again(namespa
         return heard.resyncs, [e.seq for e in heard.events]
 
     assert run_async(scenario()) == (1, [9])
+
+
+def test_a_worker_nodes_live_metrics_reach_the_web_node_that_follows_the_job_and_no_other(namespace: tuple[str, str]) -> None:
+    url, prefix = namespace
+    usage = Usage(elapsed_s=1.0, rss_bytes=2**28, peak_rss_bytes=2**29, speed=Speed(node="1", unit="tile", done=2, total=8, seconds=1.0, per_s=2.0))
+
+    async def scenario() -> tuple[list[object], list[object]]:
+        follows, other = RedisBus(url, prefix), RedisBus(url, prefix)
+        await follows.start()
+        await other.start()
+        heard, elsewhere = Recorder(), Recorder()
+        follows.subscribe("job", heard)
+        other.subscribe("another", elsewhere)
+        publisher = RedisPublisher(url, prefix)
+        await asyncio.to_thread(publisher.tell, LiveMetrics("job", usage, 0.0))
+        await asyncio.to_thread(publisher.publish, event("job", 1))  # after it on the same connection
+        publisher.close()
+        await until(lambda: len(heard.events) == 2)
+        await asyncio.sleep(0.1)
+        for bus in (follows, other):
+            await bus.stop()
+        return heard.events, elsewhere.events  # type: ignore[return-value]
+
+    heard, elsewhere = run_async(scenario())
+    assert isinstance(heard[0], LiveMetrics) and heard[0].usage == usage and heard[0].job_id == "job"
+    assert isinstance(heard[1], JobEvent) and elsewhere == []

@@ -17,7 +17,7 @@ import pytest
 
 from oldphoto.engine import RunOptions
 from oldphoto.imaging import save_png
-from oldphoto.jobs.messages import Crashed, Done, Failed, Noted, Previewed, Ready, TimedOut, WorkerMessage
+from oldphoto.jobs.messages import Crashed, Done, Failed, Measured, Noted, Previewed, Ready, TimedOut, WorkerMessage
 from oldphoto.jobs.workers import Worker
 from tests.helpers.pools import Pool, start
 from tests.helpers.server import running_server
@@ -75,8 +75,8 @@ def settled_rss(pid: int, within_s: float = 10.0) -> int:
 
 
 def outcomes(messages: list[WorkerMessage]) -> list[WorkerMessage]:
-    """What ended a job: not its progress notes or preview pictures."""
-    return [m for m in messages if not isinstance(m, Noted | Previewed)]
+    """What ended a job: not its progress notes, preview pictures or metrics."""
+    return [m for m in messages if not isinstance(m, Noted | Previewed | Measured)]
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="reads the peak from Linux's /proc")

@@ -16,6 +16,7 @@ from oldphoto.jobs.messages import (
     Done,
     Failed,
     FromWorker,
+    Measured,
     NodeMessage,
     Noted,
     Previewed,
@@ -26,7 +27,7 @@ from oldphoto.jobs.messages import (
     restarted_beside,
 )
 from oldphoto.jobs.workers import CONTEXT
-from oldphoto.protocol import Note, PreviewImage
+from oldphoto.protocol import Note, PreviewImage, Speed, Usage
 from tests.helpers.pools import Pool, start
 from tests.jobs.conftest import crash_workflow, pause_workflow
 
@@ -37,6 +38,11 @@ EACH_KIND: list[NodeMessage | FromWorker] = [
         "j1",
         Note(type="preview", stage="inference", message_key="inference", progress=41, preview=PreviewImage(width=3, height=2, frame=1)),
         b"\xff\xd8\xff picture",
+    ),
+    Measured(
+        "j1",
+        Usage(elapsed_s=1.5, rss_bytes=2**28, peak_rss_bytes=2**29, speed=Speed(node="1", unit="block", done=3, total=22, seconds=0.4, per_s=7.5)),
+        (Speed(node="1", unit="block", done=22, total=22, seconds=2.0, per_s=11.0),),
     ),
     Done("j1"),
     Failed("j2", "invalid_image", "The file is not an image."),
@@ -79,8 +85,11 @@ def test_a_real_worker_says_ready_notes_and_each_outcome(pools: list[Pool], tmp_
     pool.submit("ok", pause_workflow(0.1))
     notes, done = pool.until(Done)
     assert done == Done("ok") and (tmp_path / "ok.png").is_file()
-    assert notes and all(isinstance(n, Noted) and n.job_id == "ok" for n in notes)
-    assert notes[-1].note.progress >= notes[0].note.progress  # type: ignore[union-attr]
+    assert notes and all(isinstance(n, Noted | Measured) and n.job_id == "ok" for n in notes)
+    # Its metrics: the last one, before its outcome, with the speeds of the run.
+    assert isinstance(notes[-1], Measured) and notes[-1].usage.peak_rss_bytes >= notes[-1].usage.rss_bytes > 0
+    notes = [n for n in notes if isinstance(n, Noted)]
+    assert notes[-1].note.progress >= notes[0].note.progress
 
     pool.submit("bad", '{"steps": "no-such-step"}')
     _, failed = pool.until(Failed)
@@ -105,7 +114,7 @@ def test_a_timeout_fails_the_late_job_and_tells_the_one_beside_it_the_worker_res
     pool.submit("stuck", pause_workflow(30))
     time.sleep(1.5)  # the second job's own limit is still 1.5 s away when the first one's runs out
     pool.submit("beside", pause_workflow(30))
-    outcomes = [m for m in pool.until(Ready, timeout=30)[0] if not isinstance(m, Noted)]
+    outcomes = [m for m in pool.until(Ready, timeout=30)[0] if not isinstance(m, Noted | Measured)]
     assert outcomes == [TimedOut("stuck"), restarted_beside("beside")]
     assert outcomes[1].code == "worker_restarted"  # type: ignore[union-attr]
     assert "ran out of time" in outcomes[1].reason and "exit code" not in outcomes[1].reason  # type: ignore[union-attr]

@@ -43,7 +43,7 @@ def schema_diff(url: str) -> list:
 
 def test_the_migrated_schema_is_the_models_schema(url: str) -> None:
     migrate.upgrade(url)
-    assert migrate.current(url) == migrate.head() == migrate.newest_revision() == "0004"
+    assert migrate.current(url) == migrate.head() == migrate.newest_revision() == "0005"
     assert schema_diff(url) == []
 
 
@@ -121,8 +121,8 @@ REVISION_NEXT = '''
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 
 
 def upgrade() -> None:
@@ -137,13 +137,13 @@ def test_a_new_revision_is_one_file_and_copying_jobs_on_sqlite_keeps_their_event
     job = store.create(NewJob(owner="u", workflow="{}", input_path="x"), upload_event())
     migrations = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS, migrations)
-    (migrations / "versions" / "0005_note.py").write_text(REVISION_NEXT)
+    (migrations / "versions" / "0006_note.py").write_text(REVISION_NEXT)
     monkeypatch.setattr(migrate, "MIGRATIONS", migrations)
 
     assert not migrate.at_newest(store.engine)  # the new file is read as Alembic reads it
     migrate.upgrade(store.engine)
 
-    assert migrate.current(store.engine) == migrate.head() == migrate.newest_revision() == "0005"
+    assert migrate.current(store.engine) == migrate.head() == migrate.newest_revision() == "0006"
     assert "note" in {column["name"] for column in inspect(store.engine).get_columns("jobs")}
     assert [e.seq for e in store.events_after(job.id)] == [1]  # not deleted by cascade when `jobs` was dropped
     with store.engine.connect() as connection:
@@ -183,7 +183,7 @@ def test_waiting_jobs_keep_their_turn_across_the_move_to_live_places(url: str) -
         connection.execute(text("INSERT INTO queue_entries (job_id, owner, ticket, position) VALUES ('j1', 'u', 1, 1)"))
     engine.dispose()
     migrate.upgrade(url)
-    assert migrate.current(url) == "0004" and schema_diff(url) == []
+    assert migrate.current(url) == "0005" and schema_diff(url) == []
     store = JobStore(url)
     assert SharedQueue(store).positions() == {"j1": 1} and store.get("j1").share is None
     store.close()

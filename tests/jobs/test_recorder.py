@@ -9,10 +9,10 @@ import pytest
 
 from oldphoto.jobs import announcements
 from oldphoto.jobs.lifecycle import JobStatus
-from oldphoto.jobs.messages import Cancelled, Done, Failed, JobMessage, Noted, TimedOut, exited, restarted_beside
+from oldphoto.jobs.messages import Cancelled, Done, Failed, JobMessage, Measured, Noted, TimedOut, exited, restarted_beside
 from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.store import JobStore, NewJob
-from oldphoto.protocol import JobEvent, Note
+from oldphoto.protocol import JobEvent, LiveMetrics, Note, Speed, Usage
 
 
 @pytest.fixture
@@ -134,3 +134,42 @@ def test_failing_a_job_the_store_no_longer_has_records_nothing(store: JobStore, 
     with pytest.raises(Exception):  # noqa: B017 - whichever the store raises, nothing is recorded or published
         Recorder(store, published.append, tmp_path, job_timeout_s=7).fail("no-such-job", "timeout", "late")
     assert published == [] and store.get("no-such-job") is None
+
+
+def test_metrics_are_told_live_never_recorded_and_the_last_ones_sum_up_the_run(store: JobStore, tmp_path: Path) -> None:
+    published: list[JobEvent] = []
+    told: list[LiveMetrics] = []
+    recorder = Recorder(store, published.append, tmp_path, job_timeout_s=7, tell=told.append)
+    job_id = running_job(store, recorder)
+    for stage in ("preprocess", "inference"):
+        recorder.on_message(Noted(job_id, Note(stage=stage, node="1", source="colorize", message_key=stage, progress=10)))
+    live = Usage(elapsed_s=1.0, rss_bytes=300 * 2**20, peak_rss_bytes=400 * 2**20)
+    assert recorder.on_message(Measured(job_id, live)) is False
+    speeds = (Speed(node="1", unit="block", done=22, total=22, seconds=2.0, per_s=11.0),)
+    last = Usage(elapsed_s=2.5, rss_bytes=310 * 2**20, peak_rss_bytes=512 * 2**20, peak_cuda_bytes=2**30)
+    recorder.on_message(Measured(job_id, last, speeds))
+    assert [(t.job_id, t.usage) for t in told] == [(job_id, live), (job_id, last)]
+    assert [e.type for e in published] == ["progress", "progress"]  # nothing of the metrics in the log
+
+    recorder.on_message(Done(job_id))
+    complete = published[-1]
+    assert complete.type == "complete" and complete.metrics is not None
+    summary = complete.metrics
+    assert (summary.elapsed_s, summary.peak_rss_bytes, summary.peak_cuda_bytes) == (2.5, 512 * 2**20, 2**30)
+    assert summary.speeds == list(speeds)
+    assert [(s.node, s.stage) for s in summary.stages] == [("1", "preprocess"), ("1", "inference")]  # the last one up to the end
+    assert store.get(job_id).metrics == summary.model_dump(exclude_none=True)  # type: ignore[union-attr]
+    assert [e.metrics for e in store.events_after(job_id) if e.type == "complete"] == [summary]  # replayed with the log
+    assert job_id not in recorder.measured
+
+
+def test_a_failed_job_is_summed_up_too_and_one_that_said_nothing_is_not(store: JobStore, tmp_path: Path) -> None:
+    published: list[JobEvent] = []
+    recorder = Recorder(store, published.append, tmp_path, job_timeout_s=7)
+    measured = running_job(store, recorder)
+    recorder.on_message(Measured(measured, Usage(elapsed_s=0.5, rss_bytes=1, peak_rss_bytes=2)))
+    recorder.on_message(Failed(measured, "out_of_memory", "The machine ran out of memory on this photo."))
+    silent = running_job(store, recorder)
+    recorder.on_message(exited(silent, -9))
+    assert [(e.type, e.metrics is not None) for e in published] == [("error", True), ("error", False)]
+    assert published[0].metrics.peak_rss_bytes == 2 and store.get(silent).metrics is None  # type: ignore[union-attr]

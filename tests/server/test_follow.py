@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from oldphoto.jobs import announcements
-from oldphoto.protocol import JobEvent, LivePlace
+from oldphoto.protocol import JobEvent, LiveMetrics, LivePlace, Usage
 from oldphoto.server.follow import Follower
 from oldphoto.server.outbox import Outbox
 
@@ -256,3 +256,46 @@ async def test_a_live_place_equal_to_the_recorded_one_is_not_news_and_one_before
     drain(outbox)
     follower.deliver(place(5))  # what the recorded queued event said: nothing new
     assert drain(outbox) == []
+
+
+def metrics(elapsed_s: float = 1.0) -> LiveMetrics:
+    return LiveMetrics("j", Usage(elapsed_s=elapsed_s, rss_bytes=2**27, peak_rss_bytes=2**28), time.time())
+
+
+@in_loop
+async def test_live_metrics_reach_a_reader_who_asked_only_while_the_job_runs_with_its_last_seq() -> None:
+    log = SlowLog([event(1, "upload"), event(2, "preprocess")])
+    log.gate.set()
+    asked, not_asked = Outbox(), Outbox()
+    got: dict[Outbox, list[Any]] = {asked: [], not_asked: []}
+    readers = [Follower("j", asked, 0, log, metrics=True), Follower("j", not_asked, 0, log)]
+    for reader in readers:
+        steps = [metrics(1.0), event(3, "inference"), metrics(2.0), event(4, "complete", type="complete"), metrics(3.0)]
+        reader.deliver(metrics(0.5))  # the log is being read: let go, never ahead of the events it follows
+        await reader.catch_up()
+        for step in steps:  # the last one: the job ended as far as this reader knows
+            reader.deliver(step)
+            got[reader.outbox] += drain(reader.outbox)  # a reader that keeps up
+    assert [(e.seq, e.type, bool(e.live)) for e in got[asked]] == [
+        (1, "progress", False), (2, "progress", False), (2, "metrics", True), (3, "progress", False), (3, "metrics", True), (4, "complete", False),
+    ]
+    assert [e.usage.elapsed_s for e in got[asked] if isinstance(e, LiveMetrics)] == [1.0, 2.0]
+    assert [e.seq for e in got[not_asked]] == [1, 2, 3, 4] and not any(e.live for e in got[not_asked])
+
+
+@in_loop
+async def test_no_metrics_while_a_job_waits_and_a_slow_readers_outbox_keeps_the_newest() -> None:
+    queued = JobEvent.model_validate({**announcements.queued(2, 0), "job_id": "j", "seq": 2})
+    log = SlowLog([event(1, "upload"), queued])
+    log.gate.set()
+    outbox = Outbox()
+    reader = Follower("j", outbox, 0, log, metrics=True)
+    await reader.catch_up()
+    reader.deliver(metrics(0.1))  # a sample of a job that has not started here: stale news
+    reader.deliver(event(3, "preprocess"))
+    for elapsed in (1.0, 2.0, 3.0):
+        reader.deliver(metrics(elapsed))
+    told = [e for e in drain(outbox) if e.live]
+    assert [e.usage.elapsed_s for e in told] == [3.0]  # type: ignore[union-attr]
+    wire = json.loads(told[0].wire_text())
+    assert wire == {"type": "metrics", "job_id": "j", "seq": 3, "ts": wire["ts"], "live": True, "metrics": {"elapsed_s": 3.0, "rss_bytes": 2**27, "peak_rss_bytes": 2**28}}

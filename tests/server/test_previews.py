@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers.server import ServerProcess, start_server
-from tests.server.conftest import Client, png_bytes
+from tests.server.conftest import Client, png_bytes, recorded
 
 # Upscale in 32-pixel tiles: a few seconds of tiles landing, so several previews at two a second.
 SMALL_TILES = json.dumps(
@@ -74,7 +74,7 @@ def test_an_upscale_previews_as_its_tiles_land_and_only_its_owner_sees_them(serv
             assert refused.json()["code"] in ("unauthorized", "not_found")
             assert refused.status_code == 401 or refused.json()["code"] == "not_found"
 
-    events = alice.follow(job_id)  # the whole log again, replayed from seq 1
+    events = recorded(alice.follow(job_id))  # the whole log again, replayed from seq 1
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), "a gap or a repeat in the log"
     shown = previews_of(events)
     assert len(shown) >= 3, f"too few previews for a job of {len(events)} events"

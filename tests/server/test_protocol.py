@@ -17,7 +17,7 @@ SEED_STAGE_ORDER = ["upload", "queued", "preprocess", "load_model", "inference",
 
 def test_colorize_job_reports_every_stage_in_order(client: Client) -> None:
     job = client.submit(png_bytes(120, 80))
-    events = client.follow(job["job_id"])
+    events = recorded(client.follow(job["job_id"]))
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     stages = [e["stage"] for e in events]
     first_seen = list(dict.fromkeys(stages))
@@ -40,7 +40,7 @@ def test_two_clients_on_one_job_see_the_same_sequence(server: ServerProcess, cli
     seen: list[list[dict]] = [[], []]
 
     def watch(i: int) -> None:
-        seen[i] = client.follow(job["job_id"])
+        seen[i] = recorded(client.follow(job["job_id"]))
 
     threads = [threading.Thread(target=watch, args=(i,)) for i in range(2)]
     for t in threads:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers.images import png_bytes
 from tests.helpers.server import ServerProcess, start_server
-from tests.server.conftest import Client
+from tests.server.conftest import Client, read_until_final
 
 FINAL = {"succeeded", "failed", "cancelled"}
 
@@ -114,3 +114,47 @@ def test_every_line_of_the_server_log_is_a_json_object_and_job_lines_name_their_
     assert failed and "RuntimeError: the Fail test node failed on purpose" in failed[0]["exc_info"], failed
     ended = [r for r in records if r.get("job_id") == job]
     assert ended and ended[-1]["message"] == f"job {job} succeeded" and ended[-1]["logger"] == "oldphoto.jobs.recorder"
+
+
+def test_a_follower_who_asks_sees_the_jobs_memory_and_speed_live_and_its_summary_at_the_end(server: ServerProcess) -> None:
+    client = Client(server)
+    job = client.submit(png_bytes(32, 32), workflow=pause(2.5))["job_id"]
+    with client.socket(f"?job_id={job}&metrics=1") as asked, client.socket(f"?job_id={job}") as plain:
+        events = read_until_final(asked)
+        others = read_until_final(plain)
+    assert not [e for e in others if e["type"] == "metrics"], "metrics went to a reader who did not ask"
+    live = [(i, e) for i, e in enumerate(events) if e["type"] == "metrics"]
+    assert len(live) >= 2, f"{len(live)} metrics events in a 2.5 s job"
+    last_seq = 0
+    for i, event in enumerate(events):
+        if event["type"] == "metrics":
+            assert event["live"] is True and event["seq"] == last_seq and event["job_id"] == job  # repeats the last seq
+        else:
+            last_seq = event["seq"]
+    usage = [e["metrics"] for _, e in live]
+    assert [u["elapsed_s"] for u in usage] == sorted(u["elapsed_s"] for u in usage)
+    assert all(u["peak_rss_bytes"] >= u["rss_bytes"] > 10 * 2**20 for u in usage)
+    moving = [u["speed"] for u in usage if "speed" in u]
+    assert moving and moving[-1]["unit"] == "step" and moving[-1]["node"] == "b"
+    assert any(15 <= (s.get("per_s") or 0) <= 25 for s in moving), moving  # 50 ms a step: about 20 a second
+
+    summary = events[-1]["metrics"]
+    assert events[-1]["type"] == "complete" and summary == client.http.get(f"/api/jobs/{job}").json()["metrics"]
+    assert summary["peak_rss_bytes"] >= max(u["peak_rss_bytes"] for u in usage[:-1])
+    paused = [s for s in summary["stages"] if s["node"] == "b" and s["stage"] == "inference"]
+    assert len(paused) == 1 and 2.3 <= paused[0]["seconds"] < 10
+    (speed,) = summary["speeds"]
+    assert (speed["node"], speed["unit"], speed["done"]) == ("b", "step", 50) and 15 <= speed["per_s"] <= 21
+
+
+def test_sse_sends_metrics_to_who_asks_as_events_without_an_id(server: ServerProcess) -> None:
+    client = Client(server)
+    job = client.submit(png_bytes(32, 32), workflow=pause(1.5))["job_id"]
+    lines: list[str] = []
+    with client.http.stream("GET", f"/api/jobs/{job}/events?metrics=1") as response:
+        for line in response.iter_lines():
+            lines.append(line)
+            if line.startswith("data: ") and json.loads(line[6:])["type"] == "complete":
+                break
+    told = [i for i, line in enumerate(lines) if line.startswith("data: ") and json.loads(line[6:])["type"] == "metrics"]
+    assert told and all(not lines[i - 1].startswith("id: ") for i in told)

@@ -10,6 +10,9 @@ only what its own followers follow (the job id is in the channel's name: nothing
 per job cost a Redis round trip per new follower, one after another, and a second read of the log when Redis
 confirmed it: with 10,000 followers arriving at once, a web node spent half a minute on it (docs/benchmarks.md).
 
+A running job's live metrics (never recorded) go on a channel of their own per job, heard through a second pattern:
+at most once, as live events are anyway; the next one comes a second later.
+
 `RedisBus` is the asyncio side, used by web nodes: it delivers to the process's own subscribers at once and
 forwards to Redis in publish order. `RedisPublisher` is the blocking side, for worker processes.
 """
@@ -27,7 +30,7 @@ import redis
 import redis.asyncio as aioredis
 
 from oldphoto.jobs.bus import LocalBus, Subscriber
-from oldphoto.protocol import JobEvent, LivePlace
+from oldphoto.protocol import JobEvent, LiveMetrics, LivePlace, Usage
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,14 @@ QUEUE = "queue"  # the channel after the prefix that says the shared queue moved
 
 def channel(prefix: str, job_id: str) -> str:
     return f"{prefix}:events:{job_id}"
+
+
+def metrics_channel(prefix: str, job_id: str) -> str:
+    return f"{prefix}:metrics:{job_id}"
+
+
+def metrics_pattern(prefix: str) -> str:
+    return f"{prefix}:metrics:*"
 
 
 def events_pattern(prefix: str) -> str:
@@ -69,6 +80,13 @@ class RedisPublisher:
         except redis.RedisError as exc:  # the event is recorded; readers find it in the log
             log.warning("could not publish event %s/%s to Redis: %s", event.job_id, event.seq, exc, extra={"job_id": event.job_id})
 
+    def tell(self, event: LiveMetrics) -> None:
+        """A running job's metrics, to whichever web node has its followers."""
+        try:
+            self.redis.publish(metrics_channel(self.prefix, event.job_id), event.usage.model_dump_json(exclude_none=True))
+        except redis.RedisError as exc:  # live only: the next sample comes in a second
+            log.debug("could not publish metrics of %s to Redis: %s", event.job_id, exc, extra={"job_id": event.job_id})
+
     def queue_moved(self, at: float) -> None:
         """Tell every web node that the shared queue moved: each works out its followers' places itself."""
         try:
@@ -93,6 +111,7 @@ class RedisBus:
         self._tasks: list[asyncio.Task[None]] = []
         self._control = f"{prefix}:bus"  # always subscribed, so the reader always has a subscription to listen on
         self._queue = queue_channel(prefix)
+        self._metrics = metrics_pattern(prefix)
         self.on_queue_moved: Callable[[float], None] | None = None
         self.listening = asyncio.Event()  # every job's channel is heard (the pattern subscription is confirmed)
 
@@ -100,7 +119,7 @@ class RedisBus:
         self._redis = aioredis.Redis.from_url(self.url, client_name=f"{self.prefix}:web")  # named in CLIENT LIST
         self._pubsub = self._redis.pubsub()
         await self._pubsub.subscribe(self._control, self._queue)
-        await self._pubsub.psubscribe(events_pattern(self.prefix))
+        await self._pubsub.psubscribe(self._metrics, events_pattern(self.prefix))  # the events' confirmation comes last
         self._tasks = [asyncio.create_task(self._send_loop()), asyncio.create_task(self._read_loop())]
         await asyncio.wait_for(self.listening.wait(), timeout=30)  # no follower before this node hears events
 
@@ -126,7 +145,7 @@ class RedisBus:
         self.local.publish(event)  # this node's readers at once; Redis brings it to the others
         self._commands.put_nowait((channel(self.prefix, event.job_id), event.model_dump_json()))
 
-    def tell(self, event: LivePlace) -> None:
+    def tell(self, event: LivePlace | LiveMetrics) -> None:
         self.local.tell(event)
 
     def followed_jobs(self) -> Iterable[str]:
@@ -181,8 +200,14 @@ class RedisBus:
         kind = message["type"]
         if kind == "pmessage":
             job_id = _job_of(name)
-            if self.local.has_subscribers(job_id):  # another node's follower: not parsed here
+            if not self.local.has_subscribers(job_id):  # another node's follower: not parsed here
+                return
+            if _text(message.get("pattern")) == self._metrics:
+                self._tell_metrics(job_id, message["data"])
+            else:
                 self._deliver(name, message["data"])
+        elif kind == "psubscribe" and name == self._metrics:
+            pass
         elif kind == "psubscribe":  # (re)connected: what was published meanwhile is in the log
             self.listening.set()
             for job_id in list(self.local.followed_jobs()):
@@ -198,6 +223,15 @@ class RedisBus:
             log.warning("dropped a malformed event on %s", name)
             return
         self.local.publish(event)
+
+
+    def _tell_metrics(self, job_id: str, data: bytes | str) -> None:
+        try:
+            usage = Usage.model_validate_json(data)
+        except ValueError:
+            log.warning("dropped malformed metrics of %s", job_id)
+            return
+        self.local.tell(LiveMetrics(job_id, usage, time.time()))
 
 
 def _text(value: bytes | str | None) -> str:

@@ -31,6 +31,7 @@ from oldphoto.jobs.messages import (
     Done,
     Failed,
     JobMessage,
+    Measured,
     NodeMessage,
     Noted,
     Previewed,
@@ -76,7 +77,9 @@ class WorkerNode:
         self.publisher = RedisPublisher(broker_url, prefix)
         self.queue = SharedQueue(store)
         self.durations = Durations(store, config.run_options)
-        self.recorder = Recorder(store, self.publisher.publish, config.results_dir, config.job_timeout_s, self.durations)
+        self.recorder = Recorder(
+            store, self.publisher.publish, config.results_dir, config.job_timeout_s, self.durations, tell=self.publisher.tell
+        )
         self.inbox: queue.SimpleQueue[NodeMessage] = queue.SimpleQueue()
         self.pool = WorkerPool(
             config.workers,
@@ -105,7 +108,7 @@ class WorkerNode:
                         self.pool.cancel(job_id)
                     case Ready():
                         pass  # the next turn of the loop gives it work
-                    case Noted() | Previewed() | Done() | Failed() | Cancelled() | Crashed() | TimedOut():
+                    case Noted() | Previewed() | Measured() | Done() | Failed() | Cancelled() | Crashed() | TimedOut():
                         self._on_message(message)
                     case _:
                         assert_never(message)

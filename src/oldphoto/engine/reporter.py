@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from oldphoto.engine.cancel import CancelToken
 from oldphoto.engine.eta import Countdown, Expected, Plan
+from oldphoto.engine.pace import Pace
 from oldphoto.protocol import Note, Source, Stage
 from oldphoto.protocol.i18n import CATALOG
 
@@ -56,6 +57,7 @@ class Reporter:
         self.last_said = -math.inf
         self.expected = expected or Expected()
         self.countdown = Countdown(Plan())
+        self.pace = Pace()  # the nodes' units of work, for whoever watches the run (jobs/meter.py)
 
     def plan_for(self, workflow: Workflow, pixels: int) -> None:
         """The run's plan: before its first node speaks."""
@@ -101,6 +103,7 @@ class NodeReporter:
         self.current = stage
         self.stage_key = key or self._default_key(stage)
         self.stage_params = params
+        self.run.pace.stage_began(self.node_id)
         self._emit(0.0, self.stage_key, params, step_progress=None, fields=fields)
 
     def step(self, fraction: float, key: str | None = None, **params: Any) -> None:
@@ -114,6 +117,11 @@ class NodeReporter:
         if key is None:
             key, params = self.stage_key, {**self.stage_params, **params}
         self._emit(fraction, key, params, step_progress=fraction)
+
+    def count(self, done: int, total: int, unit: str, key: str | None = None, /, **params: Any) -> None:
+        """`done` of the stage's `total` units of work (blocks, tiles, bands) are done: the step, and the node's speed."""
+        self.run.pace.counted(self.node_id, unit, done, total)
+        self.step(done / total if total else 1.0, key, **params)
 
     def _emit(
         self, fraction: float, key: str, params: dict[str, Any], step_progress: float | None, fields: Mapping[str, Any] | None = None

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Protocol
 
-from oldphoto.protocol import JobEvent, LivePlace, OutEvent
+from oldphoto.protocol import JobEvent, LiveMetrics, LivePlace, OutEvent
 
 
 class Subscriber(Protocol):
@@ -23,8 +23,9 @@ class Bus(Protocol):
     def subscribe(self, job_id: str, subscriber: Subscriber) -> None: ...
     def unsubscribe(self, job_id: str, subscriber: Subscriber) -> None: ...
     def publish(self, event: JobEvent) -> None: ...
-    def tell(self, event: LivePlace) -> None:
-        """A live event to this process's followers only (every process works out its own)."""
+    def tell(self, event: LivePlace | LiveMetrics) -> None:
+        """A live event to this process's followers only: a place (every process works out its own), or metrics (a
+        bus across processes brings another process's to its followers itself)."""
 
     def followed_jobs(self) -> Iterable[str]: ...
 
@@ -56,7 +57,7 @@ class LocalBus:
         for subscriber in tuple(self._subscribers.get(event.job_id, ())):
             subscriber.deliver(event)
 
-    def tell(self, event: LivePlace) -> None:
+    def tell(self, event: LivePlace | LiveMetrics) -> None:
         for subscriber in tuple(self._subscribers.get(event.job_id, ())):
             subscriber.deliver(event)
 

@@ -21,7 +21,7 @@ from oldphoto.jobs import announcements
 from oldphoto.jobs.admission import REFUSALS, AdmissionRules, only
 from oldphoto.jobs.durations import Durations
 from oldphoto.jobs.lifecycle import JobStatus
-from oldphoto.jobs.messages import Cancelled, Crashed, Done, Failed, Noted, Previewed, Ready, TimedOut, WorkerMessage
+from oldphoto.jobs.messages import Cancelled, Crashed, Done, Failed, Measured, Noted, Previewed, Ready, TimedOut, WorkerMessage
 from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.scheduler import FairQueue
 from oldphoto.jobs.store import Job, JobStore, NewJob
@@ -148,7 +148,13 @@ class LocalWorkers:
     async def start(self, service: JobService) -> None:
         self.service = service
         self.recorder = Recorder(
-            self.store, service.publish, self.config.results_dir, self.config.job_timeout_s, self.durations, service.telemetry
+            self.store,
+            service.publish,
+            self.config.results_dir,
+            self.config.job_timeout_s,
+            self.durations,
+            service.telemetry,
+            tell=service.tell,
         )
         await service.offload.write(self._recover)
         await asyncio.to_thread(self.pool.start)
@@ -215,7 +221,7 @@ class LocalWorkers:
         match message:
             case Ready():
                 self.service.queue_changed()  # a new worker takes jobs: the next ones start
-            case Noted() | Previewed() | Done() | Failed() | Cancelled() | Crashed() | TimedOut():
+            case Noted() | Previewed() | Measured() | Done() | Failed() | Cancelled() | Crashed() | TimedOut():
                 if self._recorder.on_message(message):
                     self.service.queue_changed()  # a slot is free: the next job starts
             case _:

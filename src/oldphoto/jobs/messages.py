@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from oldphoto.protocol import Note
+from oldphoto.protocol.metrics import Speed, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,16 @@ class Previewed:
     job_id: str
     note: Note
     image: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """A running job's resources and pace (jobs/meter.py): about once a second, and once more before its outcome
+    with every node's speed (`speeds`; empty in the samples before)."""
+
+    job_id: str
+    usage: Usage
+    speeds: tuple[Speed, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +97,11 @@ class CancelRequest:
 
 
 # What a worker process sends over its pipe.
-FromWorker = Ready | Noted | Previewed | Done | Failed | Cancelled | Released
+FromWorker = Ready | Noted | Previewed | Measured | Done | Failed | Cancelled | Released
 # How a job in a worker ends: exactly one of these per job handed to a worker.
 Outcome = Done | Failed | Cancelled | Crashed | TimedOut
 # What is said about one job: recorded by the Recorder.
-JobMessage = Noted | Previewed | Outcome
+JobMessage = Noted | Previewed | Measured | Outcome
 # What a WorkerPool hands its owner.
 WorkerMessage = Ready | JobMessage
 # What a worker node's recording loop receives: the pool's messages and its listener's.

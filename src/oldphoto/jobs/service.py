@@ -37,7 +37,7 @@ from oldphoto.jobs.telemetry import JobTelemetry
 from oldphoto.jobs.waits import WaitAt, Waits
 from oldphoto.jobs.work import WorkItem
 from oldphoto.logs import LogFormat
-from oldphoto.protocol import JobEvent, LivePlace
+from oldphoto.protocol import JobEvent, LiveMetrics, LivePlace
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +261,10 @@ class JobService:
     def publish(self, event: JobEvent) -> None:
         """Recorded events reach the bus on the loop, in the order the writer recorded them."""
         self.call_on_loop(self.bus.publish, event)
+
+    def tell(self, event: LiveMetrics) -> None:
+        """A running job's metrics, to its followers here (never recorded)."""
+        self.call_on_loop(self.bus.tell, event)
 
     def call_on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
         loop = self.loop

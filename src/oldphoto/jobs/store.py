@@ -95,6 +95,8 @@ class JobRow(Base):
     share: Mapped[str | None] = mapped_column(String(160), index=True, nullable=True)
     # The photo's width x height from its header at admission (None: not known): what its stages are expected to take.
     pixels: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # An ended job's run summed up (protocol/metrics.py `JobMetrics`, as JSON): None where it never ran on a worker.
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class EventRow(Base):
@@ -202,6 +204,7 @@ class Job:
     finished_at: datetime | None
     share: str | None = None
     pixels: int | None = None
+    metrics: dict[str, Any] | None = None
 
     @property
     def lane(self) -> str:

@@ -13,6 +13,7 @@ from oldphoto.engine.previews import Previews
 from oldphoto.errors import Cancelled, OldphotoError
 from oldphoto.jobs import messages
 from oldphoto.jobs.messages import Done, Failed, FromWorker, Noted, Previewed
+from oldphoto.jobs.meter import JobMeter
 
 log = logging.getLogger(__name__)
 # A job's steps are recorded and sent to every follower: at most about ten a second (stage changes and a stage's last
@@ -39,8 +40,23 @@ class WorkItem:
         return replace(self, options=replace(self.options, threads=threads))
 
 
-def execute(item: WorkItem, cancel: CancelToken, send: Callable[[FromWorker], None]) -> None:
-    """Run one job to its end, telling `send` every note and exactly one outcome."""
+def execute(item: WorkItem, cancel: CancelToken, send: Callable[[FromWorker], None], *, metered: bool = True) -> None:
+    """Run one job to its end, telling `send` every note, its metrics (jobs/meter.py) and exactly one outcome."""
+    reporter = Reporter(
+        sink=lambda note: send(Noted(item.job_id, note)), cancel=cancel, min_step_gap_s=MIN_STEP_GAP_S, expected=item.expected
+    )
+    meter = JobMeter(item.job_id, reporter.pace, send) if metered else None
+    if meter is not None:
+        meter.start()
+    try:
+        outcome = _run(item, cancel, reporter, send)
+    finally:
+        if meter is not None:
+            meter.stop()  # its last sample, before the outcome: the job's summary is complete when it ends
+    send(outcome)
+
+
+def _run(item: WorkItem, cancel: CancelToken, reporter: Reporter, send: Callable[[FromWorker], None]) -> Done | Failed | messages.Cancelled:
     # Here, not at the top: the web process imports this module for WorkItem and must not load numpy and Pillow.
     from oldphoto.imaging import decode_file, save_png
 
@@ -48,26 +64,22 @@ def execute(item: WorkItem, cancel: CancelToken, send: Callable[[FromWorker], No
     try:
         image = decode_file(item.input_path, max_pixels=item.max_pixels)
         workflow = parse_workflow(item.workflow, item.options)
-        reporter = Reporter(
-            sink=lambda note: send(Noted(item.job_id, note)), cancel=cancel, min_step_gap_s=MIN_STEP_GAP_S, expected=item.expected
-        )
         previews = Previews(lambda note, picture: send(Previewed(item.job_id, note, picture)))
         restored = run_workflow(workflow, image.rgb, options=item.options, reporter=reporter, previews=previews)
         cancel.check()
         save_png(result, restored, image.alpha)
-        send(Done(item.job_id))
+        return Done(item.job_id)
     except Cancelled:
         result.unlink(missing_ok=True)
-        send(messages.Cancelled(item.job_id))
+        return messages.Cancelled(item.job_id)
     except OldphotoError as exc:
         result.unlink(missing_ok=True)
-        send(Failed(item.job_id, exc.code, exc.message))
+        return Failed(item.job_id, exc.code, exc.message)
     except MemoryError:
         result.unlink(missing_ok=True)
-        send(Failed(item.job_id, "out_of_memory", "The machine ran out of memory on this photo."))
+        return Failed(item.job_id, "out_of_memory", "The machine ran out of memory on this photo.")
     except Exception as exc:  # the job fails, the worker goes on
         log.exception("job %s failed", item.job_id, extra={"job_id": item.job_id})
         result.unlink(missing_ok=True)
         code = "out_of_memory" if type(exc).__name__ == "OutOfMemoryError" else "internal_error"
-        send(Failed(item.job_id, code, f"{type(exc).__name__}: {exc}"))
-
+        return Failed(item.job_id, code, f"{type(exc).__name__}: {exc}")

@@ -32,6 +32,7 @@ from oldphoto.jobs.messages import (
     Done,
     Failed,
     FromWorker,
+    Measured,
     Noted,
     Previewed,
     Ready,
@@ -258,7 +259,7 @@ class WorkerPool:
                             worker.deadlines[slot] = now + self.job_timeout_s
             case Done(job_id) | Failed(job_id) | Cancelled(job_id):
                 self._free(worker, job_id)
-            case Noted() | Previewed():
+            case Noted() | Previewed() | Measured():
                 pass
             case Released(rss_bytes):
                 self._after_job(worker, rss_bytes)

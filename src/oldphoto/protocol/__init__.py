@@ -6,6 +6,7 @@ from oldphoto.protocol.events import (
     FINAL_TYPES,
     EventType,
     JobEvent,
+    LiveMetrics,
     LivePlace,
     Note,
     OutEvent,
@@ -16,6 +17,7 @@ from oldphoto.protocol.events import (
     pong,
 )
 from oldphoto.protocol.i18n import LANGUAGES, pick_language, translate
+from oldphoto.protocol.metrics import JobMetrics, Speed, StageTime, Usage
 
 __all__ = [
     "ESSENTIAL_TYPES",
@@ -25,6 +27,8 @@ __all__ = [
     "ClientMessage",
     "EventType",
     "JobEvent",
+    "JobMetrics",
+    "LiveMetrics",
     "LivePlace",
     "Note",
     "OutEvent",
@@ -32,9 +36,12 @@ __all__ = [
     "PrecisionUsed",
     "PreviewImage",
     "Source",
+    "Speed",
     "Stage",
+    "StageTime",
     "Subscribe",
     "Unsubscribe",
+    "Usage",
     "client_message",
     "pick_language",
     "pong",

@@ -20,6 +20,8 @@ class Subscribe(BaseModel):
     type: Literal["subscribe"]
     job_id: JobId
     after_seq: int = Field(0, ge=0, le=MAX_SEQ)
+    # Also the job's live `metrics` events (docs/protocol.md, "Metrics"); None: as the connection's `?metrics=` says.
+    metrics: bool | None = None
 
 
 class Unsubscribe(BaseModel):

@@ -14,8 +14,9 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field, PrivateAttr
 
 from oldphoto.protocol.i18n import DEFAULT_LANG, translate
+from oldphoto.protocol.metrics import JobMetrics, Usage
 
-EventType = Literal["queued", "progress", "complete", "error", "cancelled", "pong", "preview"]
+EventType = Literal["queued", "progress", "complete", "error", "cancelled", "pong", "preview", "metrics"]
 Stage = Literal["upload", "queued", "preprocess", "load_model", "inference", "postprocess", "complete"]
 Source = Literal["colorize", "denoise", "upscale", "sharpen", "system"]
 FINAL_TYPES: frozenset[str] = frozenset({"complete", "error", "cancelled"})
@@ -70,6 +71,8 @@ class JobEvent(Note):
     code: str | None = None
     # `queued`: the seconds this job is expected to wait before it starts (jobs/waits.py).
     wait_s: float | None = None
+    # A final event: what the run used and how fast it went (protocol/metrics.py), where the job ran.
+    metrics: JobMetrics | None = None
 
     # One event goes to every follower: its JSON is made once per language, not once per socket.
     _wire_text: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -143,8 +146,42 @@ _json_string = json.encoder.encode_basestring  # a str as a JSON string (C), as 
 def _json_wait(wait_s: float) -> str:
     return f'"wait_s": {float(wait_s)!r}'
 
-# What goes out to a reader: a recorded event, or a live place.
-OutEvent = JobEvent | LivePlace
+@dataclass(frozen=True, slots=True)
+class LiveMetrics:
+    """A live `metrics` event: a running job's memory and speed, about once a second (protocol/metrics.py).
+
+    Like a live place it is never recorded nor replayed: a reader who missed one waits for the next, and a slow
+    reader's outbox keeps only the newest. `seq` repeats the last recorded event its reader got.
+    """
+
+    job_id: str
+    usage: Usage
+    ts: float
+    seq: int = 1
+    type: ClassVar[str] = "metrics"
+    live: ClassVar[bool] = True
+    is_final: ClassVar[bool] = False
+    is_essential: ClassVar[bool] = False
+
+    def for_reader(self, seq: int) -> LiveMetrics:
+        return LiveMetrics(self.job_id, self.usage, self.ts, seq)
+
+    def to_wire(self, lang: str = DEFAULT_LANG) -> dict[str, Any]:
+        return {
+            "type": "metrics",
+            "job_id": self.job_id,
+            "seq": self.seq,
+            "ts": self.ts,
+            "live": True,
+            "metrics": self.usage.model_dump(exclude_none=True),
+        }
+
+    def wire_text(self, lang: str = DEFAULT_LANG) -> str:
+        return json.dumps(self.to_wire(lang), ensure_ascii=False)
+
+
+# What goes out to a reader: a recorded event, or a live one (a place, a job's metrics).
+OutEvent = JobEvent | LivePlace | LiveMetrics
 
 
 def pong() -> dict[str, Any]:

@@ -179,6 +179,8 @@ def job_view(job: Job, service: JobService, lang: str) -> dict[str, Any]:
         "created_at": job.created_at.isoformat(),
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        # An ended job's run summed up (docs/protocol.md, "Metrics"): stage times, peak memory, speeds.
+        "metrics": job.metrics,
     }
 
 

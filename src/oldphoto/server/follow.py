@@ -1,4 +1,5 @@
-"""Following one job: every recorded event after `last_seq`, each exactly once and in order, plus its live place.
+"""Following one job: every recorded event after `last_seq`, each exactly once and in order, plus its live place and,
+while it runs, its live metrics.
 
 The replay is read off the event loop, so a follower subscribes first and reads the log second: an event recorded
 before the read is in the log, one recorded after it is published after the subscription, and the seq drops what
@@ -13,19 +14,21 @@ from collections.abc import Awaitable, Callable
 
 from oldphoto.jobs import announcements
 from oldphoto.jobs.service import JobService
-from oldphoto.protocol import JobEvent, LivePlace, OutEvent
+from oldphoto.protocol import JobEvent, LiveMetrics, LivePlace, OutEvent
 from oldphoto.server.outbox import Outbox
 
 History = Callable[[str, int], Awaitable[list[JobEvent]]]  # (job id, after seq) -> the recorded events after it
 
 
 class Follower:
-    def __init__(self, job_id: str, outbox: Outbox, last_seq: int, history: History) -> None:
+    def __init__(self, job_id: str, outbox: Outbox, last_seq: int, history: History, *, metrics: bool = False) -> None:
         self.job_id = job_id
+        self.metrics = metrics  # the reader asked for the job's live metrics
         self.outbox = outbox
         self.last_seq = last_seq
         self.history = history
         self.waiting = True  # not started as far as this reader knows: a live place may still be news
+        self.ended = False  # its final event was sent: no live event is news any more
         self.progress = 0
         self.position: int | None = None
         self.message_key: str | None = None
@@ -37,6 +40,8 @@ class Follower:
     def deliver(self, event: OutEvent) -> None:
         if isinstance(event, LivePlace):
             self._place(event)
+        elif isinstance(event, LiveMetrics):
+            self._metrics(event)
         elif self._resync is not None:
             self._held.append(event)
         elif event.seq > self.last_seq + 1:
@@ -93,9 +98,16 @@ class Follower:
         self.last_seq = event.seq
         self.progress = max(self.progress, event.progress)
         self.waiting = event.stage in announcements.WAITING_STAGES and not event.is_final
+        self.ended = event.is_final
         self.position = event.position if event.type == "queued" else None
         self.message_key = event.message_key
         self.outbox.deliver(event)
+
+    def _metrics(self, event: LiveMetrics) -> None:
+        """News while the job runs as far as this reader knows; one that comes while the log is read is let go (the
+        next comes a second later), so it never overtakes the recorded events it follows."""
+        if self.metrics and self._resync is None and not self.waiting and not self.ended:
+            self.outbox.deliver(event.for_reader(max(1, self.last_seq)))
 
     def _place(self, event: LivePlace) -> None:
         """A live place: news only while the job waits, and only when it differs from what this reader has."""
@@ -108,9 +120,10 @@ class Follower:
         self.outbox.deliver(LivePlace(event.job_id, event.position, event.ts, max(1, self.last_seq), self.progress, event.message_key))
 
 
-async def follow(service: JobService, job_id: str, after_seq: int, outbox: Outbox) -> Follower:
-    """Subscribe, replay the log after `after_seq`, then the job's current place if it waits."""
-    follower = Follower(job_id, outbox, after_seq, service.events_after)
+async def follow(service: JobService, job_id: str, after_seq: int, outbox: Outbox, *, metrics: bool = False) -> Follower:
+    """Subscribe, replay the log after `after_seq`, then the job's current place if it waits. `metrics`: its live
+    metrics too, while it runs."""
+    follower = Follower(job_id, outbox, after_seq, service.events_after, metrics=metrics)
     service.bus.subscribe(job_id, follower)
     try:
         await follower.catch_up()

@@ -29,6 +29,11 @@ def parse_seq(value: str | None, name: str) -> int:
     return int(value)
 
 
+def wants_metrics(value: str | None) -> bool:
+    """`?metrics=`: a job's live metrics events are sent only to readers who ask (1, true, yes, on)."""
+    return value is not None and value.lower() in ("1", "true", "yes", "on")
+
+
 def job_id(value: str) -> str:
     """A job id from a path: one that cannot be a job id is simply not found (as another user's job is)."""
     if not _JOB_ID.fullmatch(value):

@@ -55,7 +55,10 @@ async def job_events(job_id: str, request: Request, service: Service, caller: Ca
     settings = request.app.state.settings
     hub: Hub = request.app.state.hub
     slot = hub.admit(caller.user)  # the last step before the response: nothing between here and it can fail
-    stream = _stream(service, job_id, after_seq, lang, settings.ws_queue_size, settings.sse_heartbeat_s, caller.expires_at, hub.events)
+    metrics = inputs.wants_metrics(request.query_params.get("metrics"))
+    stream = _stream(
+        service, job_id, after_seq, lang, settings.ws_queue_size, settings.sse_heartbeat_s, caller.expires_at, hub.events, metrics
+    )
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return HeldStream(stream, slot, headers)
 
@@ -77,9 +80,10 @@ async def _stream(
     heartbeat_s: float,
     expires_at: float,
     tally: EventTally,
+    metrics: bool = False,
 ) -> AsyncIterator[str]:
     outbox = Outbox(capacity, tally=tally)
-    follower = await follow(service, job_id, after_seq, outbox)
+    follower = await follow(service, job_id, after_seq, outbox, metrics=metrics)
     try:
         yield "retry: 2000\n\n"
         while True:

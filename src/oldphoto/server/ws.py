@@ -31,7 +31,7 @@ from oldphoto.protocol import Cancel, Ping, Subscribe, Unsubscribe, client_messa
 from oldphoto.server.auth import COOKIE, Authenticator, Identity, Unauthorized
 from oldphoto.server.follow import Follower, follow, unfollow
 from oldphoto.server.hub import GOING_AWAY, MAX_CONNECTIONS_PER_USER, Hub, TooManyStreams
-from oldphoto.server.inputs import InvalidRequest, parse_seq
+from oldphoto.server.inputs import InvalidRequest, parse_seq, wants_metrics
 from oldphoto.server.origins import origin_allowed
 from oldphoto.server.outbox import Outbox
 from oldphoto.server.prepared import frame_writer
@@ -74,6 +74,7 @@ async def progress_socket(ws: WebSocket) -> None:
         settings = app.state.settings
         connection = ProgressConnection(ws, app.state.service, app.state.limiter, identity, lang, settings.ws_queue_size)
         connection.first_message_s = settings.ws_first_message_s
+        connection.metrics = wants_metrics(ws.query_params.get("metrics"))
         connection.outbox.tally = hub.events
         write = frame_writer(ws.scope)
         if write is not None:  # served by `oldphoto serve`: events go out as prepared frames while the reader keeps up
@@ -112,6 +113,7 @@ class ProgressConnection:
         self.followers: dict[str, Follower] = {}
         self.key = f"{identity.user}:{uuid.uuid4().hex}"
         self.closed = False
+        self.metrics = False  # `?metrics=`: what a subscription that does not say gets
         # A socket that follows nothing once its `?job_id=` is handled must say something within this long, or it is
         # closed with 1008: an accepted socket costs memory and a per-user place, and pings alone keep it forever.
         self.first_message_s: float | None = None
@@ -205,7 +207,8 @@ class ProgressConnection:
             unfollow(self.service, self.followers.pop(message.job_id))
         if len(self.followers) >= MAX_SUBSCRIPTIONS:
             raise OldphotoError(f"At most {MAX_SUBSCRIPTIONS} jobs can be followed on one connection.", code="too_many_subscriptions")
-        follower = await follow(self.service, message.job_id, message.after_seq, self.outbox)
+        metrics = self.metrics if message.metrics is None else message.metrics
+        follower = await follow(self.service, message.job_id, message.after_seq, self.outbox, metrics=metrics)
         previous = self.followers.pop(message.job_id, None)  # the same job asked for twice at once: the newer wins
         if previous is not None:
             unfollow(self.service, previous)

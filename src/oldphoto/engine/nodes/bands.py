@@ -16,13 +16,13 @@ def in_bands(
     *,
     rows: int,
     margin: int,
-    after_band: Callable[[float], None],
+    after_band: Callable[[int, int], None],
     landed: Callable[[int, np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """`transform` over horizontal bands of `rows` rows, each given `margin` rows of context above and below.
 
     For a filter that reaches no farther than `margin` rows, the result equals one pass over the whole image, while
-    memory stays that of a band and `after_band(fraction done)` (progress, and the cancel check in it) runs between.
+    memory stays that of a band and `after_band(bands done, bands)` (progress, and the cancel check in it) runs between.
     `landed(top, rows out)` sees each band's result first.
     """
     import numpy as np  # in a worker only (engine/nodes/__init__.py)
@@ -36,7 +36,7 @@ def in_bands(
         out[top:bottom] = transform(image[lo:hi])[top - lo : bottom - lo]
         if landed is not None:
             landed(top, out[top:bottom])
-        after_band((i + 1) / len(tops))
+        after_band(i + 1, len(tops))
     return out
 
 
@@ -46,12 +46,16 @@ def reported_bands(
     """`in_bands` with the node's progress after each band and, where previews are wanted, its preview: the rows
     done so far over the rows still to do."""
     report, previews = ctx.report, ctx.previews
+
+    def counted(done: int, total: int) -> None:
+        report.count(done, total, "band")
+
     if not previews.wanted:
-        return in_bands(image, transform, rows=rows, margin=margin, after_band=report.step)
+        return in_bands(image, transform, rows=rows, margin=margin, after_band=counted)
     canvas = Canvas(image, image.shape[0], image.shape[1])
 
-    def after_band(fraction: float) -> None:
-        report.step(fraction)
+    def after_band(done: int, total: int) -> None:
+        counted(done, total)
         previews.offer(report, canvas.picture)
 
     return in_bands(image, transform, rows=rows, margin=margin, after_band=after_band, landed=lambda top, band: canvas.paste(top, 0, band))

@@ -123,7 +123,7 @@ class DDColorNode(Node):
         report.stage("inference", fields={"precision": colorizer.precision_used(input_size).event()})
 
         def on_block(index: int, total: int, name: str) -> None:
-            report.step(index / total, "inference.block", block=name, index=index, total=total)
+            report.count(index, total, "block", "inference.block", block=name, index=index, total=total)
             # Checked again after speaking, so a cancel that arrives with this block's event stops the pass here.
             report.cancel.check()
 

@@ -37,7 +37,7 @@ class Pause(Node):
         steps = max(1, int(self.options.seconds / 0.05))
         for i in range(steps):
             time.sleep(self.options.seconds / steps)
-            ctx.report.step((i + 1) / steps)
+            ctx.report.count(i + 1, steps, "step")
         return (image,)
 
 

@@ -73,7 +73,7 @@ def _tile_reporter(ctx: NodeContext, rgb: np.ndarray, tile: int, out: np.ndarray
     s = out.shape[0] // rgb.shape[0]
 
     def on_tile(index: int, total: int) -> None:
-        report.step(index / total, "upscale.tile", index=index, total=total)
+        report.count(index, total, "tile", "upscale.tile", index=index, total=total)
         if canvas is not None:
             top, left, bottom, right = boxes[index - 1]
             canvas.paste(top * s, left * s, out[top * s : bottom * s, left * s : right * s])
