@@ -58,3 +58,14 @@ def test_a_nodes_count_is_its_step_and_its_pace() -> None:
     assert notes[-1].step_progress == 0.25 and notes[-1].message_params == {"index": 3, "total": 12}
     live = reporter.pace.now()
     assert live is not None and (live.node, live.unit, live.done, live.total) == ("7", "tile", 3, 12)
+
+
+def test_no_speed_is_live_once_the_stage_that_counted_has_ended() -> None:
+    clock = Clock()
+    pace = Pace(clock)
+    pace.stage_began("1")
+    clock.now += 1.0
+    pace.counted("1", "band", 2, 2)
+    pace.stage_began("2")  # the next node loads its model: it counts nothing for a while
+    assert pace.now() is None
+    assert [(s.node, s.done) for s in pace.summary()] == [("1", 2)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -59,3 +60,32 @@ def test_the_peak_counts_memory_held_between_samples_and_starts_again_with_each_
     assert last.usage.peak_rss_bytes >= baseline + 190 * MB, "the burst between samples was missed"
     assert last.usage.peak_rss_bytes < baseline + 290 * MB, "the earlier job's 300 MB counted in this one's peak"
     assert last.usage.rss_bytes < baseline + 100 * MB
+
+
+def test_a_torch_half_imported_by_the_jobs_thread_is_left_alone_and_a_failed_sample_stops_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job's thread may be importing torch when a sample comes: asking the half-made module for `torch.cuda` would
+    fail (or wait for the import), and a sampler thread that died there sent nothing more for the whole job."""
+    import importlib.machinery
+    import types
+
+    half = types.ModuleType("torch")
+    half.__spec__ = importlib.machinery.ModuleSpec("torch", None)
+    half.__spec__._initializing = True  # type: ignore[attr-defined]  # what importlib sets while the module runs
+    monkeypatch.setitem(sys.modules, "torch", half)
+    sent: list[FromWorker] = []
+    meter = JobMeter("j", Pace(), sent.append, interval_s=0.02)
+    failures = iter([RuntimeError("once")])
+    real_sample = meter.sample
+
+    def sample() -> object:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return real_sample()
+
+    monkeypatch.setattr(meter, "sample", sample)
+    meter.start()
+    time.sleep(0.2)
+    monkeypatch.setattr(meter, "sample", real_sample)
+    meter.stop()
+    assert len(sent) >= 3 and all(isinstance(m, Measured) and m.usage.cuda_bytes is None for m in sent)

@@ -40,6 +40,7 @@ class Pace:
     def stage_began(self, node: str) -> None:
         with self._lock:
             self._stage_began[node] = self.clock()
+            self._current = None  # what counted before is no longer what the run does (a model loads, say)
 
     def counted(self, node: str, unit: str, done: int, total: int) -> None:
         now = self.clock()
@@ -56,7 +57,8 @@ class Pace:
             self._current = node
 
     def now(self) -> Speed | None:
-        """The node counting now, with its speed over the last few seconds (None until a second count)."""
+        """The node counting in the current stage, with its speed over the last few seconds (its `per_s` None until a
+        second count); None between counting stages."""
         with self._lock:
             if self._current is None:
                 return None

@@ -12,11 +12,13 @@ began later still keeps the peak it saw itself. Elsewhere the samples' maximum i
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -24,6 +26,7 @@ from oldphoto.engine.pace import Pace
 from oldphoto.jobs.messages import FromWorker, Measured
 from oldphoto.protocol.metrics import Usage
 
+log = logging.getLogger(__name__)
 # About once a second: a chart that moves, and one small live event per second per job on the wire.
 INTERVAL_S = 1.0
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -80,15 +83,20 @@ class JobMeter:
 
     def _run(self) -> None:
         while not self._stopped.wait(self.interval_s):
-            self.send(Measured(self.job_id, self.sample()))
+            try:
+                sample = self.sample()
+            except Exception:  # a sample missed is no reason to stop sampling, nor to fail the job
+                log.exception("job %s: a metrics sample failed", self.job_id, extra={"job_id": self.job_id})
+                continue
+            self.send(Measured(self.job_id, sample))
 
 
 def _reset_high_water_marks() -> None:
     with contextlib.suppress(OSError):  # not Linux, or not allowed: the samples' maximum is the peak
         _CLEAR_REFS.write_text("5")
-    torch = sys.modules.get("torch")  # only where a job already brought PyTorch in: never imported for this
-    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.reset_peak_memory_stats()
+    cuda = _initialised_cuda()
+    if cuda is not None:
+        cuda.reset_peak_memory_stats()
 
 
 def _high_water_mark() -> int:
@@ -103,7 +111,24 @@ def _high_water_mark() -> int:
 
 def _cuda_memory() -> tuple[int, int] | None:
     """PyTorch's CUDA memory in use and at its peak since the job began; None where no CUDA pass ran."""
-    torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+    cuda = _initialised_cuda()
+    if cuda is None:
         return None
-    return int(torch.cuda.memory_allocated()), int(torch.cuda.max_memory_allocated())
+    return int(cuda.memory_allocated()), int(cuda.max_memory_allocated())
+
+
+def _initialised_cuda() -> Any:
+    """`torch.cuda` where a job already brought PyTorch in and started CUDA; never imports anything. The job's own
+    thread may be importing torch right now: a module half made is taken for none (asking it for `torch.cuda` would
+    wait for that import, or fail)."""
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None) if torch is not None and _fully_imported(torch) else None
+    try:
+        return cuda if cuda is not None and cuda.is_initialized() else None
+    except Exception:  # a build without CUDA, or one that cannot say: nothing to measure
+        return None
+
+
+def _fully_imported(module: Any) -> bool:
+    spec = getattr(module, "__spec__", None)
+    return not getattr(spec, "_initializing", False)

@@ -3,6 +3,8 @@
 
 export const STAGES = ["upload", "queued", "preprocess", "load_model", "inference", "postprocess", "complete"];
 export const ACTIVE = new Set(["uploading", "queued", "running", "cancelling"]);
+// About a minute of a job's memory and speed, one sample a second: what the live chart draws.
+export const SAMPLES_KEPT = 60;
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 
 /**
@@ -22,6 +24,8 @@ export function newJob(jobId, { status = "queued", position = null } = {}) {
     etaS: null,
     resultUrl: null,
     previewUrl: null, // the latest preview's address: each names a newer picture
+    samples: [], // the `metrics` of its live events while it runs, oldest first (at most SAMPLES_KEPT)
+    metrics: null, // the run summed up, from its final event
     error: null,
     code: null,
   };
@@ -33,6 +37,8 @@ export function isFinal(state) {
 
 export function applyEvent(state, event) {
   if (isFinal(state)) return state; // a job ends once; anything after that is not news
+  // Live metrics are never replayed: after a reload the chart starts again from the next sample.
+  if (event.type === "metrics") return event.metrics ? { ...state, samples: [...state.samples.slice(1 - SAMPLES_KEPT), event.metrics] } : state;
   // A live place is news only while the job waits (it may arrive just after the job started).
   if (event.live && state.status !== "queued" && state.status !== "cancelling") return state;
   // A preview changes the picture only: the bar, the sentence and the stage stay as the other events set them.
@@ -58,12 +64,14 @@ export function applyEvent(state, event) {
       };
     }
     case "complete":
-      return { ...next, status: "succeeded", stage: "complete", progress: 100, resultUrl: event.result_url, position: null };
+      return {
+        ...next, status: "succeeded", stage: "complete", progress: 100, resultUrl: event.result_url, position: null, metrics: event.metrics ?? null,
+      };
     case "error":
       // SPEC: an error event carries progress 0.
-      return { ...next, status: "failed", progress: 0, error: event.error ?? event.message, code: event.code ?? null };
+      return { ...next, status: "failed", progress: 0, error: event.error ?? event.message, code: event.code ?? null, metrics: event.metrics ?? null };
     case "cancelled":
-      return { ...next, status: "cancelled", position: null, etaS: null };
+      return { ...next, status: "cancelled", position: null, etaS: null, metrics: event.metrics ?? null };
     default:
       return state;
   }

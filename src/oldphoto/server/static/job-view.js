@@ -1,6 +1,7 @@
 // Draws a job state (job-state.js) into the job card: bar, sentence, percent, queue position, timeline, cancel
 // and download. Rendering is idempotent, so the page simply renders after every change.
 
+import { LiveChart } from "./chart.js";
 import { Compare } from "./compare.js";
 import { ACTIVE, STAGES, isFinal } from "./job-state.js";
 import { has, t } from "./i18n.js";
@@ -21,6 +22,7 @@ export class JobView {
     this.source = $("source");
     this.position = $("position");
     this.eta = $("eta");
+    this.chart = new LiveChart($("live-chart"));
     this.connectionNote = $("connection-note");
     this.finalStatus = $("final-status");
     this.timeline = [...$("timeline").querySelectorAll("li[data-stage]")];
@@ -73,6 +75,7 @@ export class JobView {
     const final = finalSentence(state.status);
     showText(this.finalStatus, final !== sentence ? final : "");
 
+    this.chart.render(state.samples, state.metrics, running);
     this.#renderTimeline(state);
 
     this.cancel.hidden = !running;

@@ -42,7 +42,7 @@ export class ProgressSocket {
   /** Follows a job from after `afterSeq` (0: replay everything, which rebuilds the view after a reload). */
   follow(jobId, afterSeq = 0) {
     this.lastSeq.set(jobId, afterSeq);
-    if (this.#isOpen()) this.#send({ type: "subscribe", job_id: jobId, after_seq: afterSeq });
+    if (this.#isOpen()) this.#send({ type: "subscribe", job_id: jobId, after_seq: afterSeq, metrics: true });
     else this.#connectSoon();
   }
 
@@ -97,7 +97,7 @@ export class ProgressSocket {
       this.failedOpens = 0;
       this.lastHeard = Date.now();
       for (const [jobId, afterSeq] of this.lastSeq) {
-        this.#send({ type: "subscribe", job_id: jobId, after_seq: afterSeq });
+        this.#send({ type: "subscribe", job_id: jobId, after_seq: afterSeq, metrics: true });
       }
       this.heartbeat = setInterval(() => this.#checkAlive(), PING_EVERY_MS);
       this.onConnectionChange(true);
