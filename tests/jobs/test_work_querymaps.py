@@ -48,7 +48,8 @@ def test_a_colorize_job_keeps_its_maps_beside_the_result(tmp_path: Path, tiny_ch
     maps = querymaps.path_for(result)
     index = querymaps.read_index(maps)
     assert index is not None and lens_calls == [1]
-    assert (index["width"], index["height"]) == (16, 16)  # the model input's quarter
+    assert (index["width"], index["height"]) == (80, 60)  # the photo's shape (never enlarged past it)
+    assert index["grid"] == [16, 16]  # the model input's quarter
     assert len(index["queries"]) == 6 and all(querymaps.read_image(maps, q["map"]) for q in index["queries"])
     assert querymaps.read_image(maps, index["dominance"]) is not None
     shares = [q["share"] for q in index["queries"]]

@@ -52,16 +52,16 @@ def test_a_colorize_job_shows_its_colour_queries_to_its_owner_only(server: Serve
     answer = alice.http.get(f"/api/jobs/{job_id}/attention")
     assert answer.status_code == 200, answer.text
     index = answer.json()
-    assert (index["width"], index["height"]) == (16, 16)
+    assert (index["width"], index["height"]) == (120, 80) and index["grid"] == [16, 16]
     assert index["dominance_url"] == f"/api/jobs/{job_id}/attention/dominance.png"
     dominance = png(alice.http.get(index["dominance_url"]))
-    assert dominance.size == (16, 16) and dominance.mode == "RGB"
+    assert dominance.size == (120, 80) and dominance.mode == "RGB"
     queries = index["queries"]
     assert len(queries) == 6 and len({q["index"] for q in queries}) == 6
     for query in queries:
         assert set(query) == {"index", "push", "rgb", "share", "dominates", "max_ab", "map_url"}
         assert 0 <= query["index"] < 100 and len(query["push"]) == 2 and len(query["rgb"]) == 3
-        assert png(alice.http.get(query["map_url"])).size == (16, 16)
+        assert png(alice.http.get(query["map_url"])).size == (120, 80)
     assert [q["share"] for q in queries] == sorted((q["share"] for q in queries), reverse=True)
     # The dominance map is drawn in the queries' colours: the top query's colour is there wherever it dominates.
     colours = set(dominance.getdata())

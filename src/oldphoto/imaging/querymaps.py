@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 LIGHTNESS = 65.0
 CHROMA = 55.0
 DOMINANCE = "dominance"
+# The maps are drawn in the photo's shape (the network saw it squeezed into a square), at most this long: laid over
+# the result they then cover it exactly. Nearest neighbour: each pixel stays one query's colour, one sample's value.
+MAX_SIDE = 256
 
 
 @dataclass(frozen=True)
@@ -45,20 +48,28 @@ def push_colours(push: np.ndarray) -> np.ndarray:
     return np.asarray((rgb * 255.0).round().clip(0, 255), dtype=np.uint8)
 
 
-def draw(reading: QueryReading, sub_pixel: tuple[int, int]) -> QueryMaps:
+def draw(reading: QueryReading, sub_pixel: tuple[int, int], photo: tuple[int, int]) -> QueryMaps:
+    """The maps of a reading, in the shape of the photo (height, width), at most MAX_SIDE on their long side."""
+    import cv2
     import numpy as np
 
     from oldphoto.imaging.encode import encode_png
+    from oldphoto.imaging.preview import fitted_size
 
     colours = push_colours(reading.push)
-    height, width = reading.dominant.shape
-    images = {DOMINANCE: encode_png(np.ascontiguousarray(colours[reading.dominant]))}
+    grid = reading.dominant.shape
+    height, width = fitted_size(*photo, MAX_SIDE)
+
+    def fit(image: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST))
+
+    images = {DOMINANCE: encode_png(fit(colours[reading.dominant]))}
     queries = []
     for query, contribution in zip(reading.top, reading.maps, strict=True):
         peak = float(contribution.max())
-        grey = (contribution / peak * 255.0).round().astype(np.uint8) if peak > 0 else np.zeros((height, width), np.uint8)
+        grey = (contribution / peak * 255.0).round().astype(np.uint8) if peak > 0 else np.zeros(grid, np.uint8)
         name = f"query-{query}"
-        images[name] = encode_png(np.repeat(grey[:, :, None], 3, axis=2))
+        images[name] = encode_png(fit(np.repeat(grey[:, :, None], 3, axis=2)))
         queries.append(
             {
                 "index": query,
@@ -73,6 +84,7 @@ def draw(reading: QueryReading, sub_pixel: tuple[int, int]) -> QueryMaps:
     index = {
         "width": width,
         "height": height,
+        "grid": [grid[1], grid[0]],  # the lens's own resolution (width, height): the model input's quarter
         "sub_pixel": list(sub_pixel),
         "dominance": DOMINANCE,
         "queries": queries,

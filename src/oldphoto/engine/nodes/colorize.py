@@ -133,7 +133,7 @@ class DDColorNode(Node):
 
         ab, responses = self._infer(colorizer, run, prepared.batch(), on_block, report, lens)
         if responses is not None and ctx.query_maps is not None:
-            ctx.query_maps(query_maps(responses))
+            ctx.query_maps(query_maps(responses, prepared.size))
         # As soon as the network ends: its colours, before the full-size postprocess.
         ctx.previews.offer(report, lambda: network_colours(prepared, ab, ctx.previews.max_side))
         report.stage("postprocess")
@@ -225,12 +225,13 @@ def network_colours(prepared: Prepared, ab: Any, max_side: int) -> np.ndarray:
     return (cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255.0).round().astype(np.uint8)
 
 
-def query_maps(responses: QueryResponses) -> QueryMaps:
-    """The colour-query maps of a pass of one image (models/ddcolor/lens.py, imaging/querymaps.py)."""
+def query_maps(responses: QueryResponses, photo: tuple[int, int]) -> QueryMaps:
+    """The colour-query maps of a pass of one image, drawn in the photo's shape (height, width)
+    (models/ddcolor/lens.py, imaging/querymaps.py)."""
     from oldphoto.imaging.querymaps import draw
     from oldphoto.models.ddcolor.lens import read
 
-    return draw(read(responses), responses.sub_pixel)
+    return draw(read(responses), responses.sub_pixel, photo)
 
 
 def allowed_input_sizes(options: RunOptions) -> list[int]:
