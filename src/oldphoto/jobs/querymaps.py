@@ -20,7 +20,7 @@ from oldphoto.imaging.encode import write_atomic
 if TYPE_CHECKING:
     from oldphoto.imaging.querymaps import QueryMaps
 
-KIND = "attention"
+KIND = "maps"  # the blobs table holds kinds of at most 8 characters
 SUFFIX = ".attention.zip"
 INDEX = "index.json"
 # The names a map may have (`dominance`, `query-17`): checked before a request's name is looked up.
