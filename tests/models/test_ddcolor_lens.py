@@ -180,3 +180,26 @@ def test_onnx_exports_the_lens_only_when_wanted_and_gives_the_torch_maps(onnx_co
     _, kept = onnx_colorizer.infer_batch_lens(x, lambda index, total, name: [1] if index == total - 1 else None)
     assert kept is not None and kept.responses.shape[0] == 1
     np.testing.assert_allclose(kept.responses[0], reference.responses[1], atol=RESPONSE_TOLERANCE * scale)
+
+
+def test_a_damaged_lens_graph_leaves_the_colours_and_gives_no_maps(
+    onnx_colorizer: Colorizer, tiny_network: torch.nn.Module, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+    import shutil
+
+    from oldphoto.models.ddcolor.onnx import OnnxSegments
+
+    onnx_colorizer.prepare(FAST_INPUT, lens=True)
+    source = onnx_colorizer._engine(FAST_INPUT)
+    assert isinstance(source, OnnxSegments)
+    folder = tmp_path / "graphs"
+    shutil.copytree(source.folder, folder)
+    (folder / query_lens.LENS_FILE).write_bytes(b"not a graph")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    colorizer = Colorizer(tiny_network, CPU, runtime="onnx")
+    colorizer._engines[FAST_INPUT] = OnnxSegments(folder, manifest, threads=1)
+    x = gray()
+    ab, lens = colorizer.infer_lens(x)
+    assert lens is None and "query lens could not be" in caplog.text
+    np.testing.assert_array_equal(ab, colorizer.infer(x))

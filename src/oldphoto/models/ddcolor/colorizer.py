@@ -240,7 +240,7 @@ class Colorizer:
     def _lens_ready(self, engine: Engine, input_size: int) -> bool:
         from oldphoto.models.ddcolor.onnx import OnnxSegments
 
-        if not isinstance(engine, OnnxSegments) or engine.has_lens:
+        if not isinstance(engine, OnnxSegments) or engine.lens_loaded:
             return True
         if input_size in self._lens_failed:
             return False
@@ -250,6 +250,7 @@ class Colorizer:
             try:
                 if not engine.has_lens:
                     export_lens(self.network, input_size, engine.folder)
+                engine.load_lens()  # a damaged file fails here, not in the middle of a job's pass
             except Exception as exc:  # the colours do not depend on it: colorize without the lens
                 log.warning("the query lens could not be exported at %d px (%s); colorizing without it", input_size, exc)
                 self._lens_failed.add(input_size)

@@ -516,9 +516,17 @@ class OnnxSegments:
 
     @property
     def has_lens(self) -> bool:
+        """Whether a whole lens graph lies beside the segments (loaded or not)."""
         from oldphoto.models.ddcolor.lens import read_index
 
         return self._lens is not None or read_index(self.folder) is not None
+
+    @property
+    def lens_loaded(self) -> bool:
+        return self._lens is not None
+
+    def load_lens(self) -> None:
+        self._lens_session()
 
     def _lens_session(self) -> tuple[Any, dict[str, Any]]:
         from oldphoto.models.ddcolor.lens import LENS_FILE, read_index
