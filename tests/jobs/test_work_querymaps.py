@@ -62,3 +62,33 @@ def test_with_the_setting_off_the_lens_never_runs_and_nothing_is_kept(tmp_path: 
     assert lens_calls == []
     assert not querymaps.path_for(result).exists()
     assert list(tmp_path.glob(f"*{querymaps.SUFFIX}")) == []
+
+
+def test_the_retention_purge_removes_the_maps_with_the_result_and_strays_without_a_job(tmp_path: Path) -> None:
+    import time
+
+    from oldphoto.engine import RunOptions as Options
+    from oldphoto.imaging.querymaps import QueryMaps
+    from oldphoto.jobs.lifecycle import JobStatus
+    from oldphoto.jobs.service import ServiceConfig
+    from oldphoto.jobs.store import JobStore, NewJob
+    from oldphoto.protocol import JobEvent
+    from oldphoto.wiring import embedded_service
+
+    config = ServiceConfig(data_dir=tmp_path, run_options=Options(), retention_s=0.01)
+    config.results_dir.mkdir(parents=True)
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
+    service = embedded_service(config, store)
+    job = store.create(NewJob(owner="u", workflow="{}", input_path=str(tmp_path / "input")), JobEvent(job_id="x", seq=1, stage="upload", message_key="upload", progress=0))
+    result = config.results_dir / f"{job.id}.png"
+    result.write_bytes(b"\x89PNG")
+    maps = querymaps.path_for(result)
+    querymaps.save(maps, QueryMaps({"dominance": "dominance", "queries": []}, {"dominance": b"\x89PNG"}))
+    stray = querymaps.path_for(config.results_dir / "gone-job.png")  # left by a crash: no job has it
+    stray.write_bytes(maps.read_bytes())
+    store.set_status(job.id, JobStatus.RUNNING)
+    store.append(job.id, {"type": "complete", "stage": "complete", "message_key": "complete", "progress": 100}, JobStatus.SUCCEEDED, result_path=str(result))
+    time.sleep(0.05)
+    assert service._purge() == 1
+    assert list(config.results_dir.iterdir()) == []
+    store.close()
