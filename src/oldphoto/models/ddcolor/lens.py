@@ -67,7 +67,8 @@ def read(lens: QueryResponses, row: int = 0, top: int = TOP) -> QueryReading:
     responses = np.asarray(lens.responses[row], dtype=np.float32)
     push = np.asarray(lens.push, dtype=np.float32)
     strength = np.linalg.norm(push, axis=0)  # (Q,)
-    contribution = np.abs(responses) * strength[:, None, None]  # (Q, h, w)
+    contribution = np.abs(responses)  # (Q, h, w); scaled in place: 100 maps are 105 MB at a 2048 px input
+    contribution *= strength[:, None, None]
     dominant = contribution.argmax(axis=0)
     totals = contribution.reshape(contribution.shape[0], -1).sum(axis=1, dtype=np.float64)
     share = totals / totals.sum() if totals.sum() > 0 else np.zeros_like(totals)
