@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["faithful", "fast"],
         help="faithful (float32, default) or fast (bfloat16 on CPUs that have it, float16 on CUDA, where colours stay the same to the eye)",
     )
+    restore.add_argument(
+        "--attention",
+        action="store_true",
+        help="also write each colorized photo's colour-query maps beside it, as OUT.attention.zip (docs/protocol.md)",
+    )
     restore.add_argument("--json", action="store_true", help="print the progress events as JSON lines instead of a bar")
     restore.add_argument("--lang", default="en", choices=["en", "zh-CN"], help="language of the stage sentences")
 

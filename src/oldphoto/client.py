@@ -56,9 +56,11 @@ class Client:
             fields["workflow"] = workflow if isinstance(workflow, str) else json.dumps(workflow)
         return self._json(self.http.post("/api/jobs", files={"file": (name, data)}, data=fields))
 
-    def events(self, job_id: str, after_seq: int = 0) -> Iterator[dict[str, Any]]:
-        """The job's events from `after_seq` on, live, until its final one."""
-        ws_url = self.base_url.replace("http", "ws", 1) + f"/ws/progress?job_id={job_id}&after_seq={after_seq}&lang={self.lang}"
+    def events(self, job_id: str, after_seq: int = 0, *, metrics: bool = False) -> Iterator[dict[str, Any]]:
+        """The job's events from `after_seq` on, live, until its final one; with `metrics`, its live `metrics` events
+        too (docs/protocol.md, "Metrics": `"live": true`, they repeat the last seq)."""
+        query = f"job_id={job_id}&after_seq={after_seq}&lang={self.lang}" + ("&metrics=1" if metrics else "")
+        ws_url = self.base_url.replace("http", "ws", 1) + f"/ws/progress?{query}"
         with connect(ws_url, subprotocols=["bearer", self.token]) as ws:  # type: ignore[list-item]
             for frame in ws:
                 event = json.loads(frame)
@@ -75,11 +77,13 @@ class Client:
     def result(self, job_id: str) -> bytes:
         return self.http.get(f"/results/{job_id}.png").raise_for_status().content
 
-    def restore(self, photo: str | Path | bytes, *, on_event: Callable[[dict[str, Any]], None] | None = None, **options: Any) -> bytes:
+    def restore(
+        self, photo: str | Path | bytes, *, on_event: Callable[[dict[str, Any]], None] | None = None, metrics: bool = False, **options: Any
+    ) -> bytes:
         """Submit, follow to the end, and return the result PNG; raises JobFailed on error or cancel."""
         job_id = self.submit(photo, **options)["job_id"]
         last: dict[str, Any] = {}
-        for last in self.events(job_id):
+        for last in self.events(job_id, metrics=metrics):
             if on_event:
                 on_event(last)
         if last.get("type") != "complete":

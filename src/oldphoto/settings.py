@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     # measured slower on a 2-core CPU), gathered for up to batch_wait_ms (docs/benchmarks.md).
     batch_max: int = Field(1, ge=1, le=64)
     batch_wait_ms: float = Field(20.0, ge=0, le=10_000)
+    # Colorize jobs keep a map of DDColor's colour queries beside their result (GET /api/jobs/{id}/attention; under
+    # 10 % of the colorize time, docs/protocol.md "Colour queries"). Off: nothing of it is computed, kept or exported.
+    attention: bool = True
 
     workers: int = Field(1, ge=1)
     # A worker process that still holds more than this (resident, MB) after a job, once it has given back what it

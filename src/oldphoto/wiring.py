@@ -30,6 +30,7 @@ def run_options(settings: Settings) -> RunOptions:
         batch_max=settings.batch_max,
         batch_wait_ms=settings.batch_wait_ms,
         runtime_cache_mb=settings.runtime_cache_mb,
+        attention=settings.attention,
     )
 
 

@@ -97,3 +97,11 @@ def test_preview_cost_quick() -> None:
     worker, recorder, server = out.split("\n\n")
     assert _is_table(worker, "worker: canvas start ms (2000x1500 in)") and _is_table(recorder, "recorder (SQLite): progress note ms")
     assert _is_table(server, "design") and "| this |" in server
+
+
+def test_attention_cost_quick() -> None:
+    from benchmarks import attention_cost
+
+    out = attention_cost.main(["--quick", "--runtimes", "torch"])
+    assert _is_table(out, "runtime")
+    assert "| torch | 64 |" in out

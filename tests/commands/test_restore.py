@@ -111,3 +111,19 @@ def test_models_list_names_every_known_model_offline(tmp_path: Path) -> None:
 @pytest.mark.parametrize("argv", [["--help"], ["serve", "--help"], ["restore", "--help"]])
 def test_help_works(argv: list[str]) -> None:
     assert oldphoto(*argv).returncode == 0
+
+
+def test_attention_writes_the_colour_query_maps_beside_the_photo_only_when_asked(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    import zipfile
+
+    source = grey_photo(tmp_path / "a.png")
+    base = ["restore", str(source), "--model", str(tiny_checkpoint), "--input-size", "64"]
+    plain = oldphoto(*base, "-o", str(tmp_path / "plain.png"))
+    assert plain.returncode == 0, plain.stderr
+    assert not (tmp_path / "plain.attention.zip").exists()
+    done = oldphoto(*base, "-o", str(tmp_path / "seen.png"), "--attention")
+    assert done.returncode == 0, done.stderr
+    with zipfile.ZipFile(tmp_path / "seen.attention.zip") as maps:
+        index = json.loads(maps.read("index.json"))
+        assert (index["width"], index["height"]) == (160, 100) and len(index["queries"]) == 6
+        assert maps.read("dominance.png").startswith(b"\x89PNG")

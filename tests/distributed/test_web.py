@@ -40,3 +40,24 @@ def test_retention_on_two_nodes_removes_a_job_its_photos_and_each_nodes_copy(tmp
         assert run_async(nodes[1].purge_expired()) == 0  # already gone from the store: nothing twice, no error ...
         assert not cached.exists()  # ... and the second node's copy goes too
         store.close()
+
+
+def test_a_jobs_colour_query_maps_come_from_the_store_and_go_with_the_job(tmp_path: Path) -> None:
+    from oldphoto.imaging.querymaps import QueryMaps
+    from oldphoto.jobs import querymaps
+
+    with postgres_database() as database, redis_namespace() as (broker, prefix):
+        store = JobStore(database)
+        node = scale_out_service(ServiceConfig(data_dir=tmp_path / "web", run_options=RunOptions(), retention_s=0), store, broker, prefix)
+        first = JobEvent(job_id="pending", seq=1, stage="upload", message_key="upload", progress=0)
+        job = store.create(NewJob(owner="u", workflow="{}", input_path="/elsewhere/input"), first)
+        packed = querymaps.pack(QueryMaps({"dominance": "dominance", "queries": []}, {"dominance": b"\x89PNG map"}))
+        store.put_blob(job.id, querymaps.KIND, packed)  # as the worker node leaves them, beside the result
+        store.set_status(job.id, JobStatus.RUNNING)
+        assert run_async(node.query_maps_path(store.get(job.id))) is None  # not finished: none
+        store.append(job.id, {"type": "complete", "stage": "complete", "message_key": "complete", "progress": 100}, JobStatus.SUCCEEDED)
+        cached = run_async(node.query_maps_path(store.get(job.id)))
+        assert cached is not None and querymaps.read_image(cached, "dominance") == b"\x89PNG map"
+        assert run_async(node.purge_expired()) == 1
+        assert store.get_blob(job.id, querymaps.KIND) is None and not cached.exists()
+        store.close()

@@ -200,3 +200,24 @@ def test_a_crashing_worker_on_a_worker_node_fails_its_job_at_once_and_the_next_j
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     with store.engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(LeaseRow)) == 0, "a finished job is still leased"
+
+
+def test_a_colorize_jobs_colour_query_maps_reach_the_store_beside_its_result(
+    deployment: tuple, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oldphoto.jobs import querymaps
+
+    store, database, broker, prefix, data_dir = deployment
+    for name, value in {"MODEL": str(tiny_checkpoint), "MODELS_DIR": str(data_dir / "models"), "INPUT_SIZE": "64", "RUNTIME": "torch"}.items():
+        monkeypatch.setenv(f"OLDPHOTO_{name}", value)
+    job_id = admit(store, SharedQueue(store), data_dir, "ann", 0, workflow='{"steps": "colorize"}')
+    with worker(database, broker, prefix, data_dir):
+        job = wait_final(store, job_id, timeout=180)
+    assert job.status == JobStatus.SUCCEEDED
+    packed = store.get_blob(job_id, querymaps.KIND)
+    assert packed is not None and store.get_blob(job_id, "result") is not None
+    kept = data_dir / "from-store.zip"
+    kept.write_bytes(packed)
+    index = querymaps.read_index(kept)
+    assert index is not None and len(index["queries"]) == 6
+    assert list((data_dir / "results").glob("*")) == []  # the worker node keeps no copy of either

@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from oldphoto.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from oldphoto.engine import CancelToken, Reporter, RunOptions, Workflow, parse_workflow, run_workflow, warm_up, workflow_from_steps
@@ -15,6 +16,9 @@ from oldphoto.errors import BadInput, Cancelled, InvalidImage, OldphotoError, To
 from oldphoto.models.realesrgan import default_threads
 from oldphoto.protocol import JobEvent, Note, PrecisionUsed, translate
 from oldphoto.settings import Settings
+
+if TYPE_CHECKING:
+    from oldphoto.imaging.querymaps import QueryMaps
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 INPUT_ERRORS = (BadInput, InvalidImage, UnsupportedFormat, TooManyPixels)
@@ -32,6 +36,7 @@ def restore(args: argparse.Namespace) -> int:
             runtime=settings.runtime,
             precision=args.precision or settings.precision,
             threads=default_threads(1),  # one photo at a time, in this process
+            attention=bool(args.attention),  # the terminal makes maps only when asked: nobody would see them
         )
         workflow = _workflow(args, options)
         jobs = _plan(args.inputs, Path(args.output))
@@ -54,15 +59,20 @@ def restore(args: argparse.Namespace) -> int:
 
 def _restore_one(source: Path, target: Path, workflow: Workflow, options: RunOptions, max_pixels: int, display: Display) -> int:
     from oldphoto.imaging import decode_file, save_png
+    from oldphoto.jobs import querymaps
 
+    maps: list[QueryMaps] = []
     events = display.start(source)
     reporter = Reporter(sink=events, cancel=CancelToken(), span=(1, 99))
     events(Note(stage="upload", message_key="upload", progress=0))
     try:
         image = decode_file(source, max_pixels=max_pixels)
-        restored = run_workflow(workflow, image.rgb, options=options, reporter=reporter)
+        sink = maps.append if options.attention else None
+        restored = run_workflow(workflow, image.rgb, options=options, reporter=reporter, query_maps=sink)
         target.parent.mkdir(parents=True, exist_ok=True)
         save_png(target, restored, image.alpha)
+        if maps:
+            querymaps.save(querymaps.path_for(target), maps[-1])
     except KeyboardInterrupt:
         reporter.cancel.cancel()
         display.finish(source, f"cancelled: {source}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from oldphoto.distributed.events import CANCEL, RedisBus
 from oldphoto.imaging import write_atomic
+from oldphoto.jobs import querymaps
 from oldphoto.jobs.leases import Leases
 from oldphoto.jobs.lifecycle import JobStatus
 from oldphoto.jobs.service import Capacity, JobService, ServiceConfig
@@ -58,6 +59,16 @@ class WorkerNodes:
             write_atomic(path, data)
         return path
 
+    def query_maps_path(self, job: Job) -> Path | None:
+        """The colour-query maps, fetched from the database as the result is (the worker node put them there)."""
+        path = querymaps.path_for(self.config.results_dir / f"{job.id}.png")
+        if not path.is_file():
+            data = self.store.get_blob(job.id, querymaps.KIND)
+            if data is None:
+                return None
+            write_atomic(path, data)
+        return path
+
     def capacity(self, queued: int) -> Capacity:
         """The whole deployment: worker nodes alive (and their job slots), the shared queue, every node's running jobs."""
         nodes, slots = self.leases.live_nodes(self.lease_s)
@@ -66,5 +77,6 @@ class WorkerNodes:
 
     def local_files(self, job: Job) -> list[Path]:
         """Paths in the store are the worker's; on this node there is at most the result fetched for a client."""
-        return [self.config.inputs_dir / job.id, self.config.results_dir / f"{job.id}.png"]
+        result = self.config.results_dir / f"{job.id}.png"
+        return [self.config.inputs_dir / job.id, result, querymaps.path_for(result)]
 

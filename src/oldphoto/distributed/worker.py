@@ -22,6 +22,7 @@ import redis
 
 from oldphoto.distributed.events import DEFAULT_PREFIX, RedisPublisher, cancel_channel
 from oldphoto.imaging import write_atomic
+from oldphoto.jobs import querymaps
 from oldphoto.jobs.durations import Durations
 from oldphoto.jobs.leases import Leases
 from oldphoto.jobs.messages import (
@@ -124,11 +125,14 @@ class WorkerNode:
             # The result goes into the database before `complete` is recorded: a client fetches it right after.
             try:
                 self.store.put_blob(job_id, "result", self._result(job_id).read_bytes())
+                maps = querymaps.path_for(self._result(job_id))
+                if maps.is_file():  # a colorize job's colour-query maps travel the same way
+                    self.store.put_blob(job_id, querymaps.KIND, maps.read_bytes())
             except OSError as exc:
                 message = Failed(job_id, "internal_error", f"The result could not be read back: {exc}")
         if self.recorder.on_message(message):
             self.leases.release(job_id)
-            for local in (self._input(job_id), self._result(job_id)):
+            for local in (self._input(job_id), self._result(job_id), querymaps.path_for(self._result(job_id))):
                 local.unlink(missing_ok=True)
 
     def _input(self, job_id: str) -> Path:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -9,6 +10,11 @@ from oldphoto.engine.reporter import NodeReporter
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from oldphoto.imaging.querymaps import QueryMaps
+
+# Where a colorize node hands its colour-query maps (imaging/querymaps.py); the job system decides where they go.
+QueryMapsSink = Callable[["QueryMaps"], None]
 
 
 def default_models_dir() -> Path:
@@ -37,6 +43,9 @@ class RunOptions:
     # DDColor's exported ONNX graphs under <models_dir>/.oldphoto-runtime are held to this many MB (least recently used
     # removed first; OLDPHOTO_RUNTIME_CACHE_MB).
     runtime_cache_mb: int = 4096
+    # DDColor's colour queries made visible beside the result (OLDPHOTO_ATTENTION; models/ddcolor/lens.py). Off: the
+    # lens is neither exported, nor run, nor kept.
+    attention: bool = True
 
 
 @dataclass
@@ -47,3 +56,5 @@ class NodeContext:
     source_image: np.ndarray
     # Where the node's pictures of work in progress go; by default nowhere (nothing is made).
     previews: Previews = field(default_factory=Previews)
+    # Where a colorize node's colour-query maps go; None (the terminal's `restore`): none are made.
+    query_maps: QueryMapsSink | None = None

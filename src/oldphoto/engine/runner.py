@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from oldphoto.engine.context import NodeContext, RunOptions
+from oldphoto.engine.context import NodeContext, QueryMapsSink, RunOptions
 from oldphoto.engine.graph import Workflow
 from oldphoto.engine.nodes import NODE_TYPES
 from oldphoto.engine.previews import Previews
@@ -16,7 +16,13 @@ __all__ = ["RunOptions", "run_workflow", "warm_up"]
 
 
 def run_workflow(
-    workflow: Workflow, image: np.ndarray, *, options: RunOptions, reporter: Reporter, previews: Previews | None = None
+    workflow: Workflow,
+    image: np.ndarray,
+    *,
+    options: RunOptions,
+    reporter: Reporter,
+    previews: Previews | None = None,
+    query_maps: QueryMapsSink | None = None,
 ) -> np.ndarray:
     """Run the nodes in dependency order and return SaveImage's image. Raises `Cancelled` when cancelled."""
     previews = previews or Previews()
@@ -31,7 +37,7 @@ def run_workflow(
         share = node.cost() / total
         report = reporter.for_node(node_id, node.source, done, done + share)
         inputs = {name: values[link.source][link.output] for name, link in node.spec.inputs.items()}
-        values[node_id] = node.run(NodeContext(report, options, image, previews), **inputs)
+        values[node_id] = node.run(NodeContext(report, options, image, previews, query_maps), **inputs)
         # An output nobody reads any more is let go: memory holds the images still to be read, not every step's
         # (engine/cost.py counts it so).
         for link in node.spec.inputs.values():

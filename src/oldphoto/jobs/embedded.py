@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, assert_never
 
 from sqlalchemy import Connection
 
-from oldphoto.jobs import announcements
+from oldphoto.jobs import announcements, querymaps
 from oldphoto.jobs.admission import REFUSALS, AdmissionRules, only
 from oldphoto.jobs.durations import Durations
 from oldphoto.jobs.lifecycle import JobStatus
@@ -195,6 +195,10 @@ class LocalWorkers:
         path = Path(job.result_path) if job.result_path else None
         return path if path is not None and path.is_file() else None
 
+    def query_maps_path(self, job: Job) -> Path | None:
+        path = querymaps.path_for(Path(job.result_path)) if job.result_path else None
+        return path if path is not None and path.is_file() else None
+
     def capacity(self, queued: int) -> Capacity:
         from oldphoto.jobs.service import Capacity
 
@@ -207,7 +211,8 @@ class LocalWorkers:
         return self.pool.recycled
 
     def local_files(self, job: Job) -> list[Path]:
-        return [Path(path) for path in (job.input_path, job.result_path) if path]
+        files = [Path(path) for path in (job.input_path, job.result_path) if path]
+        return [*files, querymaps.path_for(Path(job.result_path))] if job.result_path else files
 
     # -- the writer's side -------------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from oldphoto.engine import RunOptions
 from oldphoto.engine.eta import Expected
-from oldphoto.jobs import announcements
+from oldphoto.jobs import announcements, querymaps
 from oldphoto.jobs.admission import AdmissionRules
 from oldphoto.jobs.batches import Batches
 from oldphoto.jobs.bus import Bus
@@ -146,6 +146,7 @@ class Runner(Protocol):
 
     def cancel_running(self, job_id: str) -> None: ...
     def result_path(self, job: Job) -> Path | None: ...
+    def query_maps_path(self, job: Job) -> Path | None: ...
     def capacity(self, queued: int) -> Capacity: ...
     def local_files(self, job: Job) -> list[Path]: ...
 
@@ -234,6 +235,12 @@ class JobService:
             return None
         return await self.offload.read(self.runner.result_path, job)
 
+    async def query_maps_path(self, job: Job) -> Path | None:
+        """A finished colorize job's colour-query maps (jobs/querymaps.py), if it has them."""
+        if job.status != JobStatus.SUCCEEDED:
+            return None
+        return await self.offload.read(self.runner.query_maps_path, job)
+
     async def capacity(self) -> Capacity:
         # An in-memory queue's len() read from a reader thread races harmlessly: it is one number.
         return await self.offload.read(lambda: self.runner.capacity(len(self.queue)))
@@ -314,6 +321,10 @@ class JobService:
         for copy in self.config.results_dir.glob("*.png"):
             if self.store.get(copy.stem) is None:
                 copy.unlink(missing_ok=True)
+        for maps in self.config.results_dir.glob(f"*{querymaps.SUFFIX}"):
+            owner = querymaps.job_of(maps)
+            if owner is not None and self.store.get(owner) is None:
+                maps.unlink(missing_ok=True)
         return len(expired)
 
     # -- places and retention --------------------------------------------------------------------------------

@@ -6,14 +6,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from oldphoto.engine import CancelToken, Reporter, RunOptions, parse_workflow, run_workflow
 from oldphoto.engine.eta import Expected
 from oldphoto.engine.previews import Previews
 from oldphoto.errors import Cancelled, OldphotoError
-from oldphoto.jobs import messages
+from oldphoto.jobs import messages, querymaps
 from oldphoto.jobs.messages import Done, Failed, FromWorker, Noted, Previewed
 from oldphoto.jobs.meter import JobMeter
+
+if TYPE_CHECKING:
+    from oldphoto.imaging.querymaps import QueryMaps
 
 log = logging.getLogger(__name__)
 # A job's steps are recorded and sent to every follower: at most about ten a second (stage changes and a stage's last
@@ -61,25 +65,36 @@ def _run(item: WorkItem, cancel: CancelToken, reporter: Reporter, send: Callable
     from oldphoto.imaging import decode_file, save_png
 
     result = Path(item.result_path)
+    maps_path = querymaps.path_for(result)
+    # The colorize node's colour-query maps (the last one, if a workflow colorizes twice); only when wanted.
+    maps: list[QueryMaps] = []
     try:
         image = decode_file(item.input_path, max_pixels=item.max_pixels)
         workflow = parse_workflow(item.workflow, item.options)
         previews = Previews(lambda note, picture: send(Previewed(item.job_id, note, picture)))
-        restored = run_workflow(workflow, image.rgb, options=item.options, reporter=reporter, previews=previews)
+        sink = maps.append if item.options.attention else None
+        restored = run_workflow(workflow, image.rgb, options=item.options, reporter=reporter, previews=previews, query_maps=sink)
         cancel.check()
         save_png(result, restored, image.alpha)
+        if maps:
+            querymaps.save(maps_path, maps[-1])
         return Done(item.job_id)
     except Cancelled:
-        result.unlink(missing_ok=True)
+        _remove(result, maps_path)
         return messages.Cancelled(item.job_id)
     except OldphotoError as exc:
-        result.unlink(missing_ok=True)
+        _remove(result, maps_path)
         return Failed(item.job_id, exc.code, exc.message)
     except MemoryError:
-        result.unlink(missing_ok=True)
+        _remove(result, maps_path)
         return Failed(item.job_id, "out_of_memory", "The machine ran out of memory on this photo.")
     except Exception as exc:  # the job fails, the worker goes on
         log.exception("job %s failed", item.job_id, extra={"job_id": item.job_id})
-        result.unlink(missing_ok=True)
+        _remove(result, maps_path)
         code = "out_of_memory" if type(exc).__name__ == "OutOfMemoryError" else "internal_error"
         return Failed(item.job_id, code, f"{type(exc).__name__}: {exc}")
+
+
+def _remove(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)

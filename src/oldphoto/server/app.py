@@ -22,7 +22,7 @@ from oldphoto.errors import OldphotoError
 from oldphoto.jobs.embedded import LocalWorkers
 from oldphoto.jobs.service import JobService
 from oldphoto.jobs.store import JobStore
-from oldphoto.server import api, previews, sse, ws
+from oldphoto.server import api, attention, previews, sse, ws
 from oldphoto.server.auth import Authenticator
 from oldphoto.server.gcpolicy import GcPolicy
 from oldphoto.server.hub import Hub
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.include_router(api.router)
     app.include_router(previews.router)
+    app.include_router(attention.router)
     app.include_router(sse.router)
     app.include_router(ws.router)
 

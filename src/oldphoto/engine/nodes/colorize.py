@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     import numpy as np
 
+    from oldphoto.imaging.querymaps import QueryMaps
     from oldphoto.models.ddcolor import Colorizer
+    from oldphoto.models.ddcolor.lens import QueryResponses
     from oldphoto.models.ddcolor.pipeline import Prepared
     from oldphoto.models.ddcolor.progress import BlockCallback
 
@@ -107,7 +109,7 @@ class DDColorNode(Node):
         colored = self._colorize(ctx, colorize_report, image)
         if upscale_report is None:
             return (colored,)
-        upscale_ctx = NodeContext(upscale_report, ctx.options, ctx.source_image, ctx.previews)
+        upscale_ctx = NodeContext(upscale_report, ctx.options, ctx.source_image, ctx.previews, ctx.query_maps)
         return (self._upscaler().run(upscale_ctx, image=colored)[0],)
 
     def _colorize(self, ctx: NodeContext, report: NodeReporter, image: np.ndarray) -> np.ndarray:
@@ -118,7 +120,9 @@ class DDColorNode(Node):
         input_size = opts.input_size or run.input_size
         prepared = preprocess(image, input_size)
         colorizer = self._load(report, opts.model or run.model, run)
-        self._prepare_runtime(report, colorizer, input_size)
+        # The query lens only where its maps are wanted and someone takes them: otherwise nothing of it runs.
+        lens = run.attention and ctx.query_maps is not None
+        self._prepare_runtime(report, colorizer, input_size, lens)
         # The format the pass runs in, known once its engine is ready (a float16 probe on CUDA may refuse it).
         report.stage("inference", fields={"precision": colorizer.precision_used(input_size).event()})
 
@@ -127,21 +131,31 @@ class DDColorNode(Node):
             # Checked again after speaking, so a cancel that arrives with this block's event stops the pass here.
             report.cancel.check()
 
-        ab = self._infer(colorizer, run, prepared.batch(), on_block, report)
+        ab, responses = self._infer(colorizer, run, prepared.batch(), on_block, report, lens)
+        if responses is not None and ctx.query_maps is not None:
+            ctx.query_maps(query_maps(responses, prepared.size))
         # As soon as the network ends: its colours, before the full-size postprocess.
         ctx.previews.offer(report, lambda: network_colours(prepared, ab, ctx.previews.max_side))
         report.stage("postprocess")
         return postprocess(prepared, ab, opts.ab_upsample or run.ab_upsample)
 
     @staticmethod
-    def _infer(colorizer: Colorizer, run: RunOptions, tensor: Any, on_block: BlockCallback, report: NodeReporter) -> Any:
-        """One pass of its own, or a place in a pass shared with the colorize jobs running beside it."""
+    def _infer(
+        colorizer: Colorizer, run: RunOptions, tensor: Any, on_block: BlockCallback, report: NodeReporter, lens: bool
+    ) -> tuple[Any, QueryResponses | None]:
+        """One pass of its own, or a place in a pass shared with the colorize jobs running beside it; with `lens`, the
+        query lens's responses beside ab (None where the runtime has none)."""
         if run.batch_max <= 1:
-            return colorizer.infer(tensor, on_block=on_block)
+            if lens:
+                return colorizer.infer_lens(tensor, on_block=on_block)
+            return colorizer.infer(tensor, on_block=on_block), None
         from oldphoto.models.ddcolor import shared_batcher
 
         batcher = shared_batcher(colorizer, run.batch_max, run.batch_wait_ms / 1000)
-        return batcher.infer(tensor, on_block=on_block, cancelled=lambda: report.cancel.cancelled)
+        cancelled = lambda: report.cancel.cancelled  # noqa: E731
+        if lens:
+            return batcher.infer_lens(tensor, on_block=on_block, cancelled=cancelled)
+        return batcher.infer(tensor, on_block=on_block, cancelled=cancelled), None
 
     def _load(self, report: NodeReporter, model: str, run: RunOptions) -> Colorizer:
         """The load_model stage: from memory, from the disk cache, or downloaded first (with its percentage)."""
@@ -168,17 +182,18 @@ class DDColorNode(Node):
         return colorizer
 
     @staticmethod
-    def _prepare_runtime(report: NodeReporter, colorizer: Colorizer, input_size: int) -> None:
-        """Still the load_model stage: the runtime for this input size (the first time, an export that is cached)."""
+    def _prepare_runtime(report: NodeReporter, colorizer: Colorizer, input_size: int, lens: bool) -> None:
+        """Still the load_model stage: the runtime for this input size (the first time, an export that is cached),
+        and the query lens when wanted (on ONNX the first time: its small graph exported beside the segments)."""
         if not colorizer.needs_export(input_size):
-            colorizer.prepare(input_size)  # from the disk cache or memory: a second or two at most
+            colorizer.prepare(input_size, lens=lens)  # from the disk cache or memory: a second or two at most
             return
         report.step(0.0, "load_model.prepare", percent=0)
 
         def on_progress(fraction: float, _what: str) -> None:
             report.step(fraction, "load_model.prepare", percent=int(fraction * 100))
 
-        colorizer.prepare(input_size, on_progress)
+        colorizer.prepare(input_size, on_progress, lens=lens)
 
     def _reports(self, report: NodeReporter) -> tuple[NodeReporter, NodeReporter | None]:
         """The node's share of the job split between colorizing and the optional upscale, by their weights."""
@@ -208,6 +223,15 @@ def network_colours(prepared: Prepared, ab: Any, max_side: int) -> np.ndarray:
     lab = np.concatenate((lightness.reshape(height, width, 1), colours), axis=-1)
     # OpenCV clips float Lab->RGB to 0..1, so the cast never wraps.
     return (cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255.0).round().astype(np.uint8)
+
+
+def query_maps(responses: QueryResponses, photo: tuple[int, int]) -> QueryMaps:
+    """The colour-query maps of a pass of one image, drawn in the photo's shape (height, width)
+    (models/ddcolor/lens.py, imaging/querymaps.py)."""
+    from oldphoto.imaging.querymaps import draw
+    from oldphoto.models.ddcolor.lens import read
+
+    return draw(read(responses), responses.sub_pixel, photo)
 
 
 def allowed_input_sizes(options: RunOptions) -> list[int]:

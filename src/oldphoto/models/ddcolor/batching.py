@@ -27,6 +27,7 @@ import numpy as np
 
 from oldphoto.errors import Cancelled
 from oldphoto.models.ddcolor.colorizer import Colorizer
+from oldphoto.models.ddcolor.lens import QueryResponses, row_of
 from oldphoto.models.ddcolor.progress import BlockCallback
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class _Member:
     events: queue.SimpleQueue[tuple[Any, ...]] = field(default_factory=queue.SimpleQueue)
     gone: threading.Event = field(default_factory=threading.Event)  # the caller stopped listening
     started: threading.Event = field(default_factory=threading.Event)
+    lens: bool = False  # wants the query lens's responses (lens.py) beside ab
 
     def is_cancelled(self) -> bool:
         try:
@@ -71,14 +73,30 @@ class Batcher:
         cancelled: Callable[[], bool] | None = None,
     ) -> np.ndarray:
         """ab (1, 2, S, S) for one gray RGB input (1, 3, S, S), as `Colorizer.infer`, possibly batched with others."""
+        return self._infer(tensor, on_block, cancelled, lens=False)[0]
+
+    def infer_lens(
+        self,
+        tensor: np.ndarray,
+        on_block: BlockCallback | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> tuple[np.ndarray, QueryResponses | None]:
+        """`infer`, with this image's query lens responses (a batch of one; None where the runtime has no lens)."""
+        return self._infer(tensor, on_block, cancelled, lens=True)
+
+    def _infer(
+        self, tensor: np.ndarray, on_block: BlockCallback | None, cancelled: Callable[[], bool] | None, lens: bool
+    ) -> tuple[np.ndarray, QueryResponses | None]:
         if tensor.ndim != 4 or tensor.shape[0] != 1:
             raise ValueError(f"Batcher.infer takes one image, (1, 3, S, S); got {tuple(tensor.shape)}")
         flag = cancelled or (lambda: False)
         if self.max_batch == 1:
-            return self.colorizer.infer(tensor, on_block=_checked(on_block, flag))
+            if lens:
+                return self.colorizer.infer_lens(tensor, on_block=_checked(on_block, flag))
+            return self.colorizer.infer(tensor, on_block=_checked(on_block, flag)), None
         if self._closed:
             raise RuntimeError("the Batcher is closed")
-        member = _Member(np.ascontiguousarray(tensor, dtype=np.float32), flag)
+        member = _Member(np.ascontiguousarray(tensor, dtype=np.float32), flag, lens=lens)
         self._ensure_runner()
         self._pending.put(member)
         return self._wait(member, on_block)
@@ -93,7 +111,7 @@ class Batcher:
 
     # --- the caller's side -------------------------------------------------------------------------------------
 
-    def _wait(self, member: _Member, on_block: BlockCallback | None) -> np.ndarray:
+    def _wait(self, member: _Member, on_block: BlockCallback | None) -> tuple[np.ndarray, QueryResponses | None]:
         try:
             while True:
                 try:
@@ -109,7 +127,7 @@ class Batcher:
                     if on_block is not None:
                         on_block(*event[1:])
                 elif kind == "done":
-                    return event[1]
+                    return event[1], event[2]
                 elif kind == "cancel":
                     raise Cancelled()
                 elif kind == "error":
@@ -177,7 +195,12 @@ class Batcher:
 
         try:
             x = np.concatenate([member.tensor for member in active]) if len(active) > 1 else active[0].tensor
-            ab = self.colorizer.infer_batch(x, after_block)
+            # The lens runs for the whole batch when one member wants it; each such member gets its own row.
+            lens: QueryResponses | None = None
+            if any(member.lens for member in active):
+                ab, lens = self.colorizer.infer_batch_lens(x, after_block)
+            else:
+                ab = self.colorizer.infer_batch(x, after_block)
         except BaseException as exc:  # the members re-raise it in their own threads
             for member in active:
                 member.events.put(("error", exc))
@@ -185,7 +208,8 @@ class Batcher:
                 raise
             return
         for row, member in enumerate(active):
-            member.events.put(("done", ab[row : row + 1].copy()))
+            own = row_of(lens, row) if lens is not None and member.lens else None
+            member.events.put(("done", ab[row : row + 1].copy(), own))
 
 
 _SHARED: weakref.WeakKeyDictionary[Colorizer, Batcher] = weakref.WeakKeyDictionary()

@@ -32,7 +32,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from oldphoto.models.ddcolor.lens import QueryResponses
     from oldphoto.models.ddcolor.onnx import NetworkSource
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,10 @@ class Engine(Protocol):
     def block_names(self) -> list[str]: ...
 
     def run(self, x: np.ndarray, after_block: AfterBlock | None) -> np.ndarray: ...
+
+    def run_lens(self, x: np.ndarray, after_block: AfterBlock | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """ab, the query lens's responses (B, Q, h, w) and the queries' push (2, Q) (lens.py)."""
+        ...
 
 
 class Colorizer:
@@ -119,6 +124,8 @@ class Colorizer:
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         # The number format the next engine is built for (faithful: float32; `use_runtime(precision=...)`).
         self.precision: PrecisionPlan = FAITHFUL
+        self._lens_module: nn.Module | None = None  # the query lens in PyTorch, made at its first use
+        self._lens_failed: set[int] = set()  # input sizes whose ONNX lens could not be exported: not tried again
 
     @property
     def device(self) -> torch.device:
@@ -222,9 +229,42 @@ class Colorizer:
         except OSError:
             return True
 
-    def prepare(self, input_size: int, on_progress: PrepareProgress | None = None) -> str:
-        """Make the runtime for this input size ready (export, load, check) and return its name."""
-        return self._engine(input_size, on_progress).name
+    def prepare(self, input_size: int, on_progress: PrepareProgress | None = None, *, lens: bool = False) -> str:
+        """Make the runtime for this input size ready (export, load, check) and return its name; with `lens`, the
+        query lens too (on ONNX, its graph exported beside the segments the first time: needs the network)."""
+        engine = self._engine(input_size, on_progress)
+        if lens:
+            self._lens_ready(engine, input_size)
+        return engine.name
+
+    def _lens_ready(self, engine: Engine, input_size: int) -> bool:
+        from oldphoto.models.ddcolor.onnx import OnnxSegments
+
+        if not isinstance(engine, OnnxSegments) or engine.lens_loaded:
+            return True
+        if input_size in self._lens_failed:
+            return False
+        from oldphoto.models.ddcolor.export import export_lens
+
+        with self._prepare_lock:
+            try:
+                if not engine.has_lens:
+                    export_lens(self.network, input_size, engine.folder)
+                engine.load_lens()  # a damaged file fails here, not in the middle of a job's pass
+            except Exception as exc:  # the colours do not depend on it: colorize without the lens
+                log.warning("the query lens could not be exported at %d px (%s); colorizing without it", input_size, exc)
+                self._lens_failed.add(input_size)
+                return False
+        return True
+
+    def lens_module(self) -> nn.Module:
+        """The query lens in PyTorch on this colorizer's device (segments.QueryLens)."""
+        if self._lens_module is None:
+            from oldphoto.models.ddcolor.lens import SUB_PIXEL
+            from oldphoto.models.ddcolor.segments import QueryLens
+
+            self._lens_module = QueryLens(self.network, SUB_PIXEL).to(self.device).eval()
+        return self._lens_module
 
     def _engine(self, input_size: int, on_progress: PrepareProgress | None = None) -> Engine:
         """The engine for this size, made if needed; the least recently used ones past `max_engines` are let go
@@ -320,6 +360,35 @@ class Colorizer:
             except _AllLeft:
                 return np.zeros((0, 2, *x.shape[-2:]), np.float32)
 
+    def infer_lens(self, gray_rgb: np.ndarray, on_block: BlockCallback | None = None) -> tuple[np.ndarray, QueryResponses | None]:
+        """`infer`, with the query lens's responses beside ab (None where this runtime cannot give them)."""
+        after_block = None
+        if on_block is not None:
+            callback = on_block
+
+            def after_block(index: int, total: int, name: str) -> None:
+                callback(index, total, name)
+
+        return self.infer_batch_lens(gray_rgb, after_block)
+
+    def infer_batch_lens(self, gray_rgb: np.ndarray, after_block: AfterBlock | None = None) -> tuple[np.ndarray, QueryResponses | None]:
+        """`infer_batch`, with the query lens's responses for the rows still there at the end (lens.py)."""
+        from oldphoto.models.ddcolor.lens import QueryResponses
+
+        x = np.ascontiguousarray(gray_rgb, dtype=np.float32)
+        engine = self._engine(x.shape[-1])
+        if not self._lens_ready(engine, x.shape[-1]):
+            return self.infer_batch(x, after_block), None
+        with self._lock:
+            try:
+                ab, responses, push = engine.run_lens(x, self._synchronized(after_block))
+            except _AllLeft:
+                return np.zeros((0, 2, *x.shape[-2:]), np.float32), None
+            except _NoLens as exc:
+                log.info("no query lens on this network (%s)", exc)
+                return engine.run(x, self._synchronized(after_block)), None
+        return ab, QueryResponses(responses, push)
+
     def _synchronized(self, after_block: AfterBlock | None) -> AfterBlock | None:
         """A block callback that says when no row is left, and on a GPU waits for the block so progress tells the truth."""
         if after_block is None:
@@ -357,6 +426,10 @@ class _AllLeft(Exception):
     """Every member of a batch left: the pass stops."""
 
 
+class _NoLens(Exception):
+    """This network is not laid out for the query lens (the exact engine of an unofficial layout)."""
+
+
 class _ExactEngine:
     """The network's own forward; progress from hooks. A batch shrinks only at the end (hooks cannot drop rows)."""
 
@@ -372,6 +445,20 @@ class _ExactEngine:
         return [name for name, _ in network_blocks(self.colorizer.network)]
 
     def run(self, x: np.ndarray, after_block: AfterBlock | None) -> np.ndarray:
+        return self._run(x, after_block, None)[0]
+
+    def run_lens(self, x: np.ndarray, after_block: AfterBlock | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from oldphoto.models.ddcolor.segments import UnsupportedLayout, query_push
+
+        try:
+            lens = self.colorizer.lens_module()
+        except UnsupportedLayout as exc:
+            raise _NoLens(str(exc)) from None
+        ab, responses = self._run(x, after_block, lens)
+        assert responses is not None
+        return ab, responses, query_push(self.colorizer.network).cpu().numpy()
+
+    def _run(self, x: np.ndarray, after_block: AfterBlock | None, lens: nn.Module | None) -> tuple[np.ndarray, np.ndarray | None]:
         import torch
 
         from oldphoto.models.ddcolor.progress import block_hooks
@@ -387,16 +474,38 @@ class _ExactEngine:
                     rows = [rows[i] for i in kept]
 
         network = colorizer.network
-        with torch.inference_mode(), block_hooks(network, on_block if after_block is not None else None):
-            try:
-                ab = network(torch.from_numpy(x).to(colorizer.device))
-            except torch.OutOfMemoryError:
-                raise colorizer.out_of_memory() from None
-            finally:
-                colorizer._forget_features()
+        seen: dict[str, torch.Tensor] = {}
+        taps = []
+        if lens is not None:
+            # The values the lens reads, from the network's own modules: the last colour-decoder layer's queries
+            # and the decoder's third upsampling block (`out2`).
+            def keep(name: str) -> Callable[..., None]:
+                def hook(_module: object, _args: object, output: torch.Tensor) -> None:
+                    seen[name] = output
+
+                return hook
+
+            any_network: Any = network
+            taps.append(any_network.decoder.color_decoder.transformer_ffn_layers[-1].register_forward_hook(keep("queries")))
+            taps.append(any_network.decoder.layers[2].register_forward_hook(keep("out2")))
+        try:
+            with torch.inference_mode(), block_hooks(network, on_block if after_block is not None else None):
+                try:
+                    ab = network(torch.from_numpy(x).to(colorizer.device))
+                    responses = lens(seen["queries"], seen["out2"]) if lens is not None else None
+                except torch.OutOfMemoryError:
+                    raise colorizer.out_of_memory() from None
+                finally:
+                    colorizer._forget_features()
+                    seen.clear()
+        finally:
+            for tap in taps:
+                tap.remove()
         if len(rows) != x.shape[0]:
-            ab = ab.index_select(0, torch.as_tensor(rows, dtype=torch.long, device=ab.device))
-        return ab.float().cpu().numpy()
+            keep_rows = torch.as_tensor(rows, dtype=torch.long, device=ab.device)
+            ab = ab.index_select(0, keep_rows)
+            responses = responses.index_select(0, keep_rows) if responses is not None else None
+        return ab.float().cpu().numpy(), (responses.float().cpu().numpy() if responses is not None else None)
 
 
 class _TorchSegmentsEngine:
@@ -452,6 +561,27 @@ class _TorchSegmentsEngine:
         except torch.OutOfMemoryError:
             raise self.colorizer.out_of_memory() from None
         return ab.float().cpu().numpy()
+
+    def run_lens(self, x: np.ndarray, after_block: AfterBlock | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        import torch
+
+        from oldphoto.models.ddcolor.lens import LENS_VALUE
+        from oldphoto.models.ddcolor.precision import torch_dtype
+        from oldphoto.models.ddcolor.segments import Segment, lens_inputs, query_push, run_segments_torch_lens
+
+        lens = Segment("lens", self.colorizer.lens_module(), lens_inputs(self.segments), (LENS_VALUE,))
+        plan = self.precision
+        try:
+            tensor = torch.from_numpy(x).to(self.device)
+            if plan.lowered:
+                ab, responses = run_segments_torch_lens(
+                    self.low_segments, lens, tensor, after_block, autocast=torch_dtype(plan.dtype), low_blocks=plan.runs_low
+                )
+            else:
+                ab, responses = run_segments_torch_lens(self.segments, lens, tensor, after_block)
+        except torch.OutOfMemoryError:
+            raise self.colorizer.out_of_memory() from None
+        return ab.float().cpu().numpy(), responses.float().cpu().numpy(), query_push(self.colorizer.network).cpu().numpy()
 
     def _run(self, x: torch.Tensor, after_block: AfterBlock | None) -> torch.Tensor:
         from oldphoto.models.ddcolor.precision import torch_dtype

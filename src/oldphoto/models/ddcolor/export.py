@@ -75,3 +75,59 @@ def export_segments(network: torch.nn.Module, input_size: int, folder: Path, on_
     if on_progress is not None:
         on_progress(1.0, "checked")
     return manifest
+
+
+def export_lens(network: torch.nn.Module, input_size: int, folder: Path) -> dict[str, Any]:
+    """The query lens (lens.py) as an ONNX graph beside a folder's segments, with its index written last; returns the
+    index. Whole or not at all: two processes exporting it at once each rename a complete file into place."""
+    import json
+    import os
+
+    from oldphoto.models.ddcolor.lens import LENS_FILE, LENS_INDEX, LENS_VALUE, SUB_PIXEL
+    from oldphoto.models.ddcolor.segments import QueryLens, lens_inputs, query_push
+
+    try:
+        lens = QueryLens(network, SUB_PIXEL).eval()
+        inputs = lens_inputs(build_segments(network, input_size, fold_tail=True))
+    except Exception as exc:
+        raise ExportFailed(str(exc)) from exc
+    net: Any = network
+    color = net.decoder.color_decoder
+    hidden = color.query_feat.weight.shape[1]
+    generator = torch.Generator().manual_seed(0)
+    queries = torch.randn(color.num_queries, 1, hidden, generator=generator)
+    out2 = torch.randn(1, lens.weight.shape[1], input_size // 4, input_size // 4, generator=generator)
+    partial = folder / f".{LENS_FILE}.{os.getpid()}.partial"
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(
+                lens,
+                (queries, out2),
+                str(partial),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=list(inputs),
+                output_names=[LENS_VALUE],
+                dynamic_axes={inputs[0]: {1: "batch"}, inputs[1]: {0: "batch"}, LENS_VALUE: {0: "batch"}},
+            )
+        except Exception as exc:
+            partial.unlink(missing_ok=True)
+            raise ExportFailed(f"lens: {type(exc).__name__}: {exc}"[:500]) from exc
+        network.eval()
+        expected = lens(queries, out2).numpy()
+        push = query_push(network).numpy()
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(partial), providers=["CPUExecutionProvider"])
+    got = session.run(None, {inputs[0]: queries.numpy(), inputs[1]: out2.numpy()})[0]
+    scale = float(abs(expected).max()) or 1.0
+    if not float(abs(got - expected).max()) <= 1e-4 * scale:
+        partial.unlink(missing_ok=True)
+        raise ExportFailed("the exported lens disagrees with the network")
+    partial.replace(folder / LENS_FILE)
+    index = {"inputs": list(inputs), "output": LENS_VALUE, "sub_pixel": list(SUB_PIXEL), "push": push.tolist()}
+    temporary = folder / f".{LENS_INDEX}.{os.getpid()}.partial"
+    temporary.write_text(json.dumps(index))
+    temporary.replace(folder / LENS_INDEX)
+    return index

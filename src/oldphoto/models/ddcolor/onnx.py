@@ -423,6 +423,8 @@ class OnnxSegments:
         self._next = iter(list(enumerate(zip(self._files, self._sessions, strict=True))))
         self._next_lock = threading.Lock()
         self._builders_left = BUILDERS
+        self._lens: tuple[Any, dict[str, Any]] | None = None  # its session and index, once a pass wanted it
+        self._lens_lock = threading.Lock()
         # Not daemons: a process that ends while sessions are being built waits for them (ONNX Runtime aborts the
         # process when the interpreter goes away under a session being built).
         for index in range(BUILDERS):
@@ -510,8 +512,48 @@ class OnnxSegments:
     def block_names(self) -> list[str]:
         return [segment.name for segment in self.segments]
 
+    # --- the query lens (lens.py): an extra graph beside the segments, loaded at its first use -------------------
+
+    @property
+    def has_lens(self) -> bool:
+        """Whether a whole lens graph lies beside the segments (loaded or not)."""
+        from oldphoto.models.ddcolor.lens import read_index
+
+        return self._lens is not None or read_index(self.folder) is not None
+
+    @property
+    def lens_loaded(self) -> bool:
+        return self._lens is not None
+
+    def load_lens(self) -> None:
+        self._lens_session()
+
+    def _lens_session(self) -> tuple[Any, dict[str, Any]]:
+        from oldphoto.models.ddcolor.lens import LENS_FILE, read_index
+
+        with self._lens_lock:
+            if self._lens is None:
+                index = read_index(self.folder)
+                if index is None:
+                    raise FileNotFoundError(f"no query lens in {self.folder}")
+                session = self._ort.InferenceSession(str(self.folder / LENS_FILE), self._options(), providers=["CPUExecutionProvider"])
+                self._lens = (session, index)
+            return self._lens
+
     def run(self, x: np.ndarray, after_block: AfterBlock | None = None) -> np.ndarray:
+        return self._run(x, after_block, lens=False)[0]
+
+    def run_lens(self, x: np.ndarray, after_block: AfterBlock | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """ab, the lens's responses (B, Q, h, w) and the queries' push (2, Q) of one pass (the lens run unreported)."""
+        ab, responses, push = self._run(x, after_block, lens=True)
+        assert responses is not None and push is not None
+        return ab, responses, push
+
+    def _run(self, x: np.ndarray, after_block: AfterBlock | None, lens: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         ort = self._ort
+        lens_session, lens_index = self._lens_session() if lens else (None, {})
+        lens_inputs = [str(name) for name in lens_index.get("inputs", [])]
+        lens_output = str(lens_index.get("output", ""))
         feed = np.ascontiguousarray(x, dtype=np.float32)
         # ONNX Runtime hands outputs back in vectors that own them: each value keeps its vector alive while used.
         values: dict[str, Any] = {INPUT: ort.OrtValue.ortvalue_from_numpy(feed)}
@@ -524,6 +566,10 @@ class OnnxSegments:
                 results = session.run_with_ort_values(list(segment.outputs), {name: values[name] for name in segment.inputs}, run_options)
                 for position, name in enumerate(segment.outputs):
                     values[name], owners[name] = results[position], results
+                if lens_session is not None and lens_output not in values and all(name in values for name in lens_inputs):
+                    # Before the drops below free its inputs; its output then travels (and loses rows) with the batch.
+                    seen = lens_session.run_with_ort_values([lens_output], {name: values[name] for name in lens_inputs})
+                    values[lens_output], owners[lens_output] = seen[0], seen
                 for name in drop:
                     values.pop(name, None)
                     owners.pop(name, None)
@@ -531,7 +577,11 @@ class OnnxSegments:
                     rows = after_block(index, total, segment.name)
                     if rows is not None:
                         values, owners = self._select(values, rows)
-            return np.array(values[OUTPUT].numpy(), dtype=np.float32, copy=True)
+            ab = np.array(values[OUTPUT].numpy(), dtype=np.float32, copy=True)
+            if lens_session is None:
+                return ab, None, None
+            responses = np.array(values[lens_output].numpy(), dtype=np.float32, copy=True)
+            return ab, responses, np.asarray(lens_index["push"], dtype=np.float32)
         finally:
             values.clear()
             owners.clear()

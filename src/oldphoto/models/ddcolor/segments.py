@@ -225,6 +225,55 @@ class _FusedLastShuf(nn.Module):
         return mixed.transpose(1, 2).reshape(batch, -1, height, width)  # channel o*s*s + k, as pixel_shuffle reads
 
 
+class QueryLens(nn.Module):
+    """The colour queries' responses, exactly, at one sub-pixel of `last_shuf` per quarter-resolution pixel (lens.py).
+
+    responses[b, q, p] = E[b, q] . relu(W_k out2[b, :, p] + bias_k): the product `einsum(colour_embed, ...)` that
+    `refine_net` reads, before `last_shuf`'s 2x2 blur, at sub-pixel k of each pixel of `out2`. One of the 16 blocks
+    of `last_shuf`'s convolution (1/16 of its cost), and the colour embedding the network computes anyway.
+    """
+
+    weight: Tensor  # the buffers, for the type checker
+    bias: Tensor
+
+    def __init__(self, network: Any, sub_pixel: tuple[int, int]) -> None:
+        super().__init__()
+        _check_layout(network)
+        decoder = network.decoder.color_decoder
+        last_shuf = network.decoder.last_shuf
+        self.decoder_norm, self.color_embed = decoder.decoder_norm, decoder.color_embed
+        scale = int(last_shuf.shuf.upscale_factor)
+        row, column = sub_pixel
+        if not (0 <= row < scale and 0 <= column < scale):
+            raise ValueError(f"sub_pixel must lie within {scale} x {scale}, not {sub_pixel}")
+        k = row * scale + column  # pixel_shuffle puts channel c*s*s + k at (y*s + k // s, x*s + k % s)
+        conv = _single_conv(last_shuf.conv)
+        assert conv is not None
+        weight = _effective_weight(conv).flatten(1)  # (C*s*s, Cin)
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(weight.shape[0])
+        self.register_buffer("weight", weight[k :: scale * scale].contiguous().view(-1, weight.shape[1], 1, 1))
+        self.register_buffer("bias", bias[k :: scale * scale].clone().contiguous())
+
+    def forward(self, queries: Tensor, out2: Tensor) -> Tensor:
+        embed = self.color_embed(self.decoder_norm(queries).transpose(0, 1))  # (B, Q, C)
+        features = torch.relu(F.conv2d(out2, self.weight, self.bias))  # (B, C, h, w)
+        batch, channels, height, width = features.shape
+        return torch.matmul(embed, features.reshape(batch, channels, height * width)).view(batch, -1, height, width)
+
+
+def query_push(network: Any) -> Tensor:
+    """`refine_net`'s weights on the queries' responses (2, Q): how far one unit of response moves a and b."""
+    refine = _refine_conv(network)
+    assert refine is not None
+    return _effective_weight(refine).flatten(1)[:, : network.decoder.color_decoder.num_queries].contiguous()
+
+
+def lens_inputs(segments: Sequence[Segment]) -> tuple[str, str]:
+    """The values the lens reads in this cut: the last colour-decoder layer's queries and the decoder's `out2`."""
+    queries = next(s.outputs[0] for s in reversed(segments) if s.name.startswith("color_decoder.layer"))
+    return queries, "out2"
+
+
 class _FoldedRefine(nn.Module):
     """The rest of `last_shuf` on the 2 mixed channels (shuffle, pad, blur) plus the refine weights of the input."""
 
@@ -373,6 +422,32 @@ def run_segments_torch(
     With `autocast` (a lower precision: precision.py), the blocks for which `low_blocks(name)` holds run under
     autocast (without `low_blocks`: every segment but the last); the others get float32 inputs.
     """
+    return _run_values(segments, x, after_block, autocast=autocast, low_blocks=low_blocks)[OUTPUT]
+
+
+def run_segments_torch_lens(
+    segments: list[Segment],
+    lens: Segment,
+    x: Tensor,
+    after_block: Callable[[int, int, str], Sequence[int] | None] | None = None,
+    *,
+    autocast: torch.dtype | None = None,
+    low_blocks: Callable[[str], bool] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """`run_segments_torch` with the lens run (float32, unreported) as soon as its inputs exist: (ab, responses)."""
+    values = _run_values(segments, x, after_block, autocast=autocast, low_blocks=low_blocks, lens=lens)
+    return values[OUTPUT], values[lens.outputs[0]]
+
+
+def _run_values(
+    segments: list[Segment],
+    x: Tensor,
+    after_block: Callable[[int, int, str], Sequence[int] | None] | None,
+    *,
+    autocast: torch.dtype | None,
+    low_blocks: Callable[[str], bool] | None,
+    lens: Segment | None = None,
+) -> dict[str, Tensor]:
     values: dict[str, Tensor] = {INPUT: x}
     drops = last_uses(segments)
     total = len(segments)
@@ -386,6 +461,9 @@ def run_segments_torch(
             else:
                 outs = segment.module(*[arg.float() for arg in args])
             values.update(zip(segment.outputs, outs if isinstance(outs, tuple) else (outs,), strict=True))
+            if lens is not None and lens.outputs[0] not in values and all(name in values for name in lens.inputs):
+                # Before the drops below free its inputs; its output then travels (and loses rows) with the batch.
+                values[lens.outputs[0]] = lens.module(*[values[name].float() for name in lens.inputs])
             for name in drop:
                 del values[name]
             if after_block is not None:
@@ -393,4 +471,4 @@ def run_segments_torch(
                 if rows is not None:
                     keep = torch.as_tensor(list(rows), dtype=torch.long, device=x.device)
                     values = {name: value.index_select(batch_axis(name), keep) for name, value in values.items()}
-    return values[OUTPUT]
+    return values

@@ -1,6 +1,7 @@
 // Draws a job state (job-state.js) into the job card: bar, sentence, percent, queue position, timeline, cancel
 // and download. Rendering is idempotent, so the page simply renders after every change.
 
+import { QueryLens } from "./attention.js";
 import { LiveChart } from "./chart.js";
 import { Compare } from "./compare.js";
 import { ACTIVE, STAGES, isFinal } from "./job-state.js";
@@ -15,6 +16,7 @@ export class JobView {
     const $ = (id) => doc.getElementById(id);
     this.card = $("job");
     this.compare = new Compare($("compare"));
+    this.lens = new QueryLens(doc);
     this.bar = $("progress-bar");
     this.fill = this.bar.querySelector(".bar-fill");
     this.stageText = $("stage-text");
@@ -90,6 +92,8 @@ export class JobView {
       this.download.href = state.resultUrl;
       this.download.download = restoredName(fileName);
     }
+    this.lens.show(done ? state.jobId : null);
+    this.lens.redraw();
     this.#announce(state, sentence);
   }
 
