@@ -1,15 +1,19 @@
-"""What a person watching a running job sees besides the bar (issue 13): its expected time left, and a small live
-chart of the worker's memory and speed that moves while it runs and sums the run up when it ends."""
+"""What a person watching a job sees besides the bar (issue 13), in one job: its picture taking shape (previews), its
+expected time left, a small live chart of the worker's memory and speed that moves while it runs and sums the run up
+when it ends, and then the colour queries over the result."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser.test_attention import LOADED
 from tests.browser.test_page import JOB_MS, start_restore, wait_until_done
+from tests.browser.test_previews import ALL_STEPS, PREVIEW_WHILE_RUNNING
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -31,8 +35,11 @@ CHART_DRAWN_WHILE_RUNNING = """() => {
 }"""
 
 
-def test_the_eta_and_a_live_chart_of_memory_and_speed_show_while_the_job_runs_and_its_summary_after(page: Page, generated_photo: Path) -> None:
-    start_restore(page, generated_photo, ("denoise", "colorize", "upscale", "sharpen"))
+def test_the_picture_takes_shape_with_an_eta_and_a_live_chart_and_the_colour_queries_open_over_the_result(
+    page: Page, generated_photo: Path, screenshot: Callable[[str], None]
+) -> None:
+    start_restore(page, generated_photo, ALL_STEPS)
+    page.wait_for_function(PREVIEW_WHILE_RUNNING, timeout=JOB_MS)
     eta = page.get_by_test_id("eta")
     expect(eta).to_have_text(re.compile(r"About \d+ s left"), timeout=JOB_MS)
     page.wait_for_function(CHART_DRAWN_WHILE_RUNNING, timeout=JOB_MS)
@@ -43,8 +50,23 @@ def test_the_eta_and_a_live_chart_of_memory_and_speed_show_while_the_job_runs_an
     page.wait_for_function(
         "text => document.querySelector('[data-testid=live-chart-text]').textContent !== text", arg=first, timeout=JOB_MS
     )  # it moves: a new sample a second
+    screenshot("running")
 
     wait_until_done(page)
     expect(eta).to_be_hidden()
     expect(page.get_by_test_id("live-chart-canvas")).to_be_hidden()
     expect(caption).to_have_text(re.compile(r"Peak memory \d+ MB · .* s in all"))
+
+    toggle = page.get_by_test_id("lens-toggle")
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    overlay = page.get_by_test_id("lens-overlay")
+    page.wait_for_function(f"() => ({LOADED})(document.getElementById('lens-overlay'))", timeout=10_000)
+    # Laid over the result: the same box, so each area of the map covers the part of the photo it speaks of.
+    shown, result = overlay.bounding_box(), page.get_by_test_id("result-image").bounding_box()
+    assert shown and result and abs(shown["width"] - result["width"]) < 2 and abs(shown["height"] - result["height"]) < 2
+    expect(page.get_by_test_id("lens-query")).to_have_count(6)
+    page.wait_for_function(f"() => [...document.querySelectorAll('.lens-map')].every({LOADED})", timeout=10_000)
+    screenshot("queries")
+    toggle.click()
+    expect(overlay).to_be_hidden()
