@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     # one would add about 2.6 GB more, not measured): only a worker that keeps what it should not, or holds more
     # models than that, goes over.
     worker_max_rss_mb: int = Field(8192, ge=0)
+    # `oldphoto worker` serves its own /metrics here (scale-out: the node that runs a job counts its stages, queue wait
+    # and end); None: not served. Loopback unless the operator opens it (OLDPHOTO_WORKER_METRICS_HOST).
+    worker_metrics_port: int | None = Field(None, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
     user_concurrency: int = Field(3, ge=1)
     # "address": the anonymous sessions of one client address take one user's turns and room (docs/jobs.md,
     # "Fairness"); "session": each anonymous session is a user of its own (many people behind one address).

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from sqlalchemy import func, select
@@ -27,7 +28,7 @@ from oldphoto.protocol import JobEvent
 from oldphoto.server.follow import Follower
 from oldphoto.server.outbox import Outbox
 from tests.helpers.images import png_bytes
-from tests.helpers.server import run_async
+from tests.helpers.server import free_port, run_async
 from tests.helpers.services import postgres_database, redis_namespace
 from tests.jobs.conftest import crash_workflow, pause_workflow
 
@@ -43,8 +44,11 @@ def deployment(tmp_path: Path) -> Iterator[tuple[JobStore, str, str, Path]]:
 
 
 @contextmanager
-def worker(database: str, broker: str, prefix: str, data_dir: Path, lease_s: float = 30) -> Iterator[subprocess.Popen[bytes]]:
+def worker(
+    database: str, broker: str, prefix: str, data_dir: Path, lease_s: float = 30, extra: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     env = {
+        **(extra or {}),
         "OLDPHOTO_LEASE_S": str(lease_s),
         **os.environ,
         "OLDPHOTO_DATABASE_URL": database,
@@ -221,3 +225,17 @@ def test_a_colorize_jobs_colour_query_maps_reach_the_store_beside_its_result(
     index = querymaps.read_index(kept)
     assert index is not None and len(index["queries"]) == 6
     assert list((data_dir / "results").glob("*")) == []  # the worker node keeps no copy of either
+
+
+def test_a_worker_node_serves_the_metrics_of_the_jobs_it_ran(deployment: tuple) -> None:
+    """In scale-out the node that runs a job records its stages, queue wait and end: scraped from the node itself."""
+    store, database, broker, prefix, data_dir = deployment
+    port = free_port()
+    job = admit(store, SharedQueue(store), data_dir, "ann", 0.4)
+    with worker(database, broker, prefix, data_dir, extra={"OLDPHOTO_WORKER_METRICS_PORT": str(port)}):
+        assert wait_final(store, job).status == JobStatus.SUCCEEDED
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert 'oldphoto_jobs_finished_total{status="succeeded"} 1.0' in text
+    assert "oldphoto_queue_wait_seconds_count 1.0" in text
+    assert 'oldphoto_stage_duration_seconds_count{node_type="Pause",stage="inference+save"} 1.0' in text
+    assert "oldphoto_workers_alive 1.0" in text and "oldphoto_jobs_running 0.0" in text

@@ -31,11 +31,20 @@ def worker(args: argparse.Namespace) -> int:
     config = service_config(settings)
     config.inputs_dir.mkdir(parents=True, exist_ok=True)
     config.results_dir.mkdir(parents=True, exist_ok=True)
+    exporter = None
     try:
         node = WorkerNode(
             config, store, settings.broker_url or "", settings.broker_prefix, settings.lease_s, max_rss_mb=worker_max_rss_mb(settings)
         )
+        if settings.worker_metrics_port is not None:
+            from oldphoto.distributed.metrics import serve_metrics
+
+            exporter = serve_metrics(node, settings.worker_metrics_port, settings.worker_metrics_host)
+            host, port = exporter.server_address[:2]
+            logging.getLogger("oldphoto.worker").info("metrics on http://%s:%s/metrics", host, port)
         node.run(stop)
     finally:
+        if exporter is not None:
+            exporter.shutdown()
         store.close()
     return EXIT_OK

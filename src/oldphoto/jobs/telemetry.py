@@ -9,14 +9,18 @@ waits at all (it only reads).
 Who counts what: embedded (`oldphoto serve` alone), the web process records every job and exports everything. In
 scale-out, a job's stages, its queue wait and its end are recorded by the worker node that ran it; a web node counts
 only the queued jobs it withdrew itself (cancelled before they started), so its /metrics holds no stage or queue-wait
-observations. What a web node doesn't see it doesn't count.
+observations. What a web node doesn't see it doesn't count; a worker node exports its own on a port of its own
+(`OLDPHOTO_WORKER_METRICS_PORT`, distributed/metrics.py). `telemetry_families` is the Prometheus form, for both.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 # Stages last from a fraction of a second (a warm sharpen) to minutes (a large upscale on CPU, a cold model load).
 STAGE_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -85,3 +89,22 @@ class JobTelemetry:
         with self._lock:
             stages = {key: h.copy() for key, h in self._stages.items()}
             return TelemetryView(stages, self._queue_wait.copy(), dict(self._finished))
+
+
+def telemetry_families(view: TelemetryView) -> Iterator[Metric]:
+    stages = HistogramMetricFamily(
+        "oldphoto_stage_duration_seconds",
+        "How long a job's stage took, from the event that began it to the next (the last one's `<stage>+save`: to complete).",
+        labels=["stage", "node_type"],
+    )
+    for (stage, node_type), histogram in sorted(view.stages.items()):
+        stages.add_metric([stage, node_type], histogram.cumulative(), histogram.total)
+    yield stages
+    wait = view.queue_wait
+    yield HistogramMetricFamily(
+        "oldphoto_queue_wait_seconds", "How long a job waited from admission to its start.", buckets=wait.cumulative(), sum_value=wait.total
+    )
+    finished = CounterMetricFamily("oldphoto_jobs_finished", "Jobs that ended, by final status.", labels=["status"])
+    for status, count in sorted(view.finished.items()):
+        finished.add_metric([status], count)
+    yield finished

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from oldphoto.jobs.service import Capacity
-from oldphoto.jobs.telemetry import TelemetryView
+from oldphoto.jobs.telemetry import TelemetryView, telemetry_families
 from oldphoto.server.looplag import LoopLag
 from oldphoto.server.outbox import EventTally
 
@@ -65,30 +65,11 @@ class ServiceCollector:
         yield GaugeMetricFamily("oldphoto_gc_objects_at_sweep", "Objects alive after the collector's last sweep.", value=swept)
         yield from self.lag.collect()
         if snap.telemetry is not None:
-            yield from _jobs_telemetry(snap.telemetry)
+            yield from telemetry_families(snap.telemetry)
         if snap.events is not None:
             yield CounterMetricFamily("oldphoto_events_sent", "Job events handed to progress streams' writers.", value=snap.events.sent)
             help_text = "Job events replaced by a newer one, or dropped to bound a slow reader's queue."
             yield CounterMetricFamily("oldphoto_events_coalesced", help_text, value=snap.events.coalesced)
-
-
-def _jobs_telemetry(view: TelemetryView) -> Iterator[Metric]:
-    stages = HistogramMetricFamily(
-        "oldphoto_stage_duration_seconds",
-        "How long a job's stage took, from the event that began it to the next (the last one's `<stage>+save`: to complete).",
-        labels=["stage", "node_type"],
-    )
-    for (stage, node_type), histogram in sorted(view.stages.items()):
-        stages.add_metric([stage, node_type], histogram.cumulative(), histogram.total)
-    yield stages
-    wait = view.queue_wait
-    yield HistogramMetricFamily(
-        "oldphoto_queue_wait_seconds", "How long a job waited from admission to its start.", buckets=wait.cumulative(), sum_value=wait.total
-    )
-    finished = CounterMetricFamily("oldphoto_jobs_finished", "Jobs that ended, by final status.", labels=["status"])
-    for status, count in sorted(view.finished.items()):
-        finished.add_metric([status], count)
-    yield finished
 
 
 def render(snapshot: Snapshot, lag: LoopLag) -> bytes:
