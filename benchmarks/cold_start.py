@@ -96,7 +96,7 @@ print(json.dumps({"wall_s": wall, "maxrss_kb": usage.ru_maxrss, "cpu_s": usage.r
 # environment), timed from the spawn. Run as `python -c`, so the spawned worker re-imports no main script.
 _WORKER_DRIVER = r"""
 import json, queue, sys, time
-from oldphoto.jobs.messages import Done, Noted, Previewed, Ready
+from oldphoto.jobs.messages import Done, Measured, Noted, Previewed, Ready
 from oldphoto.jobs.work import WorkItem
 from oldphoto.jobs.workers import WorkerPool
 from oldphoto.settings import Settings
@@ -122,7 +122,7 @@ def job(job_id):
     inference = None
     while True:
         at, message = messages.get(timeout=900)
-        if isinstance(message, Previewed):
+        if isinstance(message, Previewed | Measured):
             continue
         if isinstance(message, Noted):
             if inference is None and message.note.stage == "inference":

@@ -59,7 +59,7 @@ def straight_line(said: Said, start: float) -> float | None:
 
 
 def errors(events: list[dict]) -> dict[str, list[float]]:
-    """Per estimator and point of the job: |eta - actual| / actual."""
+    """Per estimator and point of the job: |eta - actual| / actual (`said` keys: what the learned ETA said, in s)."""
     start = next(e["ts"] for e in events if e.get("stage") not in ("upload", "queued"))
     end = next(e["ts"] for e in events if e.get("type") == "complete")
     said = [Said(e["ts"], e.get("progress", 0), e.get("eta_s")) for e in events if e.get("type", "progress") == "progress"]
@@ -70,10 +70,39 @@ def errors(events: list[dict]) -> dict[str, list[float]]:
         actual = end - last.ts
         for name, eta in (("learned", last.eta_s), ("straight line", straight_line(last, start))):
             out.setdefault(f"{name} {q:.0%}", []).append(1.0 if eta is None else abs(eta - actual) / actual)
+        out.setdefault("said", []).append(-1.0 if last.eta_s is None else last.eta_s)
+        out.setdefault("actual", []).append(actual)
     return out
 
 
-def run(jobs: int, input_size: int, sizes: tuple[tuple[int, int], ...]) -> tuple[dict[str, list[float]], list[float]]:
+@dataclass(frozen=True)
+class JobRun:
+    index: int
+    steps: str
+    size: tuple[int, int]
+    first: bool  # the first job of its steps and photo size: its stages run on the seed table (or cold)
+    seconds: float
+    errors: dict[str, list[float]]
+
+
+def breakdown(runs: list[JobRun]) -> str:
+    """Where the learned ETA's large errors come from: first jobs of a kind against repeats, and the worst jobs."""
+    rows = []
+    for label, chosen in (("first of its kind", [r for r in runs if r.first]), ("seen before", [r for r in runs if not r.first])):
+        for q in POINTS:
+            values = [e for r in chosen for e in r.errors[f"learned {q:.0%}"]]
+            if values:
+                rows.append([label, f"{q:.0%}", len(values), median(values), percentile(values, 90)])
+    out = table(["jobs", "point", "n", "learned median", "learned p90"], rows)
+    worst = sorted(runs, key=lambda r: -max(r.errors[f"learned {q:.0%}"][0] for q in POINTS))[:6]
+    lines = ["", "worst jobs (learned ETA said / actual seconds left, at 25 / 50 / 75 %):"]
+    for r in worst:
+        pairs = " ".join(f"{said:.1f}/{actual:.1f}" for said, actual in zip(r.errors["said"], r.errors["actual"], strict=True))
+        lines.append(f"  job {r.index:2d} {r.steps:26s} {r.size[0]}x{r.size[1]:<4d} {'first' if r.first else 'again'} {r.seconds:5.2f} s: {pairs}")
+    return out + "\n".join(lines)
+
+
+def run(jobs: int, input_size: int, sizes: tuple[tuple[int, int], ...]) -> tuple[dict[str, list[float]], list[float], list[JobRun]]:
     env = {
         "OLDPHOTO_MODEL": str(tiny_checkpoint()),
         "OLDPHOTO_DEVICE": "cpu",
@@ -95,13 +124,18 @@ def run(jobs: int, input_size: int, sizes: tuple[tuple[int, int], ...]) -> tuple
         with sqlite3.connect(f"file:{server.data_dir / 'jobs.sqlite3'}?mode=ro", uri=True) as db:
             logs = {j: [json.loads(b) for (b,) in db.execute("SELECT body FROM events WHERE job_id = ? ORDER BY seq", (j,))] for j in ids}
     merged: dict[str, list[float]] = {}
-    spans = []
-    for job_id in ids:
-        for key, values in errors(logs[job_id]).items():
-            merged.setdefault(key, []).extend(values)
+    spans, runs, seen = [], [], set()
+    for i, job_id in enumerate(ids):
+        found = errors(logs[job_id])
+        for key, values in found.items():
+            if key not in ("said", "actual"):
+                merged.setdefault(key, []).extend(values)
         events = logs[job_id]
         spans.append(next(e["ts"] for e in events if e.get("type") == "complete") - next(e["ts"] for e in events if e.get("stage") not in ("upload", "queued")))
-    return merged, spans
+        kind = (STEPS[i % len(STEPS)], sizes[i % len(sizes)])
+        runs.append(JobRun(i, kind[0], kind[1], kind not in seen, spans[-1], found))
+        seen.add(kind)
+    return merged, spans, runs
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -115,7 +149,7 @@ def main(argv: list[str] | None = None) -> str:
         args.jobs, args.input_size, sizes = 6, 128, ((160, 120), (96, 64))
     print_header("ETA error: learned against straight line")
     print(f"{args.jobs} jobs, one at a time, steps cycling {', '.join(STEPS)}; photos {', '.join(f'{w}x{h}' for w, h in sizes)}", flush=True)
-    found, spans = run(args.jobs, args.input_size, sizes)
+    found, spans, runs = run(args.jobs, args.input_size, sizes)
     rows = []
     for q in POINTS:
         learned, straight = found[f"learned {q:.0%}"], found[f"straight line {q:.0%}"]
@@ -123,6 +157,7 @@ def main(argv: list[str] | None = None) -> str:
     headers = ["point of the job", "learned median", "learned p90", "straight line median", "straight line p90"]
     out = table(headers, rows)
     out += f"\njobs {len(spans)}, running seconds median {median(spans):.2f}, max {max(spans):.2f}; load {load_avg()}"
+    out += "\n\n" + breakdown(runs)
     print()
     print(out)
     return out
