@@ -74,3 +74,24 @@ def test_a_run_says_a_decreasing_eta_from_its_plan_not_from_elapsed_time() -> No
 def test_every_seeded_stage_is_one_a_node_says() -> None:
     stages = {"preprocess", "load_model", "inference", "postprocess"}
     assert all(stage in stages for table in SEED.values() for stage, _, _ in table)
+
+
+def test_a_stage_never_timed_here_moves_toward_its_own_pace_and_a_learned_one_keeps_its_seconds() -> None:
+    now = [0.0]
+    seeded = Countdown(Plan((PlanEntry("a", "inference", 2.0, seeded=True), PlanEntry("a", "postprocess", 1.0))), clock=lambda: now[0])
+    learned = Countdown(Plan((PlanEntry("a", "inference", 2.0), PlanEntry("a", "postprocess", 1.0))), clock=lambda: now[0])
+    for countdown in (seeded, learned):
+        assert countdown.left("a", "inference", 0.0) == 3.0
+    now[0] = 10.0  # half done after 10 s: the seed's 2 s for all of it was far off
+    assert learned.left("a", "inference", 0.5) == 2.0  # 1 s of its 2 left, then 1 s
+    # (1 - 0.5) x 1 s expected + 0.5 x 10 s at its own pace, then the 1 s after it
+    assert seeded.left("a", "inference", 0.5) == 6.5
+    now[0] = 11.0
+    assert seeded.left("a", "postprocess", 0.0) == 1.0  # a new stage: its own seconds
+
+
+def test_the_plan_marks_which_stages_come_from_the_seed_table() -> None:
+    workflow = workflow_from_steps("sharpen")
+    pixels = 48 * 64
+    plan = Expected({("Sharpen", "inference", size_bucket(pixels)): 30.0}).plan(workflow, pixels)
+    assert [(e.stage, e.seeded) for e in plan.entries] == [("preprocess", True), ("inference", False), ("postprocess", True)]
