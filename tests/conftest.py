@@ -26,6 +26,14 @@ def photo(photos: list[Path]) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models dir the test servers of this test process share: the tiny checkpoint's ONNX graphs are exported once
+    per input size (10-20 s each on two cores), not once per test module. Tests about the export itself, or that look
+    into the cache, make their own."""
+    return tmp_path_factory.mktemp("shared-models")
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A DDColor checkpoint in the authors' official form: the real tiny architecture with random weights."""
     from tests.helpers.checkpoints import write_tiny_checkpoint

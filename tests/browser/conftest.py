@@ -41,13 +41,13 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory, shared_models_dir: Path) -> Iterator[str]:
     """The base URL of a real server with its own data dir and the tiny random-weight DDColor checkpoint."""
     from tests.helpers.server import running_server
 
     env = {
         "OLDPHOTO_MODEL": str(tiny_checkpoint),
-        "OLDPHOTO_MODELS_DIR": str(tmp_path_factory.mktemp("models")),
+        "OLDPHOTO_MODELS_DIR": str(shared_models_dir),
         "OLDPHOTO_DEVICE": "cpu",
         # The page is under test, not the colours: a smaller model input keeps each job to seconds on a CPU.
         "OLDPHOTO_INPUT_SIZE": "256",

@@ -16,11 +16,11 @@ FINAL = {"complete", "error", "cancelled"}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[ServerProcess]:
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, shared_models_dir: Path) -> Iterator[ServerProcess]:
     """A real server whose colorize model is a real DDColor checkpoint with random weights."""
     process = start_server(
         tmp_path_factory.mktemp("server"),
-        {"OLDPHOTO_MODEL": str(tiny_checkpoint), "OLDPHOTO_USER_CONCURRENCY": "20", "OLDPHOTO_MODELS_DIR": str(tmp_path_factory.mktemp("models"))},
+        {"OLDPHOTO_MODEL": str(tiny_checkpoint), "OLDPHOTO_USER_CONCURRENCY": "20", "OLDPHOTO_MODELS_DIR": str(shared_models_dir)},
     )
     yield process
     process.stop()

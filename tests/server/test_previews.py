@@ -32,13 +32,13 @@ RETENTION_S = 7.2
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[ServerProcess]:
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, shared_models_dir: Path) -> Iterator[ServerProcess]:
     """Finished jobs are removed seconds after they end, so a test can see a preview go with its job."""
     process = start_server(
         tmp_path_factory.mktemp("server"),
         {
             "OLDPHOTO_MODEL": str(tiny_checkpoint),
-            "OLDPHOTO_MODELS_DIR": str(tmp_path_factory.mktemp("models")),
+            "OLDPHOTO_MODELS_DIR": str(shared_models_dir),
             "OLDPHOTO_RETENTION_HOURS": str(RETENTION_S / 3600),
             "OLDPHOTO_INPUT_SIZE": "256",  # a smaller network input: the colorize job takes seconds, not a minute
         },
