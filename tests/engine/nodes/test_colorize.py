@@ -44,8 +44,9 @@ def image() -> np.ndarray:
 
 
 @pytest.fixture
-def options(tiny_checkpoint: Path, tmp_path: Path) -> RunOptions:
-    return RunOptions(model=str(tiny_checkpoint), models_dir=tmp_path, device="cpu", input_size=512, ab_upsample="bilinear")
+def options(tiny_checkpoint: Path, shared_models_dir: Path) -> RunOptions:
+    # The graphs exported once for every test of this process (the tests of the export itself make their own dir).
+    return RunOptions(model=str(tiny_checkpoint), models_dir=shared_models_dir, device="cpu", input_size=512, ab_upsample="bilinear")
 
 
 def run_node(

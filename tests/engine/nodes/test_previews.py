@@ -107,9 +107,9 @@ def test_a_large_photo_is_previewed_within_256_pixels(monkeypatch: pytest.Monkey
     assert {p.shape for p in previews.pictures} == {(256, 149, 3)}
 
 
-def test_ddcolor_sends_its_colours_once_the_network_ends(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_ddcolor_sends_its_colours_once_the_network_ends(tiny_checkpoint: Path, shared_models_dir: Path) -> None:
     image = textured(77, 120)
-    options = RunOptions(model=str(tiny_checkpoint), models_dir=tmp_path, device="cpu", input_size=64)
+    options = RunOptions(model=str(tiny_checkpoint), models_dir=shared_models_dir, device="cpu", input_size=64)
     out, previews = run(DDColorNode.build(NodeSpec("n", "DDColor")), image, options)
 
     (picture,) = previews.pictures
