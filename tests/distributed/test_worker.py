@@ -239,3 +239,18 @@ def test_a_worker_node_serves_the_metrics_of_the_jobs_it_ran(deployment: tuple) 
     assert "oldphoto_queue_wait_seconds_count 1.0" in text
     assert 'oldphoto_stage_duration_seconds_count{node_type="Pause",stage="inference+save"} 1.0' in text
     assert "oldphoto_workers_alive 1.0" in text and "oldphoto_jobs_running 0.0" in text
+
+
+def test_a_worker_nodes_previews_reach_the_store_and_the_log(deployment: tuple) -> None:
+    """Scale-out: the worker node keeps the latest picture as the job's store blob, where every web node reads it
+    (`GET /api/jobs/{id}/preview`), and records the `preview` event that names it."""
+    from oldphoto.jobs import previews
+
+    store, database, broker, prefix, data_dir = deployment
+    job_id = admit(store, SharedQueue(store), data_dir, "ann", 0, workflow='{"steps": "denoise"}')
+    with worker(database, broker, prefix, data_dir):
+        assert wait_final(store, job_id).status == JobStatus.SUCCEEDED
+    named = [e.preview for e in store.events_after(job_id) if e.type == "preview"]
+    assert named and named[-1] is not None and named[-1].url == previews.url(job_id, named[-1].frame)
+    picture = previews.latest(store, job_id)
+    assert picture is not None and picture[:3] == b"\xff\xd8\xff"  # a JPEG
