@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # `oldphoto worker` serves its own /metrics here (scale-out: the node that runs a job counts its stages, queue wait
     # and end); None: not served. Loopback unless the operator opens it (OLDPHOTO_WORKER_METRICS_HOST).
     worker_metrics_port: int | None = Field(None, ge=0, le=65535)
+    # `oldphoto worker` on its first SIGTERM takes no new job and lets the running ones finish for up to this long,
+    # then hands back what still runs (at once, not after its lease); a second SIGTERM stops at once.
+    drain_grace_s: float = Field(30.0, ge=0.0)
     worker_metrics_host: str = "127.0.0.1"
     user_concurrency: int = Field(3, ge=1)
     # "address": the anonymous sessions of one client address take one user's turns and room (docs/jobs.md,

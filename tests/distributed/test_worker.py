@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -254,3 +255,47 @@ def test_a_worker_nodes_previews_reach_the_store_and_the_log(deployment: tuple) 
     assert named and named[-1] is not None and named[-1].url == previews.url(job_id, named[-1].frame)
     picture = previews.latest(store, job_id)
     assert picture is not None and picture[:3] == b"\xff\xd8\xff"  # a JPEG
+
+
+def wait_status(store: JobStore, job_id: str, status: JobStatus, timeout: float = 60) -> Job:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = store.get(job_id)
+        if job is not None and job.status == status:
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} not {status} within {timeout}s: {store.get(job_id)}")
+
+
+def test_a_sigterm_drains_the_node_running_jobs_finish_and_no_new_one_starts(deployment: tuple) -> None:
+    store, database, broker, prefix, data_dir = deployment
+    queue = SharedQueue(store)
+    running = admit(store, queue, data_dir, "ann", 2.0)
+    with worker(database, broker, prefix, data_dir, extra={"OLDPHOTO_DRAIN_GRACE_S": "30"}) as process:
+        wait_status(store, running, JobStatus.RUNNING)
+        waiting = admit(store, queue, data_dir, "bob", 0.1)  # admitted now: the draining node must leave it
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    assert store.get(running).status == JobStatus.SUCCEEDED  # type: ignore[union-attr]  # it finished, not cut short
+    left = store.get(waiting)
+    assert left is not None and left.status == JobStatus.QUEUED and left.attempts == 0
+
+
+@pytest.mark.parametrize("second_signal", [True, False], ids=["second-sigterm", "grace-spent"])
+def test_a_job_still_running_when_the_drain_ends_is_handed_back_at_once(deployment: tuple, second_signal: bool) -> None:
+    """Not after its lease (30 s here): at once, without spending its one retry, for another node to take."""
+    store, database, broker, prefix, data_dir = deployment
+    job_id = admit(store, SharedQueue(store), data_dir, "ann", 30.0)
+    grace = "60" if second_signal else "1"
+    with worker(database, broker, prefix, data_dir, extra={"OLDPHOTO_DRAIN_GRACE_S": grace}) as process:
+        wait_status(store, job_id, JobStatus.RUNNING)
+        began = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        if second_signal:
+            time.sleep(0.5)
+            process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        took = time.monotonic() - began
+    job = store.get(job_id)
+    assert job is not None and job.status == JobStatus.QUEUED and job.attempts == 0
+    assert took < 10, f"the node took {took:.1f} s to stop"

@@ -4,9 +4,9 @@ import argparse
 import logging.config
 import signal
 import sys
-import threading
 
 from oldphoto.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from oldphoto.jobs.shutdown import Shutdown
 from oldphoto.settings import get_settings
 
 
@@ -22,9 +22,10 @@ def worker(args: argparse.Namespace) -> int:
     from oldphoto.wiring import service_config, worker_max_rss_mb
 
     logging.config.dictConfig(logs.config(settings.log_format))
-    stop = threading.Event()
+    # The first SIGTERM drains (running jobs may finish within the grace), the second stops at once.
+    shutdown = Shutdown(settings.drain_grace_s)
     for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, lambda *_: stop.set())
+        signal.signal(number, lambda *_: shutdown.signal())
     if not store_ready(settings.store_url, "worker"):
         return EXIT_FAILED
     store = JobStore(settings.store_url)
@@ -42,7 +43,7 @@ def worker(args: argparse.Namespace) -> int:
             exporter = serve_metrics(node, settings.worker_metrics_port, settings.worker_metrics_host)
             host, port = exporter.server_address[:2]
             logging.getLogger("oldphoto.worker").info("metrics on http://%s:%s/metrics", host, port)
-        node.run(stop)
+        node.run(shutdown)
     finally:
         if exporter is not None:
             exporter.shutdown()

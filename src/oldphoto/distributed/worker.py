@@ -42,6 +42,7 @@ from oldphoto.jobs.messages import (
 from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.service import ServiceConfig
 from oldphoto.jobs.sharedqueue import SharedQueue
+from oldphoto.jobs.shutdown import Shutdown
 from oldphoto.jobs.store import JobStore
 from oldphoto.jobs.workers import WorkerPool
 
@@ -82,6 +83,7 @@ class WorkerNode:
             store, self.publisher.publish, config.results_dir, config.job_timeout_s, self.durations, tell=self.publisher.tell
         )
         self.inbox: queue.SimpleQueue[NodeMessage] = queue.SimpleQueue()
+        self.draining = threading.Event()  # the shutdown's, once `run` has it
         self.pool = WorkerPool(
             config.workers,
             self.inbox.put,
@@ -92,14 +94,18 @@ class WorkerNode:
             log_format=config.log_format,
         )
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, shutdown: Shutdown) -> None:
+        """Until the stop is due (jobs/shutdown.py): while draining, no new job starts and the running ones finish."""
+        stop = shutdown.stopped
+        self.draining = shutdown.draining
         self.pool.start()
         listener = threading.Thread(target=self._listen_for_cancels, args=(stop,), name="oldphoto-cancels", daemon=True)
         listener.start()
         try:
-            while not stop.is_set():
+            while not shutdown.due(len(self.recorder.running)):
                 self._keep_leases()
-                self._start_what_fits()
+                if not shutdown.draining.is_set():
+                    self._start_what_fits()
                 try:
                     message = self.inbox.get(timeout=POLL_S)
                 except queue.Empty:
@@ -170,7 +176,8 @@ class WorkerNode:
         if now < self._next_renewal:
             return
         self._next_renewal = now + self.lease_s / 6
-        self.leases.node_seen(self.holder, self.pool.size * self.pool.slots, len(self.recorder.running), self.lease_s)
+        slots = 0 if self.draining.is_set() else self.pool.size * self.pool.slots  # a draining node takes no more jobs
+        self.leases.node_seen(self.holder, slots, len(self.recorder.running), self.lease_s)
         for job_id in self.leases.renew(self.holder):
             self.pool.cancel(job_id)
         for job_id, lane, attempts in self.leases.stale(self.lease_s):
