@@ -1,0 +1,211 @@
+"""deploy/nginx.conf in front of a real `oldphoto serve`, through Debian's nginx (issue 14, item 2; docs/deploy.md).
+
+The site file is rendered as an operator would (TLS included, with a throwaway self-signed certificate) and only
+its ports, paths and read timeout differ: the read timeout is 3 s instead of 60 s, and the app pings and
+heartbeats every second, so "an idle socket outlives the proxy's timeout" takes seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from oldphoto.deploy import TEMPLATE, render, site_values
+from oldphoto.settings import Settings
+from tests.helpers.images import png_bytes
+from tests.helpers.server import ServerProcess, free_port, start_server
+from tests.server.test_telemetry import pause
+
+pytestmark = pytest.mark.slow
+
+NGINX = Path("/usr/sbin/nginx")
+SECRET = "deploy-test-secret-0123456789-0123456789-abcdef"
+READ_TIMEOUT_S = 3
+FINAL = {"complete", "error", "cancelled"}
+
+
+def token(user: str) -> str:
+    return jwt.encode({"sub": user, "exp": int(time.time()) + 600}, SECRET, algorithm="HS256")
+
+
+@dataclass
+class Proxy:
+    https_port: int
+    http_port: int
+    app: ServerProcess
+
+    @property
+    def url(self) -> str:
+        return f"https://localhost:{self.https_port}"
+
+    def http(self, user: str | None = None, address: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token(user)}"} if user else {}
+        transport = httpx.HTTPTransport(verify=False, local_address=address) if address else httpx.HTTPTransport(verify=False)
+        return httpx.Client(base_url=self.url, headers=headers, transport=transport, timeout=60)
+
+    def socket(self, user: str, query: str) -> ClientConnection:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return connect(f"wss://localhost:{self.https_port}/ws/progress{query}", subprotocols=["bearer", token(user)], ssl=context, open_timeout=10)
+
+
+def nginx_binary() -> Path:
+    found = NGINX if NGINX.exists() else Path(shutil.which("nginx") or "/nonexistent")
+    if not found.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("nginx is missing: CI must run the proxy tests (apt-get install nginx)", pytrace=False)
+        pytest.skip("nginx is not installed")
+    return found
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def main_config(prefix: Path, site: Path) -> str:
+    """What /etc/nginx/nginx.conf gives a site file, with every path of nginx's own under `prefix` (not root)."""
+    temps = "\n".join(f"    {name}_temp_path {prefix / name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    mime = "    include /etc/nginx/mime.types;" if Path("/etc/nginx/mime.types").exists() else ""
+    return f"events {{}}\nhttp {{\n{mime}\n    access_log {prefix / 'access.log'};\n{temps}\n    include {site};\n}}\n"
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    binary = nginx_binary()
+    env = {
+        "OLDPHOTO_TEST_NODES": "1",
+        "OLDPHOTO_WORKERS": "1",
+        "OLDPHOTO_USER_CONCURRENCY": "5",
+        "OLDPHOTO_JWT_SECRET": SECRET,
+        "OLDPHOTO_FORWARDED_ALLOW_IPS": "127.0.0.1",  # nginx's address as the app sees it
+        "OLDPHOTO_WS_PING_INTERVAL_S": "1",
+        "OLDPHOTO_SSE_HEARTBEAT_S": "1",
+    }
+    app = start_server(tmp_path_factory.mktemp("app"), env)
+    prefix = tmp_path_factory.mktemp("nginx")
+    cert, key = self_signed(prefix)
+    https_port, http_port = free_port(), free_port()
+    values = site_values(
+        Settings(),
+        server_name="localhost",
+        upstreams=[f"127.0.0.1:{app.port}"],
+        certificate=str(cert),
+        certificate_key=str(key),
+        http_port=http_port,
+        https_port=https_port,
+        read_timeout_s=READ_TIMEOUT_S,
+    )
+    site = prefix / "oldphoto.conf"
+    site.write_text(render(TEMPLATE.read_text(encoding="utf-8"), values))
+    (prefix / "nginx.conf").write_text(main_config(prefix, site))
+    globals_ = f"daemon off; master_process on; worker_processes 1; pid {prefix / 'nginx.pid'}; error_log {prefix / 'error.log'} info;"
+    process = subprocess.Popen([str(binary), "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", globals_])
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", https_port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"nginx did not start:\n{(prefix / 'error.log').read_text(errors='replace')}") from None
+                time.sleep(0.1)
+        yield Proxy(https_port, http_port, app)
+    finally:
+        process.terminate()
+        process.wait(10)
+        app.stop()
+
+
+def read_socket(ws: ClientConnection, timeout: float = 60) -> list[tuple[float, dict[str, Any]]]:
+    """Every event until the final one, each with the time it came."""
+    events = []
+    while True:
+        event = json.loads(ws.recv(timeout=timeout))
+        events.append((time.monotonic(), event))
+        if event["type"] in FINAL:
+            return events
+
+
+def read_stream(http: httpx.Client, job_id: str) -> list[tuple[float, dict[str, Any]]]:
+    events = []
+    with http.stream("GET", f"/api/jobs/{job_id}/events") as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                event = json.loads(line[6:])
+                events.append((time.monotonic(), event))
+                if event["type"] in FINAL:
+                    return events
+    raise AssertionError(f"the stream ended before the job did: {events[-3:]}")
+
+
+def gap_free(events: list[tuple[float, dict[str, Any]]]) -> None:
+    seqs = [e["seq"] for _, e in events if not e.get("live")]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) and seqs[0] == 1, seqs
+    assert events[-1][1]["type"] == "complete", events[-1]
+
+
+def longest_quiet(events: list[tuple[float, dict[str, Any]]]) -> float:
+    return max(later - earlier for (earlier, _), (later, _) in zip(events, events[1:]))
+
+
+# ------------------------------------------------------------------------------------------------ following jobs
+
+
+def test_a_job_is_followed_through_the_proxy_over_websocket(proxy: Proxy) -> None:
+    http = proxy.http("ws-follower")
+    job = http.post("/api/jobs", files={"file": ("p.png", png_bytes(32, 32))}, data={"workflow": pause(0.3)}).json()
+    with proxy.socket("ws-follower", f"?job_id={job['job_id']}") as ws:
+        gap_free(read_socket(ws))
+    assert http.get(f"/results/{job['job_id']}.png").content.startswith(b"\x89PNG")
+
+
+def test_a_job_is_followed_through_the_proxy_over_server_sent_events(proxy: Proxy) -> None:
+    http = proxy.http("sse-follower")
+    job = http.post("/api/jobs", files={"file": ("p.png", png_bytes(32, 32))}, data={"workflow": pause(0.3)}).json()
+    gap_free(read_stream(http, job["job_id"]))
+
+
+def queued_behind_a_long_job(proxy: Proxy, user: str) -> str:
+    """A job that waits, silent, behind another of 2 x the proxy's read timeout on the one worker."""
+    blocker = proxy.http(f"{user}-blocker")
+    blocker.post("/api/jobs", files={"file": ("p.png", png_bytes(32, 32))}, data={"workflow": pause(2 * READ_TIMEOUT_S)})
+    job = proxy.http(user).post("/api/jobs", files={"file": ("p.png", png_bytes(32, 32))}, data={"workflow": pause(0.1)})
+    return job.json()["job_id"]
+
+
+def test_an_idle_websocket_outlives_the_proxys_read_timeout_and_gets_the_next_event(proxy: Proxy) -> None:
+    job = queued_behind_a_long_job(proxy, "idle-ws")
+    with proxy.socket("idle-ws", f"?job_id={job}") as ws:
+        events = read_socket(ws)
+    gap_free(events)
+    assert longest_quiet(events) > READ_TIMEOUT_S + 1, [(round(t, 2), e["type"]) for t, e in events]
+
+
+def test_an_idle_event_stream_outlives_the_proxys_read_timeout_and_gets_the_next_event(proxy: Proxy) -> None:
+    job = queued_behind_a_long_job(proxy, "idle-sse")
+    events = read_stream(proxy.http("idle-sse"), job)
+    gap_free(events)
+    assert longest_quiet(events) > READ_TIMEOUT_S + 1, [(round(t, 2), e["type"]) for t, e in events]
