@@ -120,6 +120,8 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     site.write_text(render(TEMPLATE.read_text(encoding="utf-8"), values))
     (prefix / "nginx.conf").write_text(main_config(prefix, site))
     globals_ = f"daemon off; master_process on; worker_processes 1; pid {prefix / 'nginx.pid'}; error_log {prefix / 'error.log'} info;"
+    if os.geteuid() == 0:  # nginx's workers would drop to nobody, who cannot write this test's temp dirs
+        globals_ += " user root;"
     process = subprocess.Popen([str(binary), "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", globals_])
     try:
         deadline = time.monotonic() + 10
@@ -209,3 +211,96 @@ def test_an_idle_event_stream_outlives_the_proxys_read_timeout_and_gets_the_next
     events = read_stream(proxy.http("idle-sse"), job)
     gap_free(events)
     assert longest_quiet(events) > READ_TIMEOUT_S + 1, [(round(t, 2), e["type"]) for t, e in events]
+
+
+# ------------------------------------------------------------------------------------------------------- uploads
+
+
+def uncompressed_png(width: int, height: int) -> bytes:
+    """A real photo-sized PNG whose size is its pixels (stored, not deflated): 3 bytes a pixel, made at once."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (120, 90, 60)).save(out, "PNG", compress_level=0)
+    return out.getvalue()
+
+
+def test_a_24_mb_upload_passes_the_proxy(proxy: Proxy) -> None:
+    photo = uncompressed_png(2800, 3000)
+    assert 24 * 2**20 < len(photo) < 25 * 2**20
+    response = proxy.http("big-uploader").post("/api/jobs", files={"file": ("big.png", photo)}, data={"workflow": pause(0)})
+    assert response.status_code == 202, response.text
+
+
+def test_a_26_mb_upload_gets_the_apps_own_413(proxy: Proxy) -> None:
+    too_big = b"\x89PNG\r\n\x1a\n" + bytes(26 * 2**20)
+    response = proxy.http("bigger-uploader").post("/api/jobs", files={"file": ("big.png", too_big)})
+    assert response.status_code == 413 and response.headers["content-type"] == "application/json", response.text
+    # The app's words (its limit named), not the proxy's: nginx let the body through to the app.
+    assert response.json() == {"error": "The file is larger than the limit of 25 MB.", "code": "too_large"}
+
+
+def test_a_body_past_the_proxys_cap_is_refused_by_nginx_with_the_same_json(proxy: Proxy) -> None:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", proxy.https_port)) as raw, context.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(
+            b"POST /api/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=B\r\n"
+            b"Content-Length: 1000000000\r\n\r\n"
+        )
+        tls.settimeout(10)
+        head, _, body = tls.recv(65536).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413") and b"application/json" in head, head
+    assert json.loads(body)["code"] == "too_large"
+
+
+# ------------------------------------------------------------------------------------------ the client's address
+
+
+def test_per_address_limits_see_the_real_client_through_the_proxy_and_it_cannot_spoof_it(proxy: Proxy) -> None:
+    crowd = proxy.http(address="127.0.9.2")
+    for i in range(30):  # POST /api/session: 30 a minute per address; a new spoofed address each time
+        response = crowd.post("/api/session", headers={"X-Forwarded-For": f"203.0.113.{i}"})
+        assert response.status_code == 200, (i, response.text)
+        # X-Forwarded-Proto from the trusted proxy: the app knows the client came over TLS.
+        assert "secure" in response.headers["set-cookie"].lower()
+    refused = crowd.post("/api/session", headers={"X-Forwarded-For": "198.51.100.7, 127.0.0.1"})
+    assert refused.status_code == 429 and refused.json()["code"] == "rate_limited", refused.text
+    # The app counts the client's own address, not nginx's (127.0.0.1): another client is not refused ...
+    assert proxy.http(address="127.0.9.3").post("/api/session").status_code == 200
+    # ... and a client that skips the proxy is not trusted with the header either.
+    direct = httpx.Client(base_url=proxy.app.url, transport=httpx.HTTPTransport(local_address="127.0.9.2"))
+    assert direct.post("/api/session", headers={"X-Forwarded-For": "203.0.113.200"}).status_code == 429
+
+
+# ------------------------------------------------------------------------------------------- the rest of the file
+
+
+def test_plain_http_is_redirected_to_https(proxy: Proxy) -> None:
+    response = httpx.get(f"http://127.0.0.1:{proxy.http_port}/api/models?x=1", headers={"Host": "localhost"})
+    assert response.status_code == 301 and response.headers["location"] == "https://localhost/api/models?x=1"
+
+
+def test_static_files_are_served_by_nginx_and_revalidated(proxy: Proxy) -> None:
+    http = proxy.http()
+    first = http.get("/static/app.js")
+    assert first.status_code == 200 and first.headers["cache-control"] == "no-cache"
+    assert first.content == (Path(values_static_root()) / "app.js").read_bytes()
+    again = http.get("/static/app.js", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
+
+
+def values_static_root() -> str:
+    from oldphoto.deploy import STATIC_ROOT
+
+    return str(STATIC_ROOT)
+
+
+def test_the_renderer_writes_one_upstream_line_per_web_node() -> None:
+    values = site_values(Settings(), server_name="x", upstreams=["10.0.0.11:8000", "10.0.0.12:8000"], certificate="c", certificate_key="k")
+    site = render(TEMPLATE.read_text(encoding="utf-8"), values)
+    assert "server 10.0.0.11:8000 " in site and "server 10.0.0.12:8000 " in site and "{{" not in site
+    assert "client_max_body_size 50m;" in site and "proxy_read_timeout 60s;" in site
