@@ -271,6 +271,10 @@ def test_per_address_limits_see_the_real_client_through_the_proxy_and_it_cannot_
     assert refused.status_code == 429 and refused.json()["code"] == "rate_limited", refused.text
     # The app counts the client's own address, not nginx's (127.0.0.1): another client is not refused ...
     assert proxy.http(address="127.0.9.3").post("/api/session").status_code == 200
+    # ... a client on a trusted address (here the proxy's own host) cannot hand its choice to the app either ...
+    local = proxy.http(address="127.0.0.1")
+    statuses = [local.post("/api/session", headers={"X-Forwarded-For": f"192.0.2.{i}"}).status_code for i in range(31)]
+    assert statuses == [200] * 30 + [429], statuses
     # ... and a client that skips the proxy is not trusted with the header either.
     direct = httpx.Client(base_url=proxy.app.url, transport=httpx.HTTPTransport(local_address="127.0.9.2"))
     assert direct.post("/api/session", headers={"X-Forwarded-For": "203.0.113.200"}).status_code == 429
