@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,13 @@ NGINX = Path("/usr/sbin/nginx")
 SECRET = "deploy-test-secret-0123456789-0123456789-abcdef"
 READ_TIMEOUT_S = 3
 FINAL = {"complete", "error", "cancelled"}
+APP_ENV = {
+    "OLDPHOTO_TEST_NODES": "1",
+    "OLDPHOTO_USER_CONCURRENCY": "5",
+    "OLDPHOTO_FORWARDED_ALLOW_IPS": "127.0.0.1",  # nginx's address as the app sees it
+    "OLDPHOTO_WS_PING_INTERVAL_S": "1",
+    "OLDPHOTO_SSE_HEARTBEAT_S": "1",
+}
 
 
 def token(user: str) -> str:
@@ -86,30 +94,22 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 def main_config(prefix: Path, site: Path) -> str:
     """What /etc/nginx/nginx.conf gives a site file, with every path of nginx's own under `prefix` (not root)."""
     temps = "\n".join(f"    {name}_temp_path {prefix / name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    # Which web node answered each request: the scale-out test reads it.
+    upstream_log = f"    log_format upstream '$upstream_addr $request';\n    access_log {prefix / 'upstream.log'} upstream;"
     mime = "    include /etc/nginx/mime.types;" if Path("/etc/nginx/mime.types").exists() else ""
-    return f"events {{}}\nhttp {{\n{mime}\n    access_log {prefix / 'access.log'};\n{temps}\n    include {site};\n}}\n"
+    return f"events {{}}\nhttp {{\n{mime}\n{upstream_log}\n    access_log {prefix / 'access.log'};\n{temps}\n    include {site};\n}}\n"
 
 
-@pytest.fixture(scope="module")
-def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+@contextmanager
+def running_nginx(prefix: Path, upstreams: list[str]) -> Iterator[tuple[int, int]]:
+    """nginx with the rendered site file in front of `upstreams`; its (https, http) ports."""
     binary = nginx_binary()
-    env = {
-        "OLDPHOTO_TEST_NODES": "1",
-        "OLDPHOTO_WORKERS": "1",
-        "OLDPHOTO_USER_CONCURRENCY": "5",
-        "OLDPHOTO_JWT_SECRET": SECRET,
-        "OLDPHOTO_FORWARDED_ALLOW_IPS": "127.0.0.1",  # nginx's address as the app sees it
-        "OLDPHOTO_WS_PING_INTERVAL_S": "1",
-        "OLDPHOTO_SSE_HEARTBEAT_S": "1",
-    }
-    app = start_server(tmp_path_factory.mktemp("app"), env)
-    prefix = tmp_path_factory.mktemp("nginx")
     cert, key = self_signed(prefix)
     https_port, http_port = free_port(), free_port()
     values = site_values(
         Settings(),
         server_name="localhost",
-        upstreams=[f"127.0.0.1:{app.port}"],
+        upstreams=upstreams,
         certificate=str(cert),
         certificate_key=str(key),
         http_port=http_port,
@@ -133,10 +133,20 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"nginx did not start:\n{(prefix / 'error.log').read_text(errors='replace')}") from None
                 time.sleep(0.1)
-        yield Proxy(https_port, http_port, app)
+        yield https_port, http_port
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    nginx_binary()  # skip (or fail in CI) before starting the app
+    app = start_server(tmp_path_factory.mktemp("app"), {**APP_ENV, "OLDPHOTO_WORKERS": "1", "OLDPHOTO_JWT_SECRET": SECRET})
+    try:
+        with running_nginx(tmp_path_factory.mktemp("nginx"), [f"127.0.0.1:{app.port}"]) as (https_port, http_port):
+            yield Proxy(https_port, http_port, app)
+    finally:
         app.stop()
 
 
@@ -308,3 +318,43 @@ def test_the_renderer_writes_one_upstream_line_per_web_node() -> None:
     site = render(TEMPLATE.read_text(encoding="utf-8"), values)
     assert "server 10.0.0.11:8000 " in site and "server 10.0.0.12:8000 " in site and "{{" not in site
     assert "client_max_body_size 50m;" in site and "proxy_read_timeout 60s;" in site
+
+
+# --------------------------------------------------------------------------------------- several web nodes (scale-out)
+
+
+@pytest.mark.scaleout
+def test_two_web_nodes_behind_the_proxy_serve_one_users_jobs_over_websocket_and_sse(tmp_path: Path) -> None:
+    from tests.distributed.test_worker import worker
+    from tests.helpers.services import postgres_database, redis_namespace, scale_out_env
+
+    nginx_binary()
+    with postgres_database() as database, redis_namespace() as (broker, prefix), ExitStack() as stack:
+        env = {**APP_ENV, **scale_out_env(database, broker, prefix)}  # one store, one broker, one signing key
+        web = [start_server(tmp_path / f"web-{i}", env, ready=lambda health: "status" in health) for i in range(2)]
+        for node in web:
+            stack.callback(node.stop)
+        (tmp_path / "worker").mkdir()
+        stack.enter_context(worker(database, broker, prefix, tmp_path / "worker"))
+        (tmp_path / "nginx").mkdir()
+        https_port, http_port = stack.enter_context(running_nginx(tmp_path / "nginx", [f"127.0.0.1:{n.port}" for n in web]))
+        proxy = Proxy(https_port, http_port, web[0])
+        user = "scale-out-user"
+        http = httpx.Client(
+            base_url=proxy.url, verify=False, timeout=60,
+            headers={"Authorization": f"Bearer {jwt.encode({'sub': user, 'exp': int(time.time()) + 600}, env['OLDPHOTO_JWT_SECRET'])}"},
+        )  # fmt: skip
+        for i in range(4):
+            job = http.post("/api/jobs", files={"file": ("p.png", png_bytes(32, 32))}, data={"workflow": pause(0.2)}).json()["job_id"]
+            if i % 2:
+                gap_free(read_stream(http, job))
+            else:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                bearer = http.headers["Authorization"].removeprefix("Bearer ")
+                with connect(f"wss://localhost:{https_port}/ws/progress?job_id={job}", subprotocols=["bearer", bearer], ssl=context) as ws:
+                    gap_free(read_socket(ws))
+            assert http.get(f"/results/{job}.png").content.startswith(b"\x89PNG")
+        answered = {line.split()[0] for line in (tmp_path / "nginx" / "upstream.log").read_text().splitlines()}
+        assert answered == {f"127.0.0.1:{n.port}" for n in web}, answered
