@@ -293,6 +293,17 @@ def test_per_address_limits_see_the_real_client_through_the_proxy_and_it_cannot_
 # ------------------------------------------------------------------------------------------- the rest of the file
 
 
+def test_the_page_is_same_origin_through_the_proxy_and_other_names_are_refused(proxy: Proxy) -> None:
+    http = proxy.http(address="127.0.9.4")
+    # Host and X-Forwarded-Proto reach the app: the page's own https origin passes its Origin check ...
+    assert http.post("/api/session", headers={"Origin": proxy.url}).status_code == 200
+    refused = http.post("/api/session", headers={"Origin": "https://evil.example"})
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden_origin"
+    # ... and only the server's name reaches it at all.
+    with pytest.raises(httpx.RemoteProtocolError):
+        http.get("/api/models", headers={"Host": "evil.example"})
+
+
 def test_plain_http_is_redirected_to_https(proxy: Proxy) -> None:
     response = httpx.get(f"http://127.0.0.1:{proxy.http_port}/api/models?x=1", headers={"Host": "localhost"})
     assert response.status_code == 301 and response.headers["location"] == "https://localhost/api/models?x=1"
