@@ -369,3 +369,11 @@ def test_two_web_nodes_behind_the_proxy_serve_one_users_jobs_over_websocket_and_
             assert http.get(f"/results/{job}.png").content.startswith(b"\x89PNG")
         answered = {line.split()[0] for line in (tmp_path / "nginx" / "upstream.log").read_text().splitlines()}
         assert answered == {f"127.0.0.1:{n.port}" for n in web}, answered
+
+
+def test_the_renderer_refuses_a_missing_or_an_unused_value() -> None:
+    with pytest.raises(KeyError, match="HTTP_PORT"):
+        render("listen {{HTTP_PORT}};", {})
+    with pytest.raises(KeyError, match="EXTRA"):
+        render("listen {{HTTP_PORT}};", {"HTTP_PORT": "80", "EXTRA": "x"})
+    assert render("listen {{HTTP_PORT}};", {"HTTP_PORT": "80"}) == "listen 80;"
