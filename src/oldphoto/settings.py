@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     allowed_origins: str = ""
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (comma list of addresses or networks, "*" for
+    # any): the reverse proxy in front (docs/deploy.md). Empty: no proxy is trusted, so a client can never choose the
+    # address the per-address limits count, nor turn its cookie Secure, by sending the headers itself.
+    forwarded_allow_ips: str = ""
 
     broker_url: str | None = None
     database_url: str | None = None

@@ -101,7 +101,13 @@ def finished_job(root: Path) -> str:
 @pytest.fixture(scope="module")
 def hostile_server(root: Path, finished_job: str) -> Iterator[ServerProcess]:
     # Offline: a fuzzed workflow that happens to be valid is cancelled at once and must not try to download a model.
-    env = {"OLDPHOTO_JWT_SECRET": SECRET, "OLDPHOTO_MODELS_DIR": str(root / "models"), "HF_HUB_OFFLINE": "1"}
+    # The tests' address trusted as a proxy: a fuzzed X-Forwarded-For is read, and becomes the client's address.
+    env = {
+        "OLDPHOTO_JWT_SECRET": SECRET,
+        "OLDPHOTO_MODELS_DIR": str(root / "models"),
+        "HF_HUB_OFFLINE": "1",
+        "OLDPHOTO_FORWARDED_ALLOW_IPS": "127.0.0.1",
+    }
     server = start_server(root / "data", env)
     yield server
     server.stop()

@@ -43,7 +43,11 @@ def serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         http=header_deadline_protocol(settings.header_timeout_s),  # uvicorn's httptools protocol, plus a header deadline
-        timeout_keep_alive=settings.keep_alive_s,  # idle between requests; uvicorn arms it only after a response
+        timeout_keep_alive=settings.keep_alive_s,
+        # Forwarded headers only from the operator's proxy (OLDPHOTO_FORWARDED_ALLOW_IPS; docs/deploy.md). Always
+        # given, so uvicorn's own default (trust 127.0.0.1, or its FORWARDED_ALLOW_IPS variable) never applies.
+        proxy_headers=bool(settings.forwarded_allow_ips.strip()),
+        forwarded_allow_ips=settings.forwarded_allow_ips.strip() or [],  # idle between requests; uvicorn arms it only after a response
         ws=PreparedFrameProtocol,  # uvicorn's sans-I/O WebSocket protocol, plus prepared frames for fan-out
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
