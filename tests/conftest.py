@@ -39,3 +39,19 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.helpers.checkpoints import write_tiny_checkpoint
 
     return write_tiny_checkpoint(tmp_path_factory.mktemp("checkpoints") / "ddcolor_tiny_random.pth")
+
+
+@pytest.fixture
+def lens_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per run of DDColor's query lens (segments.QueryLens) in this process while the test runs."""
+    from oldphoto.models.ddcolor.segments import QueryLens
+
+    calls: list[int] = []
+    original = QueryLens.forward
+
+    def counted(self: QueryLens, *args: object) -> object:
+        calls.append(1)
+        return original(self, *args)
+
+    monkeypatch.setattr(QueryLens, "forward", counted)
+    return calls

@@ -97,14 +97,22 @@ def outbox_final(seen: list[int], store: JobStore, job_id: str) -> bool:
     return job is None or not job.status.is_final or seen[-1] < job.last_seq
 
 
-def wait_final(store: JobStore, job_id: str, timeout: float = 90) -> Job:
+def wait_until(store: JobStore, job_id: str, reached: Callable[[Job], bool], what: str, timeout: float) -> Job:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = store.get(job_id)
-        if job is not None and job.status.is_final:
+        if job is not None and reached(job):
             return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish: {store.get(job_id)}")
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} {what} within {timeout}s: {store.get(job_id)}")
+
+
+def wait_final(store: JobStore, job_id: str, timeout: float = 90) -> Job:
+    return wait_until(store, job_id, lambda job: job.status.is_final, "did not finish", timeout)
+
+
+def wait_status(store: JobStore, job_id: str, status: JobStatus, timeout: float = 60) -> Job:
+    return wait_until(store, job_id, lambda job: job.status == status, f"not {status}", timeout)
 
 
 def test_two_workers_run_every_job_with_a_gap_free_log_and_users_take_turns(deployment: tuple) -> None:
@@ -255,16 +263,6 @@ def test_a_worker_nodes_previews_reach_the_store_and_the_log(deployment: tuple) 
     assert named and named[-1] is not None and named[-1].url == previews.url(job_id, named[-1].frame)
     picture = previews.latest(store, job_id)
     assert picture is not None and picture[:3] == b"\xff\xd8\xff"  # a JPEG
-
-
-def wait_status(store: JobStore, job_id: str, status: JobStatus, timeout: float = 60) -> Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = store.get(job_id)
-        if job is not None and job.status == status:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} not {status} within {timeout}s: {store.get(job_id)}")
 
 
 def test_a_sigterm_drains_the_node_running_jobs_finish_and_no_new_one_starts(deployment: tuple) -> None:

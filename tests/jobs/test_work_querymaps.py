@@ -5,14 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-import torch
-
 from oldphoto.engine import CancelToken, RunOptions
 from oldphoto.jobs import querymaps
 from oldphoto.jobs.messages import Done, FromWorker
 from oldphoto.jobs.work import WorkItem, execute
-from oldphoto.models.ddcolor.segments import QueryLens
 from tests.helpers.images import png_bytes
 
 
@@ -27,19 +23,6 @@ def run_job(tmp_path: Path, checkpoint: Path, steps: str, attention: bool) -> tu
     item = WorkItem(result.stem, str(photo), str(result), f'{{"steps": "{steps}"}}', options, 1_000_000)
     execute(item, CancelToken(), sent.append)
     return result, sent
-
-
-@pytest.fixture
-def lens_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls: list[int] = []
-    original = QueryLens.forward
-
-    def counted(self: QueryLens, *args: torch.Tensor) -> torch.Tensor:
-        calls.append(1)
-        return original(self, *args)
-
-    monkeypatch.setattr(QueryLens, "forward", counted)
-    return calls
 
 
 def test_a_colorize_job_keeps_its_maps_beside_the_result(tmp_path: Path, tiny_checkpoint: Path, lens_calls: list[int]) -> None:

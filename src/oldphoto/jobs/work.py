@@ -44,19 +44,17 @@ class WorkItem:
         return replace(self, options=replace(self.options, threads=threads))
 
 
-def execute(item: WorkItem, cancel: CancelToken, send: Callable[[FromWorker], None], *, metered: bool = True) -> None:
+def execute(item: WorkItem, cancel: CancelToken, send: Callable[[FromWorker], None]) -> None:
     """Run one job to its end, telling `send` every note, its metrics (jobs/meter.py) and exactly one outcome."""
     reporter = Reporter(
         sink=lambda note: send(Noted(item.job_id, note)), cancel=cancel, min_step_gap_s=MIN_STEP_GAP_S, expected=item.expected
     )
-    meter = JobMeter(item.job_id, reporter.pace, send) if metered else None
-    if meter is not None:
-        meter.start()
+    meter = JobMeter(item.job_id, reporter.pace, send)
+    meter.start()
     try:
         outcome = _run(item, cancel, reporter, send)
     finally:
-        if meter is not None:
-            meter.stop()  # its last sample, before the outcome: the job's summary is complete when it ends
+        meter.stop()  # its last sample, before the outcome: the job's summary is complete when it ends
     send(outcome)
 
 
