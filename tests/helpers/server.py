@@ -71,7 +71,9 @@ def start_server(
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"server-{port}-{time.monotonic_ns()}.log"
-    full_env = {**os.environ, "OLDPHOTO_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(env or {})}
+    # A short drain (docs/deploy.md, "Stopping a node"): a test's server stops in seconds even with a job running.
+    defaults = {"OLDPHOTO_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", "OLDPHOTO_DRAIN_GRACE_S": "3"}
+    full_env = {**os.environ, **defaults, **(env or {})}
     log = open(log_path, "wb")  # noqa: SIM115 - handed to the child
     process = subprocess.Popen(
         [sys.executable, "-m", "oldphoto", "serve", "--host", "127.0.0.1", "--port", str(port)],

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.sync.client import ClientConnection
 
+from oldphoto.jobs.store import JobStore
 from tests.helpers.server import ServerProcess, running_server, start_server
 from tests.jobs.conftest import TEST_ENV, crash_workflow, pause_workflow
 from tests.server.conftest import Client, png_bytes, read_until_final, recorded
@@ -167,26 +169,98 @@ def test_kill_9_then_restart_loses_no_job_and_no_event(tmp_path: Path) -> None:
         restarted.stop()
 
 
-def test_sigterm_closes_sockets_going_away_keeps_jobs_and_exits_fast(tmp_path: Path) -> None:
-    server = start_server(tmp_path, TEST_ENV)
+def attempts(server: ServerProcess, job_id: str) -> int:
+    """The job's spent retries, read from the server's SQLite store while it is stopped."""
+    store = JobStore(f"sqlite:///{server.data_dir / 'jobs.sqlite3'}")
+    try:
+        job = store.get(job_id)
+        assert job is not None
+        return job.attempts
+    finally:
+        store.close()
+
+
+def until_stage(ws: ClientConnection, stage: str) -> list[dict]:
+    seen = [json.loads(ws.recv(timeout=30))]
+    while seen[-1]["stage"] != stage:
+        seen.append(json.loads(ws.recv(timeout=30)))
+    return seen
+
+
+def test_a_sigterm_drains_the_running_job_finishes_followed_then_sockets_close_going_away(tmp_path: Path) -> None:
+    server = start_server(tmp_path, {**TEST_ENV, "OLDPHOTO_DRAIN_GRACE_S": "30"})
     client = Client(server)
-    job = client.submit(png_bytes(32, 32), workflow=pause_workflow(3))["job_id"]
-    ws = client.socket(f"?job_id={job}")
-    ws.recv(timeout=10)
+    running = client.submit(png_bytes(32, 32), workflow=pause_workflow(2))["job_id"]
+    waiting = client.submit(png_bytes(32, 32), workflow=pause_workflow(0.1))["job_id"]  # the one worker is busy
+    ws = client.socket(f"?job_id={running}")
+    seen = until_stage(ws, "inference")
     began = time.monotonic()
-    code = server.stop(signal.SIGTERM, timeout=15)
-    took = time.monotonic() - began
+    server.process.send_signal(signal.SIGTERM)
+    seen += read_until_final(ws, 30)
+    assert seen[-1]["type"] == "complete"  # followed to its end while the server drained
     with pytest.raises(Exception):
         while True:
             ws.recv(timeout=5)
-    assert ws.close_code == 1001
-    # uvicorn re-raises the signal once it has shut down cleanly, so the exit status says SIGTERM.
-    assert took < 10 and code in (0, -signal.SIGTERM), f"exit {code} after {took:.1f} s"
-    assert "Application shutdown complete" in server.log()
+    code = server.process.wait(15)
+    took = time.monotonic() - began
+    assert ws.close_code == 1001  # going away: the page reconnects
+    assert code == 0 and took < 8, f"exit {code} after {took:.1f} s"
+    assert attempts(server, waiting) == 0
     restarted = start_server(tmp_path, TEST_ENV, port=server.port)
     try:
         client.http = httpx.Client(base_url=restarted.url, headers={"Authorization": f"Bearer {client.token}"}, timeout=30)
-        assert wait_final(client, job)["status"] == "succeeded"
+        assert wait_final(client, running)["status"] == "succeeded"
+        assert wait_final(client, waiting)["status"] == "succeeded"  # it never started: it waited for the restart
+    finally:
+        restarted.stop()
+
+
+def test_while_draining_healthz_says_so_and_an_admitted_job_waits_for_the_restart(tmp_path: Path) -> None:
+    server = start_server(tmp_path, {**TEST_ENV, "OLDPHOTO_DRAIN_GRACE_S": "30"})
+    client = Client(server)
+    running = client.submit(png_bytes(32, 32), workflow=pause_workflow(3))["job_id"]
+    with client.socket(f"?job_id={running}") as ws:
+        until_stage(ws, "inference")
+        server.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while (health := client.http.get("/healthz")).status_code != 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert health.status_code == 503 and health.json()["status"] == "draining", health.text
+        late = client.submit(png_bytes(32, 32), workflow=pause_workflow(0.1))["job_id"]
+        read_until_final(ws, 30)
+    assert client.http.get(f"/api/jobs/{late}").json()["status"] == "queued"
+    assert server.process.wait(15) == 0
+    restarted = start_server(tmp_path, TEST_ENV, port=server.port)
+    try:
+        client.http = httpx.Client(base_url=restarted.url, headers={"Authorization": f"Bearer {client.token}"}, timeout=30)
+        assert wait_final(client, late)["status"] == "succeeded"
+    finally:
+        restarted.stop()
+
+
+@pytest.mark.parametrize("how", ["grace spent", "second signal"])
+def test_a_job_still_running_when_the_drain_ends_is_handed_back_at_once_without_spending_its_retry(tmp_path: Path, how: str) -> None:
+    grace = "1" if how == "grace spent" else "30"
+    server = start_server(tmp_path, {**TEST_ENV, "OLDPHOTO_DRAIN_GRACE_S": grace})
+    client = Client(server)
+    job = client.submit(png_bytes(32, 32), workflow=pause_workflow(20))["job_id"]
+    with client.socket(f"?job_id={job}") as ws:
+        until_stage(ws, "inference")
+    began = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    if how == "second signal":
+        time.sleep(0.5)
+        server.process.send_signal(signal.SIGTERM)
+    code = server.process.wait(15)
+    took = time.monotonic() - began
+    assert took < 6, f"exit {code} after {took:.1f} s"
+    assert attempts(server, job) == 0  # handed back, not failed: its one retry is still there
+    restarted = start_server(tmp_path, TEST_ENV, port=server.port)
+    try:
+        client.http = httpx.Client(base_url=restarted.url, headers={"Authorization": f"Bearer {client.token}"}, timeout=30)
+        with client.socket(f"?job_id={job}") as ws:
+            until_stage(ws, "inference")  # running again after the restart
+        assert client.http.delete(f"/api/jobs/{job}").status_code == 202
     finally:
         restarted.stop()
 

@@ -3,12 +3,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from types import FrameType
 
 import uvicorn
 
 from oldphoto import logs
 from oldphoto.cli import EXIT_FAILED, EXIT_OK
 from oldphoto.commands.db import store_ready
+from oldphoto.jobs.shutdown import Shutdown
 from oldphoto.server import redact
 from oldphoto.server.app import create_app
 from oldphoto.server.deadlines import header_deadline_protocol
@@ -18,7 +20,34 @@ from oldphoto.settings import Settings
 
 
 class Server(uvicorn.Server):
-    """Closes progress sockets with 1001 (going away) before uvicorn's own shutdown, so clients know to reconnect."""
+    """uvicorn's server, stopping in two steps as `oldphoto worker` does (jobs/shutdown.py, docs/deploy.md).
+
+    The first SIGTERM (or Ctrl-C) drains: no new job starts, and the jobs running here may finish within the grace
+    while the server still serves, so their followers see them complete. Then, or at a second signal, uvicorn stops:
+    progress sockets are closed with 1001 (going away) so clients know to reconnect, and what still runs is handed
+    back to the queue for the next start, without spending its retry (jobs/embedded.py).
+    """
+
+    def __init__(self, config: uvicorn.Config, grace_s: float) -> None:
+        super().__init__(config)
+        self.stop_plan = Shutdown(grace_s)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.stop_plan.signal()
+        if self.stop_plan.stopped.is_set():
+            super().handle_exit(sig, frame)  # the second signal: uvicorn's own stop, at once
+
+    async def on_tick(self, counter: int) -> bool:
+        """Every 0.1 s on uvicorn's loop: starts the drain, then ends it when nothing runs here or the grace is spent."""
+        if self.stop_plan.draining.is_set() and not self.should_exit:
+            service = getattr(self.config.app.state, "service", None)  # type: ignore[union-attr]  # our FastAPI app
+            if service is None:  # not started yet: nothing to drain
+                self.should_exit = True
+            elif not service.draining:
+                await service.drain()
+            elif self.stop_plan.due(service.running_here()):
+                self.should_exit = True
+        return await super().on_tick(counter)
 
     async def shutdown(self, sockets: list | None = None) -> None:
         hub = getattr(self.config.app.state, "hub", None)  # type: ignore[union-attr]  # config.app is our FastAPI app
@@ -60,5 +89,5 @@ def serve(args: argparse.Namespace) -> int:
     )
     redact.install()
     logging.getLogger("oldphoto").setLevel(args.log_level.upper())
-    Server(config).run()
+    Server(config, settings.drain_grace_s).run()
     return EXIT_OK

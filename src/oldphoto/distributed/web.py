@@ -49,6 +49,12 @@ class WorkerNodes:
         self.leases.request_cancel(job_id)  # seen at the holder's next renewal even if the message below is lost
         self.service.call_on_loop(self.bus.send, CANCEL, job_id)
 
+    def drain(self) -> None:
+        """Nothing runs here; a web node's stop only closes its connections (clients reconnect to another node)."""
+
+    def running_here(self) -> int:
+        return 0
+
     def result_path(self, job: Job) -> Path | None:
         """The result, fetched from the database into this node's results folder the first time it is asked for."""
         path = self.config.results_dir / f"{job.id}.png"

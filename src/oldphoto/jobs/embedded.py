@@ -144,6 +144,7 @@ class LocalWorkers:
         self.service: JobService | None = None
         self.recorder: Recorder | None = None  # what the workers say, recorded by the service's writer thread
         self._stopping = False
+        self._draining = False
 
     async def start(self, service: JobService) -> None:
         self.service = service
@@ -180,7 +181,7 @@ class LocalWorkers:
         """Start what fits: the next jobs in fair order, onto free worker slots."""
         assert self.service is not None
         recorder = self._recorder
-        while (place := self.pool.idle()) is not None:
+        while not self._draining and (place := self.pool.idle()) is not None:
             job = self.queue.start_next()
             if job is None:
                 return
@@ -190,6 +191,12 @@ class LocalWorkers:
 
     def cancel_running(self, job_id: str) -> None:
         self.pool.cancel(job_id)
+
+    def drain(self) -> None:
+        self._draining = True
+
+    def running_here(self) -> int:
+        return len(self.pool.running())
 
     def result_path(self, job: Job) -> Path | None:
         path = Path(job.result_path) if job.result_path else None

@@ -145,6 +145,13 @@ class Runner(Protocol):
         """The queue moved (writer thread): start what fits here, or tell the worker nodes."""
 
     def cancel_running(self, job_id: str) -> None: ...
+
+    def drain(self) -> None:
+        """Start no more jobs on this machine (writer thread); queued ones wait for the next start or another node."""
+
+    def running_here(self) -> int:
+        """Jobs running on this machine's own worker processes now (0 where jobs run elsewhere)."""
+
     def result_path(self, job: Job) -> Path | None: ...
     def query_maps_path(self, job: Job) -> Path | None: ...
     def capacity(self, queued: int) -> Capacity: ...
@@ -172,6 +179,7 @@ class JobService:
         self.admissions: Batches[Pending, tuple[Job, int]] = Batches(self._admit_batch, where)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._janitor: asyncio.Task[None] | None = None
+        self.draining = False
         config.inputs_dir.mkdir(parents=True, exist_ok=True)
         config.results_dir.mkdir(parents=True, exist_ok=True)
 
@@ -182,6 +190,15 @@ class JobService:
         await self.runner.start(self)
         self.places.start()
         self._janitor = asyncio.create_task(self._retention_loop())
+
+    async def drain(self) -> None:
+        """The first step of a graceful stop (jobs/shutdown.py): no new job starts here; the running ones go on.
+        Admission stays open: what is admitted meanwhile is durable and runs after the restart."""
+        self.draining = True
+        await self.offload.write(self.runner.drain)
+
+    def running_here(self) -> int:
+        return self.runner.running_here()
 
     async def stop(self) -> None:
         if self._janitor is not None:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 
 from oldphoto.engine import cost
 from oldphoto.engine.context import RunOptions
@@ -156,10 +156,14 @@ async def list_models(request: Request) -> dict[str, Any]:
     return {"default": public_name(settings.model), "models": models}
 
 
-@router.get("/healthz")
-async def health(service: Service) -> dict[str, Any]:
-    """`degraded` (still 200: the web node itself is fine) when no worker is ready to run a job."""
+@router.get("/healthz", response_model=None)
+async def health(service: Service) -> dict[str, Any] | JSONResponse:
+    """`degraded` (still 200: the web node itself is fine) when no worker is ready to run a job; `draining` (503, so
+    a load balancer sends new clients elsewhere) while a graceful stop lets the running jobs finish."""
     capacity = await service.capacity()
+    if service.draining:
+        stopping = "This server is stopping: running jobs finish, new ones wait for its restart."
+        return JSONResponse({"status": "draining", "reason": stopping, **capacity.as_dict()}, status_code=503)
     reason = {"reason": "No worker is running: queued jobs wait until one starts."} if capacity.degraded else {}
     return {"status": "degraded" if capacity.degraded else "ok", **reason, **capacity.as_dict()}
 
