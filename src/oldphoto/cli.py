@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--user", required=True)
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
 
-    commands.add_parser("worker", help="a scale-out worker process (needs OLDPHOTO_BROKER_URL and OLDPHOTO_DATABASE_URL)")
+    worker = commands.add_parser("worker", help="a scale-out worker process (needs OLDPHOTO_BROKER_URL and OLDPHOTO_DATABASE_URL)")
+    worker.add_argument("--data-dir", help="overrides OLDPHOTO_DATA_DIR")
+    worker.add_argument("--metrics-port", type=int, help="overrides OLDPHOTO_WORKER_METRICS_PORT (several nodes on one machine)")
 
     db = commands.add_parser("db", help="the job store's schema: upgrade, current")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")

@@ -7,11 +7,12 @@ import sys
 
 from oldphoto.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from oldphoto.jobs.shutdown import Shutdown
-from oldphoto.settings import get_settings
+from oldphoto.settings import Settings
 
 
 def worker(args: argparse.Namespace) -> int:
-    settings = get_settings()
+    given = {"data_dir": getattr(args, "data_dir", None), "worker_metrics_port": getattr(args, "metrics_port", None)}
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})
     if not settings.scale_out:
         print("oldphoto worker needs OLDPHOTO_BROKER_URL and OLDPHOTO_DATABASE_URL (see docs/scaleout.md).", file=sys.stderr)
         return EXIT_USAGE
