@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from types import FrameType
@@ -46,6 +47,8 @@ class Server(uvicorn.Server):
             elif not service.draining:
                 await service.drain()
             elif self.stop_plan.due(service.running_here()):
+                await service.settled()  # the last outcomes are published...
+                await asyncio.sleep(0.1)  # ...and each follower's sender gets a turn to write them before sockets close
                 self.should_exit = True
         return await super().on_tick(counter)
 

@@ -196,7 +196,8 @@ class LocalWorkers:
         self._draining = True
 
     def running_here(self) -> int:
-        return len(self.pool.running())
+        """Jobs whose outcome is not recorded yet: a worker's `Done` is still on its way to the writer until then."""
+        return len(self._recorder.running)
 
     def result_path(self, job: Job) -> Path | None:
         path = Path(job.result_path) if job.result_path else None

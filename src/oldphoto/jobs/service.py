@@ -200,6 +200,10 @@ class JobService:
     def running_here(self) -> int:
         return self.runner.running_here()
 
+    async def settled(self) -> None:
+        """Returns once what the writer has recorded so far has been handed to the loop (its events published)."""
+        await self.offload.write(lambda: None)
+
     async def stop(self) -> None:
         if self._janitor is not None:
             self._janitor.cancel()
