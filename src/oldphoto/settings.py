@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     # 10 % of the colorize time, docs/protocol.md "Colour queries"). Off: nothing of it is computed, kept or exported.
     attention: bool = True
 
+    # The ComfyUI backend (docs/comfyui.md): one or several ComfyUI instances (comma-separated http:// URLs) that run
+    # the admitted jobs instead of this machine's worker processes; each is handed at most `comfyui_slots` prompts at
+    # once, so the fair queue here, not ComfyUI's first-in-first-out, decides who goes next.
+    comfyui_url: str | None = None
+    comfyui_slots: int = Field(2, ge=1, le=16)
+
     workers: int = Field(1, ge=1)
     # A worker process that still holds more than this (resident, MB) after a job, once it has given back what it
     # can, is replaced by a fresh one between jobs (0: never). Measured after a job (docs/benchmarks.md, section
@@ -128,6 +134,10 @@ class Settings(BaseSettings):
     @property
     def scale_out(self) -> bool:
         return bool(self.broker_url and self.database_url)
+
+    @property
+    def comfyui_urls(self) -> list[str]:
+        return [url.strip() for url in (self.comfyui_url or "").split(",") if url.strip()]
 
 
 @lru_cache(maxsize=1)

@@ -61,6 +61,10 @@ def worker_max_rss_mb(settings: Settings) -> float | None:
 
 def job_service(settings: Settings, store: JobStore) -> JobService:
     config = service_config(settings)
+    if settings.comfyui_urls:
+        if settings.scale_out:
+            raise ValueError("OLDPHOTO_COMFYUI_URL runs with the embedded store only for now: unset OLDPHOTO_BROKER_URL (docs/comfyui.md)")
+        return comfy_service(config, store, settings.comfyui_urls, settings.comfyui_slots)
     if settings.scale_out:
         return scale_out_service(config, store, settings.broker_url or "", settings.broker_prefix, settings.lease_s)
     return embedded_service(config, store, worker_max_rss_mb(settings))
@@ -81,3 +85,13 @@ def scale_out_service(config: ServiceConfig, store: JobStore, broker_url: str, p
 
     bus = RedisBus(broker_url, prefix)
     return JobService(config, store, bus, SharedQueue(store), WorkerNodes(config, store, bus, lease_s))
+
+
+def comfy_service(config: ServiceConfig, store: JobStore, urls: list[str], slots: int = 2) -> JobService:
+    """The embedded queue and store, with ComfyUI instances running the jobs (docs/comfyui.md)."""
+    from oldphoto.comfy.runner import ComfyInstances
+    from oldphoto.jobs.bus import LocalBus
+    from oldphoto.jobs.embedded import LocalQueue
+
+    queue = LocalQueue(store)
+    return JobService(config, store, LocalBus(), queue, ComfyInstances(config, queue, urls, slots))

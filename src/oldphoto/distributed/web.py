@@ -9,8 +9,11 @@ same places (each node works them out when it hears the queue moved), the same e
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from oldphoto.distributed.events import CANCEL, RedisBus
+from oldphoto.engine.context import RunOptions
+from oldphoto.engine.graph import Workflow, parse_workflow
 from oldphoto.imaging import write_atomic
 from oldphoto.jobs import querymaps
 from oldphoto.jobs.leases import Leases
@@ -48,6 +51,12 @@ class WorkerNodes:
         assert self.service is not None
         self.leases.request_cancel(job_id)  # seen at the holder's next renewal even if the message below is lost
         self.service.call_on_loop(self.bus.send, CANCEL, job_id)
+
+    def backends(self) -> list[dict[str, Any]]:
+        return []
+
+    def admits(self, text: str, options: RunOptions) -> Workflow | None:
+        return parse_workflow(text, options)
 
     def drain(self) -> None:
         """Nothing runs here; a web node's stop only closes its connections (clients reconnect to another node)."""

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, assert_never
 
 from sqlalchemy import Connection
 
+from oldphoto.engine.context import RunOptions
+from oldphoto.engine.graph import Workflow, parse_workflow
 from oldphoto.jobs import announcements, querymaps
 from oldphoto.jobs.admission import REFUSALS, AdmissionRules, only
 from oldphoto.jobs.durations import Durations
@@ -191,6 +193,12 @@ class LocalWorkers:
 
     def cancel_running(self, job_id: str) -> None:
         self.pool.cancel(job_id)
+
+    def backends(self) -> list[dict[str, Any]]:
+        return []
+
+    def admits(self, text: str, options: RunOptions) -> Workflow | None:
+        return parse_workflow(text, options)
 
     def drain(self) -> None:
         self._draining = True

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from oldphoto.engine import RunOptions
 from oldphoto.engine.eta import Expected
+from oldphoto.engine.graph import Workflow
 from oldphoto.jobs import announcements, querymaps
 from oldphoto.jobs.admission import AdmissionRules
 from oldphoto.jobs.batches import Batches
@@ -145,6 +146,13 @@ class Runner(Protocol):
         """The queue moved (writer thread): start what fits here, or tell the worker nodes."""
 
     def cancel_running(self, job_id: str) -> None: ...
+
+    def admits(self, text: str, options: RunOptions) -> Workflow | None:
+        """The workflow as the engine will run it (its cost is judged before admission), or None for a prompt the
+        backend runs as it is (ComfyUI's own nodes); InvalidWorkflow, naming the node, when it cannot run here."""
+
+    def backends(self) -> builtins.list[dict[str, Any]]:
+        """The outside services jobs run on and their state, for /healthz (ComfyUI instances); empty for the engine."""
 
     def drain(self) -> None:
         """Start no more jobs on this machine (writer thread); queued ones wait for the next start or another node."""

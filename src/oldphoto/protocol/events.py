@@ -18,7 +18,8 @@ from oldphoto.protocol.metrics import JobMetrics, Usage
 
 EventType = Literal["queued", "progress", "complete", "error", "cancelled", "pong", "preview", "metrics"]
 Stage = Literal["upload", "queued", "preprocess", "load_model", "inference", "postprocess", "complete"]
-Source = Literal["colorize", "denoise", "upscale", "sharpen", "system"]
+# `comfyui`: a node of a ComfyUI prompt with no step of its own here (docs/comfyui.md).
+Source = Literal["colorize", "denoise", "upscale", "sharpen", "system", "comfyui"]
 FINAL_TYPES: frozenset[str] = frozenset({"complete", "error", "cancelled"})
 # Never coalesced or dropped by a slow connection's queue (a live event is: only its newest value matters).
 ESSENTIAL_TYPES: frozenset[str] = FINAL_TYPES | {"queued"}

@@ -66,6 +66,15 @@ CATALOG: dict[str, dict[str, str]] = {
     },
     "postprocess": {"en": "Postprocessing done, building the color image", "zh-CN": "后处理完成，生成彩色图像"},
     "complete": {"en": "Restoration complete", "zh-CN": "修复完成"},
+    # The ComfyUI backend (comfy/relay.py): a prompt's nodes, as ComfyUI runs them.
+    "comfy.start": {"en": "ComfyUI started the workflow", "zh-CN": "ComfyUI 已开始执行工作流"},
+    "comfy.cached": {"en": "ComfyUI reused {count} node result(s) it already had", "zh-CN": "ComfyUI 复用了 {count} 个已缓存的节点结果"},
+    "comfy.node": {"en": "ComfyUI is running {class_type} (node {node})...", "zh-CN": "ComfyUI 正在执行 {class_type}（节点 {node}）..."},
+    "comfy.step": {"en": "ComfyUI: {class_type} {value}/{max}", "zh-CN": "ComfyUI：{class_type} {value}/{max}"},
+    "comfy.estimate": {
+        "en": "ComfyUI: {class_type}, about {percent}% (estimated from its past runs; this node reports no progress)",
+        "zh-CN": "ComfyUI：{class_type}，约 {percent}%（按以往耗时估算；该节点不报告进度）",
+    },
     "cancelled": {"en": "Cancelled", "zh-CN": "已取消"},
     "error": {"en": "Failed: {error}", "zh-CN": "处理失败：{error}"},
     "load_image": {"en": "Reading the photo...", "zh-CN": "正在读取照片..."},

@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from oldphoto.engine import cost
 from oldphoto.engine.context import RunOptions
-from oldphoto.engine.graph import Workflow, parse_workflow
+from oldphoto.engine.graph import Workflow
 from oldphoto.errors import BadInput, OldphotoError
 from oldphoto.jobs.announcements import result_url
 from oldphoto.jobs.errors import JobNotFound
@@ -86,7 +86,7 @@ async def create_job(request: Request, service: Service, caller: Caller) -> dict
     upload = await receive_upload(request, max_bytes=settings.max_upload_bytes, tmp_dir=settings.data_dir / "tmp")
     try:
         # Cheapest first: a job that would be refused anyway must not cost a decode (server/inspect.py).
-        workflow, parsed = _workflow_text(upload.fields, request.app.state.run_options)
+        workflow, parsed = _workflow_text(upload.fields, request.app.state.run_options, service)
         model = _model_name(upload.fields.get("model"), request)
         share = job_share(caller, request, settings)
         await _check_user_limit(service, caller.user, share)
@@ -161,11 +161,12 @@ async def health(service: Service) -> dict[str, Any] | JSONResponse:
     """`degraded` (still 200: the web node itself is fine) when no worker is ready to run a job; `draining` (503, so
     a load balancer sends new clients elsewhere) while a graceful stop lets the running jobs finish."""
     capacity = await service.capacity()
+    backends = {"backends": service.runner.backends()} if service.runner.backends() else {}
     if service.draining:
         stopping = "This server is stopping: running jobs finish, new ones wait for its restart."
         return JSONResponse({"status": "draining", "reason": stopping, **capacity.as_dict()}, status_code=503)
     reason = {"reason": "No worker is running: queued jobs wait until one starts."} if capacity.degraded else {}
-    return {"status": "degraded" if capacity.degraded else "ok", **reason, **capacity.as_dict()}
+    return {"status": "degraded" if capacity.degraded else "ok", **reason, **capacity.as_dict(), **backends}
 
 
 def job_view(job: Job, service: JobService, lang: str) -> dict[str, Any]:
@@ -200,19 +201,24 @@ def _lang(request: Request) -> str:
     return pick_language(request.query_params.get("lang"), request.headers.get("accept-language"))
 
 
-def _workflow_text(fields: dict[str, str], options: RunOptions) -> tuple[str, Workflow]:
-    """Validated now, so a broken workflow is a 400 before anything is queued; stored as text for the worker."""
+def _workflow_text(fields: dict[str, str], options: RunOptions, service: JobService) -> tuple[str, Workflow | None]:
+    """Validated now, by the backend that will run it, so a broken workflow is a 400 before anything is queued;
+    stored as text for the worker. None: a prompt the backend runs as it is (ComfyUI's own nodes; docs/comfyui.md)."""
     text = fields.get("workflow") or json.dumps({"steps": fields.get("steps") or "colorize"})
-    return text, parse_workflow(text, options)
+    return text, service.runner.admits(text, options)
 
 
-def _budget_judge(workflow: Workflow, options: RunOptions, model: str | None, budget: cost.Budget) -> Callable[[int, int], None]:
+def _budget_judge(
+    workflow: Workflow | None, options: RunOptions, model: str | None, budget: cost.Budget
+) -> Callable[[int, int], None]:
     """What the job would cost on a photo of this size, against the caps: run on the header's size, before any decode
-    (`server/inspect.py`). The options are the job's own, as the worker will get them (`ServiceConfig.work_item`)."""
+    (`server/inspect.py`). The options are the job's own, as the worker will get them (`ServiceConfig.work_item`).
+    A foreign prompt's cost is not known here: its backend's own limits apply."""
     options = replace(options, model=model) if model else options
 
     def judge(width: int, height: int) -> None:
-        cost.check(workflow, width, height, options, budget)
+        if workflow is not None:
+            cost.check(workflow, width, height, options, budget)
 
     return judge
 
