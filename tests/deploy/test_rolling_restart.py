@@ -276,6 +276,14 @@ class PageWatch:
     upstreams: list[str | None] = field(default_factory=list)  # the node of each of the page's sockets
     subscribes: list[dict[str, Any]] = field(default_factory=list)
     sockets: int = 0
+    timeline: list[tuple[str, float]] = field(default_factory=list)  # ("closed" | "opened", Chromium's own clock)
+
+    def reconnect_s(self) -> float | None:
+        """From the page's first socket closing to its next one open, by the browser's clock (not the test's)."""
+        closed = next((t for what, t in self.timeline if what == "closed"), None)
+        opened = [t for what, t in self.timeline if what == "opened"]
+        later = [t for t in opened if closed is not None and t > closed]
+        return round(later[0] - closed, 2) if later and closed is not None else None
 
 
 @contextmanager
@@ -297,10 +305,13 @@ def page_following(d: Deployment) -> Iterator[tuple[Any, PageWatch]]:
             page.on("pageerror", lambda error: errors.append(str(error)))
             cdp = context.new_cdp_session(page)
             cdp.send("Network.enable")
-            cdp.on(
-                "Network.webSocketHandshakeResponseReceived",
-                lambda e: watch.upstreams.append(served_by({k.lower(): v for k, v in e["response"]["headers"].items()}.get("x-upstream"))),
-            )
+
+            def handshake(e: dict[str, Any]) -> None:
+                watch.upstreams.append(served_by({k.lower(): v for k, v in e["response"]["headers"].items()}.get("x-upstream")))
+                watch.timeline.append(("opened", e["timestamp"]))
+
+            cdp.on("Network.webSocketHandshakeResponseReceived", handshake)
+            cdp.on("Network.webSocketClosed", lambda e: watch.timeline.append(("closed", e["timestamp"])))
 
             def on_socket(ws: Any) -> None:
                 watch.sockets += 1
@@ -409,6 +420,7 @@ def rolling_restart(tmp_path: Path, sig: int) -> dict[str, Any]:
         "node_exit_s": round(exited_s, 2),
         "graceful_timeout_hit": "timeout graceful shutdown exceeded" in stopped_log,
         "page_sockets": page_watch.sockets,
+        "page_reconnect_s": page_watch.reconnect_s(),
         "client_loop_lag_s_max": round(crowd.lag_s, 2),
         "status_polls": dict(crowd.statuses),
         "nginx_502": sum(" 502 " in line for line in access_log.splitlines()),
