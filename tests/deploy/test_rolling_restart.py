@@ -228,6 +228,7 @@ class Crowd:
     followers: list[Follower]
     ready: threading.Event = field(default_factory=threading.Event)  # every follower has heard its job
     statuses: Counter[int] = field(default_factory=Counter)  # GET /api/jobs/{id} through nginx, all along
+    posts: Counter[int] = field(default_factory=Counter)  # POST /api/jobs (refused by the app) through nginx, all along
     done: bool = False
     lag_s: float = 0.0  # the followers' own event loop, at its slowest: what the reconnect times include of the crowd
 
@@ -252,13 +253,25 @@ async def run_crowd(crowd: Crowd, d: Deployment) -> None:
                     crowd.statuses[0] += 1
                 await asyncio.sleep(0.02)
 
+        async def post() -> None:  # a POST, which nginx may not pass to the next node once it has sent it
+            someone = crowd.followers[1]
+            while not crowd.done:
+                try:
+                    answer = await http.post(
+                        "/api/jobs", files={"file": ("notes.txt", b"not a photo")}, headers={"Authorization": f"Bearer {someone.token}"}
+                    )
+                    crowd.posts[answer.status_code] += 1
+                except httpx.HTTPError:
+                    crowd.posts[0] += 1
+                await asyncio.sleep(0.05)
+
         async def lag() -> None:
             while not crowd.done:
                 began = time.monotonic()
                 await asyncio.sleep(0.05)
                 crowd.lag_s = max(crowd.lag_s, time.monotonic() - began - 0.05)
 
-        helpers = [asyncio.create_task(watch_ready()), asyncio.create_task(poll()), asyncio.create_task(lag())]
+        helpers = [asyncio.create_task(watch_ready()), asyncio.create_task(poll()), asyncio.create_task(post()), asyncio.create_task(lag())]
         try:
             await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
         finally:
@@ -423,6 +436,7 @@ def rolling_restart(tmp_path: Path, sig: int) -> dict[str, Any]:
         "page_reconnect_s": page_watch.reconnect_s(),
         "client_loop_lag_s_max": round(crowd.lag_s, 2),
         "status_polls": dict(crowd.statuses),
+        "posts": dict(crowd.posts),
         "nginx_502": sum(" 502 " in line for line in access_log.splitlines()),
         "nginx_failovers": sum(line.split(" ")[0].endswith(",") for line in upstream_log.splitlines()),
         "total_s": round(ended, 1),
