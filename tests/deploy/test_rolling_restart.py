@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import signal
 import ssl
@@ -307,6 +308,8 @@ def page_following(d: Deployment) -> Iterator[tuple[Any, PageWatch]]:
     from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 
     if not CHROMIUM.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing: CI must run the browser tests (apt-get install chromium)", pytrace=False)
         pytest.skip(f"{CHROMIUM} is not installed")
     watch = PageWatch()
     with sync_playwright() as playwright:
@@ -450,10 +453,12 @@ def rolling_restart(tmp_path: Path, sig: int) -> dict[str, Any]:
     return figures
 
 
+@pytest.mark.browser  # the page follows a job across the stop too
 def test_a_web_node_stopped_with_sigterm_mid_jobs_every_follower_resumes_gap_free(tmp_path: Path) -> None:
     rolling_restart(tmp_path, signal.SIGTERM)
 
 
+@pytest.mark.browser  # the page follows a job across the stop too
 def test_a_web_node_killed_with_sigkill_mid_jobs_every_follower_resumes_gap_free(tmp_path: Path) -> None:
     rolling_restart(tmp_path, signal.SIGKILL)
 
