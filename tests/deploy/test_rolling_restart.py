@@ -426,6 +426,7 @@ def rolling_restart(tmp_path: Path, sig: int) -> dict[str, Any]:
         "resume_s_p50_ws": round(statistics.median([s for f in moved if f.kind == "ws" for s in f.resume_s]), 2),
         "resume_s_max_sse": round(max([s for f in moved if f.kind == "sse" for s in f.resume_s]), 2),
         "reconnect_s_min": round(min(reconnect), 2),
+        "all_resumed_after_stop_s": round(max(f.first_drop + f.resume_s[0] for f in moved if f.first_drop) - stop_at, 2),
         "handshake_s_p50": round(statistics.median([s for f in moved for s in f.handshake_s]), 2),
         "handshake_s_max": round(max([s for f in moved for s in f.handshake_s]), 2),
         "drop_after_stop_s_ws_max": round(max(f.first_drop - stop_at for f in moved if f.kind == "ws" and f.first_drop), 2),
