@@ -22,7 +22,8 @@ from tests.server.conftest import Client, png_bytes
 
 @pytest.mark.slow
 def test_sigterm_ends_open_event_streams_at_once_and_the_node_stops_before_the_graceful_timeout(tmp_path: Path) -> None:
-    server = start_server(tmp_path, TEST_ENV)
+    # No drain (docs/deploy.md, "Stopping a node"): this is about what the stop does once the server does stop.
+    server = start_server(tmp_path, {**TEST_ENV, "OLDPHOTO_DRAIN_GRACE_S": "0"})
     client = Client(server)
     job = client.submit(png_bytes(32, 32), workflow=pause_workflow(20))["job_id"]
     lines: list[str] = []
