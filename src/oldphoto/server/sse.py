@@ -2,12 +2,17 @@
 
 A stream takes one of its user's progress places (shared with WebSockets, server/hub.py) for as long as it is open,
 and ends with a `token_expired` event when the token it was opened with expires, as a WebSocket closes with 4001.
+When the server shuts down it ends at once, as a WebSocket closes with 1001: a `: going away` comment and a `retry:`
+with jitter (1-3 s, so that a node's browsers do not all come back in the same instant), then the end of the body.
+An EventSource reconnects by itself with `Last-Event-ID` (through a proxy, to another node); before, the stream
+stayed open until uvicorn's graceful timeout (5 s) cancelled it mid-chunk, and the node took those 5 s to stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections.abc import AsyncIterator
 
@@ -16,7 +21,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from oldphoto.jobs.service import JobService
-from oldphoto.protocol import pick_language
+from oldphoto.protocol import OutEvent, pick_language
 from oldphoto.server import inputs
 from oldphoto.server.api import Caller, Service
 from oldphoto.server.follow import follow, unfollow
@@ -29,6 +34,23 @@ router = APIRouter()
 TOKEN_EXPIRED = "event: token_expired\ndata: " + json.dumps(
     {"error": "Your session has expired; start a new one.", "code": "token_expired"}
 ) + "\n\n"
+
+
+
+
+def going_away() -> str:
+    """The last words of a stream at shutdown: the EventSource's reconnect delay, jittered, then the body ends."""
+    return f": going away\nretry: {random.randint(1000, 3000)}\n\n"
+
+
+class StreamEnd:
+    """A stream as the hub sees it (server/hub.py `Closable`): `close` asks it to end at the next chance."""
+
+    def __init__(self) -> None:
+        self.asked = asyncio.Event()
+
+    async def close(self, code: int, reason: str = "") -> None:
+        self.asked.set()
 
 
 class HeldStream(StreamingResponse):
@@ -57,7 +79,7 @@ async def job_events(job_id: str, request: Request, service: Service, caller: Ca
     slot = hub.admit(caller.user)  # the last step before the response: nothing between here and it can fail
     metrics = inputs.wants_metrics(request.query_params.get("metrics"))
     stream = _stream(
-        service, job_id, after_seq, lang, settings.ws_queue_size, settings.sse_heartbeat_s, caller.expires_at, hub.events, metrics
+        service, job_id, after_seq, lang, settings.ws_queue_size, settings.sse_heartbeat_s, caller.expires_at, hub.events, metrics, hub
     )
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return HeldStream(stream, slot, headers)
@@ -81,26 +103,43 @@ async def _stream(
     expires_at: float,
     tally: EventTally,
     metrics: bool = False,
+    hub: Hub | None = None,
 ) -> AsyncIterator[str]:
     outbox = Outbox(capacity, tally=tally)
-    follower = await follow(service, job_id, after_seq, outbox, metrics=metrics)
+    end = StreamEnd()
+    if hub is not None:
+        hub.add_stream(end)
+    follower = None
+    getter: asyncio.Future[OutEvent] | None = None
+    ending = asyncio.ensure_future(end.asked.wait())
     try:
+        follower = await follow(service, job_id, after_seq, outbox, metrics=metrics)
         yield "retry: 2000\n\n"
         while True:
             left = expires_at - time.time()
             if left <= 0:
                 yield TOKEN_EXPIRED
                 return
-            try:
-                # Woken at the token's expiry too, not only at the next heartbeat.
-                event = await asyncio.wait_for(outbox.get(), timeout=min(heartbeat_s, left))
-            except TimeoutError:
-                if time.time() < expires_at:
-                    yield ": heartbeat\n\n"
-                continue
-            # A live event has no place in the log: no `id:`, so Last-Event-ID stays the last recorded seq.
-            yield f"data: {event.wire_text(lang)}\n\n" if event.live else f"id: {event.seq}\ndata: {event.wire_text(lang)}\n\n"
-            if event.is_final and not len(outbox):
+            if getter is None:  # kept across heartbeats: one task per event, as wait_for made
+                getter = asyncio.ensure_future(outbox.get())
+            # Woken at the token's expiry too, not only at the next heartbeat; and at shutdown.
+            await asyncio.wait((getter, ending), timeout=min(heartbeat_s, left), return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                event, getter = getter.result(), None
+                # A live event has no place in the log: no `id:`, so Last-Event-ID stays the last recorded seq.
+                yield f"data: {event.wire_text(lang)}\n\n" if event.live else f"id: {event.seq}\ndata: {event.wire_text(lang)}\n\n"
+                if event.is_final and not len(outbox):
+                    return
+            elif ending.done():
+                yield going_away()
                 return
+            elif time.time() < expires_at:
+                yield ": heartbeat\n\n"
     finally:
-        unfollow(service, follower)
+        for task in (getter, ending):
+            if task is not None:
+                task.cancel()
+        if hub is not None:
+            hub.discard_stream(end)
+        if follower is not None:
+            unfollow(service, follower)
