@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # once, so the fair queue here, not ComfyUI's first-in-first-out, decides who goes next.
     comfyui_url: str | None = None
     comfyui_slots: int = Field(2, ge=1, le=16)
+    # An instance unreachable this long has lost its prompts: each of its jobs runs again once (on any instance), a
+    # second loss fails it with `backend_unavailable`.
+    comfyui_lost_s: float = Field(20.0, gt=0)
 
     workers: int = Field(1, ge=1)
     # A worker process that still holds more than this (resident, MB) after a job, once it has given back what it

@@ -64,7 +64,7 @@ def job_service(settings: Settings, store: JobStore) -> JobService:
     if settings.comfyui_urls:
         if settings.scale_out:
             raise ValueError("OLDPHOTO_COMFYUI_URL runs with the embedded store only for now: unset OLDPHOTO_BROKER_URL (docs/comfyui.md)")
-        return comfy_service(config, store, settings.comfyui_urls, settings.comfyui_slots)
+        return comfy_service(config, store, settings.comfyui_urls, settings.comfyui_slots, settings.comfyui_lost_s)
     if settings.scale_out:
         return scale_out_service(config, store, settings.broker_url or "", settings.broker_prefix, settings.lease_s)
     return embedded_service(config, store, worker_max_rss_mb(settings))
@@ -87,11 +87,11 @@ def scale_out_service(config: ServiceConfig, store: JobStore, broker_url: str, p
     return JobService(config, store, bus, SharedQueue(store), WorkerNodes(config, store, bus, lease_s))
 
 
-def comfy_service(config: ServiceConfig, store: JobStore, urls: list[str], slots: int = 2) -> JobService:
+def comfy_service(config: ServiceConfig, store: JobStore, urls: list[str], slots: int = 2, lost_after_s: float = 20.0) -> JobService:
     """The embedded queue and store, with ComfyUI instances running the jobs (docs/comfyui.md)."""
     from oldphoto.comfy.runner import ComfyInstances
     from oldphoto.jobs.bus import LocalBus
     from oldphoto.jobs.embedded import LocalQueue
 
     queue = LocalQueue(store)
-    return JobService(config, store, LocalBus(), queue, ComfyInstances(config, queue, urls, slots))
+    return JobService(config, store, LocalBus(), queue, ComfyInstances(config, queue, urls, slots, lost_after_s))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,8 +20,10 @@ def connected(health: dict) -> bool:
     return bool(health.get("backends")) and all(b["connected"] for b in health["backends"])
 
 
-def start_comfy_server(data_dir, comfy: ComfyProcess, **env: str) -> ServerProcess:
-    return start_server(data_dir, {"OLDPHOTO_COMFYUI_URL": comfy.url, "OLDPHOTO_USER_CONCURRENCY": "6", **env}, ready=connected)
+def start_comfy_server(data_dir: Path, comfy: ComfyProcess, port: int | None = None, **env: str) -> ServerProcess:
+    """A real server whose jobs run on `comfy`."""
+    settings = {"OLDPHOTO_COMFYUI_URL": comfy.url, "OLDPHOTO_USER_CONCURRENCY": "6", **env}
+    return start_server(data_dir, settings, port=port, ready=connected)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.comfy.conftest import start_comfy_server
-from tests.helpers.comfyui import UPSCALE_MODEL, ComfyProcess
+from tests.helpers.comfyui import SLOW_UPSCALE_MODEL, UPSCALE_MODEL, ComfyProcess
 from tests.helpers.images import png_bytes
 from tests.helpers.server import ServerProcess
 from tests.server.conftest import Client, read_until_final, recorded
@@ -35,19 +35,19 @@ SEED_EXAMPLE = {
 }
 
 
-def upscale_prompt(tile: int = 128) -> dict:
+def upscale_prompt(model: str = UPSCALE_MODEL) -> dict:
     """ComfyUI's core upscale nodes in its API form: they report per tile."""
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": "anything.png"}},
-        "2": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": UPSCALE_MODEL}},
+        "2": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": model}},
         "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["2", 0], "image": ["1", 0]}},
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "x"}},
     }
 
 
 def slow_prompt() -> dict:
-    """Long enough to cancel: the core upscale of a large photo (many tiles)."""
-    return upscale_prompt()
+    """Long enough to cancel or to cut: a full-size compact upscaler (seconds per tile here)."""
+    return upscale_prompt(SLOW_UPSCALE_MODEL)
 
 
 def gap_free(events: list[dict]) -> list[int]:
@@ -131,7 +131,7 @@ def test_cancel_stops_this_jobs_prompt_running_or_waiting_on_comfyui_and_never_a
     comfy_server: ServerProcess, comfyui: ComfyProcess
 ) -> None:
     alice, bob, carol = Client(comfy_server), Client(comfy_server), Client(comfy_server)
-    running = alice.submit(png_bytes(2400, 1800), workflow=json.dumps(slow_prompt()))["job_id"]  # about 200 tiles
+    running = alice.submit(png_bytes(1024, 768), workflow=json.dumps(slow_prompt()))["job_id"]
     waiting = bob.submit(png_bytes(1024, 768), workflow=json.dumps(slow_prompt()))["job_id"]  # the instance's second slot: its queue
     later = carol.submit(png_bytes(64, 64), workflow=json.dumps(SEED_EXAMPLE))["job_id"]  # waits here
     with alice.socket(f"?job_id={running}") as ws:

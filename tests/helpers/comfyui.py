@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "comfyui"
 VENV_PYTHON = ROOT / ".comfyui-venv" / "bin" / "python"
 UPSCALE_MODEL = "oldphoto-compact-x2.pth"
+SLOW_UPSCALE_MODEL = "oldphoto-compact-x2-full.pth"  # the size of Real-ESRGAN's own compact models: a job that lasts
 
 
 def comfyui_python() -> Path:
@@ -48,17 +49,18 @@ def prepare_base(base: Path) -> Path:
         path.chmod(path.stat().st_mode | 0o200)  # the shared copy is read-only; this one is ComfyUI's
     write_tiny_checkpoint(nodes / "ComfyUI-DDColor" / "checkpoints" / "ddcolor_paper_tiny.pth")
     write_compact_upscaler(base / "models" / "upscale_models" / UPSCALE_MODEL)
+    write_compact_upscaler(base / "models" / "upscale_models" / SLOW_UPSCALE_MODEL, features=64, convolutions=16)
     return base
 
 
-def write_compact_upscaler(path: Path) -> Path:
+def write_compact_upscaler(path: Path, features: int = 16, convolutions: int = 4) -> Path:
     """Real-ESRGAN's compact network (SRVGGNetCompact, x2), small and random: spandrel loads it by its keys."""
     import torch
     from spandrel.architectures.Compact import Compact
 
     torch.manual_seed(0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(Compact(num_feat=16, num_conv=4, upscale=2).state_dict(), path)
+    torch.save(Compact(num_feat=features, num_conv=convolutions, upscale=2).state_dict(), path)
     return path
 
 

@@ -120,7 +120,9 @@ class PromptRelay:
         """The prompt succeeded: the last node's time is learned too."""
         self._close_running()
 
-    def _begin(self, node: str) -> Note:
+    def _begin(self, node: str) -> Note | None:
+        if self.running is not None and self.running.node == node:
+            return None  # said again: ComfyUI repeats the running node to a client that reconnects
         self._close_running()
         class_type = self._type(node)
         self.running = Running(node, class_type, self.clock())

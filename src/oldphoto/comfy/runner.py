@@ -66,6 +66,7 @@ TICK_S = 0.5  # how often a silent node's estimate moves
 PREVIEW_EVERY_S = 0.5  # previews are kept at most this often per job (ComfyUI may send one per sampler step)
 RECONNECT_MAX_S = 10.0
 UNAVAILABLE = "backend_unavailable"
+LOST_AFTER_S = 20.0  # an instance unreachable this long has lost its prompts (killed, or its machine gone)
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Instance:
     slots: int
     client: ComfyClient
     connected: bool = False
+    down_since: float | None = None  # loop: when the connection was lost (None: connected, or never was)
     object_info: dict[str, Any] = field(default_factory=dict)
     jobs: set[str] = field(default_factory=set)  # writer thread: the prompts handed to it and not ended
     executing: str | None = None  # loop: the prompt it runs now, for previews that name none
@@ -101,12 +103,15 @@ class Tracked:
 
 
 class ComfyInstances:
-    def __init__(self, config: ServiceConfig, queue: LocalQueue, urls: list[str], slots: int = 2) -> None:
+    def __init__(
+        self, config: ServiceConfig, queue: LocalQueue, urls: list[str], slots: int = 2, lost_after_s: float = LOST_AFTER_S
+    ) -> None:
+        self.lost_after_s = lost_after_s
         self.config = config
         self.queue = queue
         self.store = queue.store
         self.instances = [Instance(url.rstrip("/"), slots, ComfyClient(url)) for url in urls]
-        self.client_id = f"oldphoto-{uuid.uuid4().hex}"
+        self.client_id = ""  # start(): kept in the data dir, so a restarted service hears its prompts again
         self.paces = Paces()
         self.durations = Durations(self.store, config.run_options)
         self.service: JobService | None = None
@@ -120,6 +125,7 @@ class ComfyInstances:
 
     async def start(self, service: JobService) -> None:
         self.service = service
+        self.client_id = await asyncio.to_thread(_client_id, self.config.data_dir)
         self.recorder = Recorder(
             self.store, service.publish, self.config.results_dir, self.config.job_timeout_s, self.durations, service.telemetry
         )
@@ -307,7 +313,7 @@ class ComfyInstances:
             try:
                 instance.object_info = await instance.client.object_info()
                 events = instance.client.events(self.client_id)
-                instance.connected = True
+                instance.connected, instance.down_since = True, None
                 delay = 0.5
                 await self._reconcile(instance)
                 if self.service is not None:
@@ -319,7 +325,11 @@ class ComfyInstances:
             except Exception as lost:  # refused, reset, closed: the same answer, try again
                 if instance.connected:
                     log.warning("ComfyUI at %s: connection lost (%s); reconnecting", instance.url, type(lost).__name__)
+            if instance.connected or instance.down_since is None:
+                instance.down_since = time.monotonic()
             instance.connected = False
+            if time.monotonic() - instance.down_since > self.lost_after_s:
+                self._lose_all(instance)
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
             delay = min(RECONNECT_MAX_S, delay * 2)
 
@@ -406,10 +416,49 @@ class ComfyInstances:
                     self._say(Noted(tracked.job_id, note))
 
     async def _reconcile(self, instance: Instance) -> None:
-        """After a (re)connection: a followed prompt that ended meanwhile is finished from the instance's history."""
+        """After a (re)connection: a followed prompt that ended meanwhile is finished from the instance's history; one
+        the instance no longer knows (it was restarted) is lost (`_lose`)."""
+        followed = [t for t in self.tracked.values() if t.instance is instance and not t.ended]
+        if not followed:
+            return
+        with contextlib.suppress(httpx.HTTPError, OSError):
+            running, pending = await instance.client.queued()
+            for tracked in followed:
+                if not await self._settle_from_history(tracked) and tracked.job_id not in running | pending:
+                    self._lose(tracked)
+
+    def _lose_all(self, instance: Instance) -> None:
         for tracked in [t for t in self.tracked.values() if t.instance is instance and not t.ended]:
-            with contextlib.suppress(httpx.HTTPError, OSError):
-                await self._settle_from_history(tracked)
+            self._lose(tracked)
+
+    def _lose(self, tracked: Tracked) -> None:
+        """A prompt its instance lost: the job runs again from the start, once (here or on another instance), else fails."""
+        tracked.ended = True
+        if self.service is not None:
+            self.service.offload.write_later(self._run_again_or_fail, tracked.job_id)
+
+    def _run_again_or_fail(self, job_id: str) -> None:
+        """Writer thread: the same rule as a restart of the embedded server (jobs/embedded.py `_recover`)."""
+        assert self.service is not None
+        job = self.store.get(job_id)
+        if job is None or job.status != JobStatus.RUNNING:
+            return
+        if job.attempts >= 1:
+            self._on_message(Failed(job_id, UNAVAILABLE, "The ComfyUI instance running this job stopped, twice; please try again."))
+            return
+        recorder = self._recorder
+        recorder.running.discard(job_id)
+        recorder.floors[job_id] = max(recorder.floors.get(job_id, 0), job.progress)  # the run again never shows less
+        instance = self.placed.pop(job_id, None)
+        if instance is not None:
+            instance.jobs.discard(job_id)
+        self.service.call_on_loop(self.tracked.pop, job_id, None)
+        self.store.set_status(job_id, JobStatus.QUEUED, attempts=job.attempts + 1)
+        requeued = self.store.get(job_id)
+        told = self.queue.put_back(requeued) if requeued is not None else None
+        if told is not None:
+            self.service.publish(told)
+        self.service.queue_changed()
 
     async def _settle_from_history(self, tracked: Tracked) -> bool:
         entry = await tracked.instance.client.history(tracked.job_id)
@@ -428,22 +477,31 @@ class ComfyInstances:
         return True
 
     async def _reattach(self, job: Job) -> None:
-        """A job this service sent before it stopped: found on an instance (ended, running or waiting), else sent again."""
-        for instance in self.instances:
-            try:
-                prompt = self.prompt_for(job.workflow, job.model, instance.object_info or await instance.client.object_info())
-                tracked = Tracked(job.id, instance, PromptRelay(prompt, self.paces))
-                if await self._settle_from_history(tracked):
+        """A job this service sent before it stopped: found again on an instance (ended, running or waiting) and
+        followed; one that no instance knows runs again (`_run_again_or_fail`). Instances not reachable yet are
+        waited for, up to `lost_after_s`."""
+        deadline = time.monotonic() + self.lost_after_s
+        while True:
+            asked = 0
+            for instance in self.instances:
+                try:
+                    prompt = self.prompt_for(job.workflow, job.model, instance.object_info or await instance.client.object_info())
+                    tracked = Tracked(job.id, instance, PromptRelay(prompt, self.paces))
+                    if await self._settle_from_history(tracked):
+                        return
+                    running, pending = await instance.client.queued()
+                    asked += 1
+                except (httpx.HTTPError, OSError, OldphotoError):
+                    continue
+                if job.id in running | pending:
+                    self.tracked[job.id] = tracked
                     self._adopt(tracked)
                     return
-                running, pending = await instance.client.queued()
-            except (httpx.HTTPError, OSError, OldphotoError):
-                continue
-            if job.id in running | pending:
-                self.tracked[job.id] = tracked
-                self._adopt(tracked)
-                return
-        self._say(Failed(job.id, UNAVAILABLE, "The ComfyUI prompt of this job was not found again after a restart."))
+            if asked == len(self.instances) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1.0)
+        if self.service is not None:
+            self.service.offload.write_later(self._run_again_or_fail, job.id)
 
     def _adopt(self, tracked: Tracked) -> None:
         def place() -> None:
@@ -476,3 +534,14 @@ def _small_jpeg(data: bytes) -> tuple[bytes, int, int] | None:
     buffer = io.BytesIO()
     picture.save(buffer, "JPEG", quality=80)
     return buffer.getvalue(), picture.width, picture.height
+
+
+def _client_id(data_dir: Path) -> str:
+    """This service's name to ComfyUI, kept across restarts: ComfyUI sends a prompt's events to the client that sent it."""
+    path = data_dir / "comfyui-client-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        name = f"oldphoto-{uuid.uuid4().hex}"
+        write_atomic(path, name.encode())
+        return name
