@@ -23,13 +23,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from websockets.exceptions import InvalidStatus
 
 from oldphoto.client import Client
 from tests.helpers.images import png_bytes
-from tests.helpers.proxy import APP_ENV, SECRET, Proxy, nginx_binary, running_nginx, token
+from tests.helpers.proxy import APP_ENV, SECRET, Proxy, nginx_binary, read_stream, running_nginx, token
 from tests.helpers.server import ServerProcess, start_server
 from tests.server.test_telemetry import pause
 
@@ -92,10 +93,14 @@ def follow_with_the_client(proxy: Proxy, user: str, seconds: float) -> tuple[lis
     with Client(proxy.url, token(user), verify=False) as client:
         job = submit(proxy, user, seconds)
         events, used = [], set()
-        for event in client.events(job):
+        for event in client.events(job, give_up_after=20):
             events.append(event)
             assert client.transport is not None
             used.add(client.transport)
+    # The job's whole log, read straight from the app once it has ended: what the client must have yielded.
+    direct = httpx.Client(base_url=proxy.app.url, headers={"Authorization": f"Bearer {token(user)}"}, timeout=30)
+    log = [(e["seq"], e["type"]) for _, e in read_stream(direct, job) if not e.get("live")]
+    assert [(e["seq"], e["type"]) for e in events if not e.get("live")] == log
     return events, used
 
 
