@@ -209,3 +209,15 @@ def test_where_the_proxy_also_holds_the_event_stream_the_page_polls_and_shows_th
         seen = watch_the_bar(page)
         assert_the_bar_moved_over(seen, "poll")
         assert page.get_by_test_id("download").is_visible()
+
+
+def test_cancel_works_while_the_page_polls(browser: Browser, held_site: Proxy) -> None:
+    for page in page_following_a_job(browser, held_site, 20.0):
+        page.wait_for_function("() => document.getElementById('job').dataset.transport === 'poll'", timeout=15_000)
+        page.wait_for_function("() => document.getElementById('job').dataset.status === 'running'", timeout=15_000)
+        with page.expect_request(lambda r: r.method == "DELETE" and "/api/jobs/" in r.url, timeout=5_000):  # REST: no socket
+            page.get_by_test_id("cancel").click()
+        page.wait_for_function("() => document.getElementById('job').dataset.status === 'cancelled'", timeout=10_000)
+        said = f"{page.get_by_test_id('stage-text').text_content()} {page.get_by_test_id('status').text_content()}"
+        assert "Cancelled" in said, said
+        assert page.get_by_test_id("cancel").is_hidden()
