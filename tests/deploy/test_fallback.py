@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, WebSocketRoute, sync_playwright
 from websockets.exceptions import InvalidStatus
 
 from oldphoto.client import Client
@@ -75,6 +75,12 @@ def site(app: ServerProcess, prefix: Path, edit: Callable[[str], str]) -> Iterat
 @pytest.fixture(scope="module")
 def no_upgrade_site(app: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     yield from site(app, tmp_path_factory.mktemp("nginx-no-upgrade"), no_upgrade)
+
+
+@pytest.fixture(scope="module")
+def plain_site(app: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    """deploy/nginx.conf as shipped."""
+    yield from site(app, tmp_path_factory.mktemp("nginx-plain"), lambda text: text)
 
 
 @pytest.fixture(scope="module")
@@ -146,10 +152,13 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
-def page_following_a_job(browser: Browser, proxy: Proxy, seconds: float) -> Iterator[Page]:
+def page_following_a_job(
+    browser: Browser, proxy: Proxy, seconds: float, prepare: Callable[[Page], None] = lambda page: None
+) -> Iterator[Page]:
     """The page, through the proxy, showing a job of `seconds` sent by its own session (as a reload would show it)."""
     context = browser.new_context(base_url=proxy.url, ignore_https_errors=True)
     page = context.new_page()
+    prepare(page)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto("/")
@@ -221,3 +230,37 @@ def test_cancel_works_while_the_page_polls(browser: Browser, held_site: Proxy) -
         said = f"{page.get_by_test_id('stage-text').text_content()} {page.get_by_test_id('status').text_content()}"
         assert "Cancelled" in said, said
         assert page.get_by_test_id("cancel").is_hidden()
+
+
+def test_the_page_goes_back_to_the_websocket_once_it_gets_through_again(browser: Browser, plain_site: Proxy) -> None:
+    """A network that closes every WebSocket as soon as it opens, then lets them through: the page follows the job
+    over SSE meanwhile, and takes the WebSocket up again at its next try (the page's clock is moved on to it)."""
+    network = {"blocks": True, "sockets": 0}
+
+    def through(route: WebSocketRoute) -> None:
+        network["sockets"] += 1
+        if network["blocks"]:
+            route.close(code=1011, reason="blocked")
+        else:
+            route.connect_to_server()
+
+    def prepare(page: Page) -> None:
+        page.clock.install()
+        page.route_web_socket(re.compile(r"/ws/progress"), through)
+
+    for page in page_following_a_job(browser, plain_site, 8.0, prepare):
+        # Over SSE, and its events coming (moving the clock on before the stream's first event would judge it held).
+        page.wait_for_function(
+            "() => { const job = document.getElementById('job'); return job.dataset.transport === 'sse' && job.dataset.status === 'running'; }",
+            timeout=15_000,
+        )
+        tries = network["sockets"]
+        network["blocks"] = False
+        page.clock.fast_forward(31_000)  # the next try of the WebSocket is due 30 s after the fallback
+        seen = watch_the_bar(page)
+        assert network["sockets"] == tries + 1, (network, seen)  # one try, taken up: no flapping
+        ways = [way for i, (way, *_) in enumerate(seen) if i == 0 or seen[i - 1][0] != way]
+        assert ways == ["sse", "ws"], seen
+        on_ws = {percent for way, status, percent, _ in seen if way == "ws" and status == "running" and 0 < percent < 100}
+        assert len(on_ws) >= 2 and not any(note for way, *_, note in seen if way == "ws"), seen
+        assert seen[-1] == ("ws", "succeeded", 100, False), seen

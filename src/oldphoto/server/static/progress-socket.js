@@ -138,10 +138,8 @@ export class ProgressSocket {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}/ws/progress?lang=${encodeURIComponent(this.lang)}`);
     this.socket = socket;
-    let opened = false;
     let heard = false;
     socket.onopen = () => {
-      opened = true;
       this.lastHeard = Date.now();
       // One seq before the last delivered: the server replays that one at once (dropped here as a repeat), so a
       // socket that opens but relays nothing (a proxy in the way) is known within FIRST_EVENT_MS.
@@ -150,17 +148,17 @@ export class ProgressSocket {
       }
       if (this.lastSeq.size) this.firstEventTimer = setTimeout(() => this.#silentSocket(), FIRST_EVENT_MS);
       this.heartbeat = setInterval(() => this.#checkAlive(), PING_EVERY_MS);
-      if (this.mode === "ws") {
-        this.attempt = 0;
-        this.failedOpens = 0;
-        this.onConnectionChange(true);
-      }
+      if (this.mode === "ws") this.onConnectionChange(true);
     };
     socket.onmessage = (message) => {
       this.lastHeard = Date.now();
       if (!heard) {
         heard = true;
         clearTimeout(this.firstEventTimer);
+        // Only a socket that delivers counts as through: one that opens and is closed at once (a proxy or a
+        // network that lets the handshake pass and nothing else) counts as a failed open.
+        this.attempt = 0;
+        this.failedOpens = 0;
         if (this.mode !== "ws") this.#useWebSocket();
       }
       this.#receive(message.data);
@@ -172,7 +170,7 @@ export class ProgressSocket {
         return;
       }
       this.onConnectionChange(false);
-      this.failedOpens = opened ? 0 : this.failedOpens + 1;
+      if (!heard) this.failedOpens += 1;
       if (close.code === TOKEN_EXPIRED || this.failedOpens >= FAILED_OPENS_BEFORE_CHECK) {
         this.ensureSession()
           .catch(() => {})
@@ -273,14 +271,16 @@ export class ProgressSocket {
   /** Follows every job over SSE, or by polling (only where the page can read a job's status). */
   #fallBack(mode) {
     if (mode === "poll" && !this.getJob) mode = "sse";
-    this.#discard();
-    clearTimeout(this.retryTimer);
-    this.retryTimer = null;
-    // A better transport that failed again soon after it was taken up waits longer before its next try.
-    if (this.mode === "ws" && Date.now() - this.upSince > STABLE_MS) this.upgradeDelay = RETRY_BETTER_MS;
+    if (this.mode === "ws") {
+      this.#discard();
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+      // A better transport that failed again soon after it was taken up waits longer before its next try.
+      if (Date.now() - this.upSince > STABLE_MS) this.upgradeDelay = RETRY_BETTER_MS;
+    }
     this.#setMode(mode);
     for (const jobId of this.lastSeq.keys()) this.#startFollower(jobId);
-    this.#scheduleBetter();
+    if (!this.socket) this.#scheduleBetter(); // (else a trial of the WebSocket is under way: it reschedules)
   }
 
   #setMode(mode) {

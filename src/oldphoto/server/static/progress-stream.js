@@ -83,9 +83,11 @@ export class JobStream {
     }
     if (this.checking || Date.now() - this.lastHeard < QUIET_CHECK_MS) return;
     this.checking = true;
+    const heardBefore = this.lastHeard;
     this.isAhead()
       .then((ahead) => {
-        if (ahead && this.source) this.#held();
+        // An event that came while the status was read was only on its way: the stream is not held.
+        if (ahead && this.source && this.lastHeard === heardBefore) this.#held();
         else this.lastHeard = Date.now();
       })
       .catch(() => {
