@@ -203,19 +203,21 @@ class _Follower:
         self.metrics = metrics
         self.done = False
         self.seen: dict[str, Any] = {}  # what the job last said (status, stage, progress): the stall check's reference
+        # The last time a transport reached the server (a socket opened, a stream or a status read answered): a job
+        # that is quiet (waiting in the queue, say) is not a server out of reach.
+        self.reached = time.monotonic()
 
     def run(self, transport: Transport, give_up_after: float) -> Iterator[dict[str, Any]]:
         order = BETTER_FIRST if transport == "auto" else (transport,)
         refused_until: dict[str, float] = {}
         attempt = 0
-        heard = time.monotonic()  # the last time any transport got through
         while True:
+            tried = time.monotonic()
             for name in order:
                 if name != order[-1] and refused_until.get(name, 0.0) > time.monotonic():
                     continue
                 try:
                     for event in self._transport(name):
-                        attempt, heard = 0, time.monotonic()
                         self.client.transport = name
                         yield event
                         if self.done:
@@ -228,8 +230,10 @@ class _Follower:
                     continue
                 except _Down:
                     break
-            if time.monotonic() - heard > give_up_after:
+            if time.monotonic() - self.reached > give_up_after:
                 raise Unreachable(f"no way through to {self.client.base_url} for {give_up_after:.0f} s")
+            if self.reached >= tried:
+                attempt = 0  # it got through this time (a stream reopened while the job is quiet): no backing off
             ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt)
             attempt += 1
             time.sleep(ceiling / 2 + random.random() * ceiling / 2)
@@ -279,6 +283,7 @@ class _Follower:
         with ws:
             try:
                 first = ws.recv(timeout=FIRST_EVENT_S)
+                self.reached = time.monotonic()
             except TimeoutError:
                 raise _Refused("the WebSocket opened but said nothing") from None
             except ConnectionClosed as closed:
@@ -286,6 +291,7 @@ class _Follower:
             frames: Iterator[str | bytes] = iter(ws)
             try:
                 for frame in _chain(first, frames):
+                    self.reached = time.monotonic()
                     event = json.loads(frame)
                     if event.get("type") == "error" and event.get("seq") is None and event.get("job_id") == self.job_id:
                         raise JobFailed(event)  # the server refused to follow this job (not found, not yours)
@@ -325,6 +331,7 @@ class _Follower:
                 if not response.headers.get("content-type", "").startswith("text/event-stream"):
                     raise _Refused(f"not an event stream: {response.headers.get('content-type')}")
                 for name, event in _sse_events(response.iter_lines()):
+                    self.reached = time.monotonic()
                     if name == "token_expired":
                         raise JobFailed({"type": "error", **event})
                     got_one = True
@@ -348,6 +355,7 @@ class _Follower:
             now = self.client.status(self.job_id)
         except (httpx.HTTPError, JobFailed):
             return False
+        self.reached = time.monotonic()  # the stream had spoken and the server answers: the job is only quiet
         told = self.seen
         return now["status"] in ("succeeded", "failed", "cancelled") or (now.get("progress") or 0) > (told.get("progress") or 0)
 
@@ -363,6 +371,7 @@ class _Follower:
                 raise _Down(str(down)) from down
             if response.status_code != 200:
                 raise _refusal(response)
+            self.reached = time.monotonic()
             job = response.json()
             if job["status"] in ("succeeded", "failed", "cancelled"):
                 yield from self._tail(job)
