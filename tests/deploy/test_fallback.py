@@ -206,6 +206,7 @@ def assert_the_bar_moved_over(seen: list[tuple[str, str, int, bool]], transport:
     assert percents == sorted(percents), f"the bar went backwards: {seen}"
 
 
+@pytest.mark.browser  # Chromium, as tests/browser
 def test_where_the_proxy_drops_the_upgrade_the_page_shows_the_live_bar_over_sse(browser: Browser, no_upgrade_site: Proxy) -> None:
     for page in page_following_a_job(browser, no_upgrade_site, 4.0):
         seen = watch_the_bar(page)
@@ -213,6 +214,7 @@ def test_where_the_proxy_drops_the_upgrade_the_page_shows_the_live_bar_over_sse(
         assert page.get_by_test_id("download").is_visible()
 
 
+@pytest.mark.browser  # Chromium, as tests/browser
 def test_where_the_proxy_also_holds_the_event_stream_the_page_polls_and_shows_the_live_bar(browser: Browser, held_site: Proxy) -> None:
     for page in page_following_a_job(browser, held_site, 10.0):
         seen = watch_the_bar(page)
@@ -220,6 +222,7 @@ def test_where_the_proxy_also_holds_the_event_stream_the_page_polls_and_shows_th
         assert page.get_by_test_id("download").is_visible()
 
 
+@pytest.mark.browser  # Chromium, as tests/browser
 def test_cancel_works_while_the_page_polls(browser: Browser, held_site: Proxy) -> None:
     for page in page_following_a_job(browser, held_site, 20.0):
         page.wait_for_function("() => document.getElementById('job').dataset.transport === 'poll'", timeout=15_000)
@@ -232,6 +235,7 @@ def test_cancel_works_while_the_page_polls(browser: Browser, held_site: Proxy) -
         assert page.get_by_test_id("cancel").is_hidden()
 
 
+@pytest.mark.browser  # Chromium, as tests/browser
 def test_the_page_goes_back_to_the_websocket_once_it_gets_through_again(browser: Browser, plain_site: Proxy) -> None:
     """A network that closes every WebSocket as soon as it opens, then lets them through: the page follows the job
     over SSE meanwhile, and takes the WebSocket up again at its next try (the page's clock is moved on to it)."""

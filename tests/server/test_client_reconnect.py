@@ -21,6 +21,8 @@ from tests.helpers.images import png_bytes
 from tests.helpers.server import ServerProcess, free_port, start_server
 from tests.server.test_telemetry import pause
 
+pytestmark = pytest.mark.slow  # two server starts per test
+
 ENV = {"OLDPHOTO_TEST_NODES": "1", "OLDPHOTO_WORKERS": "1", "OLDPHOTO_USER_CONCURRENCY": "5"}
 
 
