@@ -23,7 +23,9 @@ from tests.server.test_telemetry import pause
 
 pytestmark = pytest.mark.slow  # two server starts per test
 
-ENV = {"OLDPHOTO_TEST_NODES": "1", "OLDPHOTO_WORKERS": "1", "OLDPHOTO_USER_CONCURRENCY": "5"}
+# No drain on SIGTERM (OLDPHOTO_DRAIN_GRACE_S=0): the running job is handed back at once and the sockets close with
+# 1001, so the job is cut in the middle and runs again after the restart (with a drain it would simply finish first).
+ENV = {"OLDPHOTO_TEST_NODES": "1", "OLDPHOTO_WORKERS": "1", "OLDPHOTO_USER_CONCURRENCY": "5", "OLDPHOTO_DRAIN_GRACE_S": "0"}
 
 
 def restart_in_the_background(server: ServerProcess, sig: int, started: list[ServerProcess]) -> threading.Thread:
