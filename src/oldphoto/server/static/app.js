@@ -20,6 +20,7 @@ setLanguage(initialLanguage());
 let chosen = null; // {file, url, sent}: the photo picked
 let shown = null; // {jobId, fileName, original, state, upload}: the job in the job card
 let connected = true; // whether the progress socket is up (before its first try, as good as up)
+let transport = "ws"; // how the events come: "ws", or where WebSockets do not get through "sse" or "poll"
 // Jobs sent from this tab: job_id -> {photo, steps}, for their original in the comparison and for Retry.
 const sent = new Map();
 
@@ -35,10 +36,15 @@ const socket = new ProgressSocket({
     render();
   },
   ensureSession: () => api.ensureSession(),
+  getJob: (jobId) => api.getJob(jobId),
+  onTransportChange: (name) => {
+    transport = name;
+    render();
+  },
 });
 
 function render() {
-  if (shown) view.render(shown.state, { connected, fileName: shown.fileName });
+  if (shown) view.render(shown.state, { connected, fileName: shown.fileName, transport });
 }
 
 // Choosing -----------------------------------------------------------------------------------------------------
@@ -160,7 +166,7 @@ async function cancelShown() {
   render();
   if (socket.cancel(job.jobId)) return;
   try {
-    await api.cancelJob(job.jobId); // the "cancelled" event follows when the socket is back
+    await api.cancelJob(job.jobId); // the "cancelled" event follows over whichever way the events come
   } catch (error) {
     if (job.state.status === "cancelling") job.state = { ...job.state, status: previous };
     render();

@@ -26,6 +26,7 @@ export class JobView {
     this.eta = $("eta");
     this.chart = new LiveChart($("live-chart"));
     this.connectionNote = $("connection-note");
+    this.transportNote = $("transport-note");
     this.finalStatus = $("final-status");
     this.timeline = [...$("timeline").querySelectorAll("li[data-stage]")];
     this.cancel = $("cancel");
@@ -54,9 +55,10 @@ export class JobView {
     this.card.scrollIntoView({ behavior: still ? "auto" : "smooth", block: "start" });
   }
 
-  render(state, { connected, fileName }) {
+  render(state, { connected, fileName, transport = "ws" }) {
     const running = ACTIVE.has(state.status);
     this.card.dataset.status = state.status;
+    this.card.dataset.transport = transport;
 
     const sentence = this.#sentence(state);
     this.stageText.textContent = sentence;
@@ -73,6 +75,8 @@ export class JobView {
     showText(this.eta, state.status === "running" && state.etaS >= 1 ? t("job.eta", { seconds: Math.round(state.etaS) }) : "");
     // "Reconnecting" only matters while there is still news to wait for.
     this.connectionNote.hidden = connected || !running || state.status === "uploading";
+    // Where WebSockets do not get through, say how the news comes instead (it may come in larger steps).
+    showText(this.transportNote, running && state.status !== "uploading" && transport !== "ws" ? t(`job.transport.${transport}`) : "");
     // The server's own last sentence may already say it ("Cancelled"); say it once.
     const final = finalSentence(state.status);
     showText(this.finalStatus, final !== sentence ? final : "");
