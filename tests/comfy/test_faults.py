@@ -9,6 +9,7 @@ import signal
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.comfy.conftest import start_comfy_server
@@ -106,3 +107,18 @@ def test_this_service_restarted_mid_job_finds_its_prompt_again_and_finishes(tmp_
         assert client.http.get(f"/api/jobs/{job}").json()["status"] == "succeeded"
     finally:
         restarted.stop()
+
+
+def test_a_prompt_past_the_job_time_limit_is_stopped_on_comfyui_and_fails_as_timeout(tmp_path: Path, comfyui: ComfyProcess) -> None:
+    server = start_comfy_server(tmp_path / "server", comfyui, OLDPHOTO_JOB_TIMEOUT_S="2")
+    try:
+        client = Client(server)
+        job = client.submit(png_bytes(1024, 768), workflow=json.dumps(slow_prompt()))["job_id"]
+        events = client.follow(job, timeout=30)
+        assert events[-1]["type"] == "error" and events[-1]["code"] == "timeout", events[-1]
+        deadline = time.monotonic() + 10
+        while (entry := httpx.get(f"{comfyui.url}/history/{job}").json().get(job)) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert entry is not None and entry["status"]["status_str"] == "error"  # interrupted there too, not left running
+    finally:
+        server.stop()

@@ -53,7 +53,7 @@ from oldphoto.jobs import querymaps
 from oldphoto.jobs.durations import Durations
 from oldphoto.jobs.embedded import LocalQueue
 from oldphoto.jobs.lifecycle import JobStatus
-from oldphoto.jobs.messages import Cancelled, Done, Failed, JobMessage, Noted, Previewed
+from oldphoto.jobs.messages import Cancelled, Done, Failed, JobMessage, Noted, Previewed, TimedOut
 from oldphoto.jobs.recorder import Recorder
 from oldphoto.jobs.store import Job
 from oldphoto.protocol import Note, PreviewImage
@@ -66,6 +66,7 @@ TICK_S = 0.5  # how often a silent node's estimate moves
 PREVIEW_EVERY_S = 0.5  # previews are kept at most this often per job (ComfyUI may send one per sampler step)
 RECONNECT_MAX_S = 10.0
 UNAVAILABLE = "backend_unavailable"
+REFRESH_S = 60.0  # how often each instance's /object_info is read again
 LOST_AFTER_S = 20.0  # an instance unreachable this long has lost its prompts (killed, or its machine gone)
 
 
@@ -100,6 +101,7 @@ class Tracked:
     last_preview: float = 0.0
     cancelled: bool = False
     ended: bool = False
+    since: float = field(default_factory=time.monotonic)
 
 
 class ComfyInstances:
@@ -132,6 +134,7 @@ class ComfyInstances:
         await service.offload.write(self._recover)
         for instance in self.instances:
             self._spawn(self._follow(instance))
+            self._spawn(self._refresh(instance))
         self._spawn(self._tick())
 
     async def stop(self) -> None:
@@ -408,12 +411,32 @@ class ComfyInstances:
         self._say(Previewed(tracked.job_id, note, jpeg))
 
     async def _tick(self) -> None:
+        """Silent nodes' estimates, and the job time limit (OLDPHOTO_JOB_TIMEOUT_S) of prompts that run too long."""
         while True:
             await asyncio.sleep(TICK_S)
+            now = time.monotonic()
             for tracked in list(self.tracked.values()):
+                if tracked.ended:
+                    continue
+                if now - tracked.since > self.config.job_timeout_s:
+                    self._end(tracked, TimedOut(tracked.job_id))
+                    self._spawn(self._interrupt(tracked))
+                    continue
                 note = tracked.relay.tick()
-                if note is not None and not tracked.ended:
+                if note is not None:
                     self._say(Noted(tracked.job_id, note))
+
+    async def _interrupt(self, tracked: Tracked) -> None:
+        with contextlib.suppress(httpx.HTTPError, OSError):
+            await tracked.instance.client.cancel(tracked.job_id)
+
+    async def _refresh(self, instance: Instance) -> None:
+        """The instance's node types and model files again now and then: a model file added there becomes usable."""
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            if instance.connected:
+                with contextlib.suppress(httpx.HTTPError, OSError, ValueError):
+                    instance.object_info = await instance.client.object_info()
 
     async def _reconcile(self, instance: Instance) -> None:
         """After a (re)connection: a followed prompt that ended meanwhile is finished from the instance's history; one
