@@ -45,6 +45,15 @@ def upscale_prompt(model: str = UPSCALE_MODEL) -> dict:
     }
 
 
+def steps_prompt(steps: int = 6, seconds: float = 0.3) -> dict:
+    """The tests' own custom node (tests/helpers/comfyui.py): a step at a time, each with a preview."""
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "anything.png"}},
+        "2": {"class_type": "OldphotoTestSteps", "inputs": {"image": ["1", 0], "steps": steps, "seconds": seconds}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "x"}},
+    }
+
+
 def slow_prompt() -> dict:
     """Long enough to cancel or to cut: a full-size compact upscaler (seconds per tile here)."""
     return upscale_prompt(SLOW_UPSCALE_MODEL)
@@ -180,3 +189,22 @@ def test_with_one_slot_the_fair_queue_here_decides_who_goes_next(tmp_path, comfy
         assert started[bobs] < started[alices[2]]  # bob's one job went before alice's third
     finally:
         server.stop()
+
+
+def test_a_custom_nodes_steps_and_previews_are_relayed(comfy_server: ServerProcess) -> None:
+    client = Client(comfy_server)
+    job = client.submit(png_bytes(640, 480), workflow=json.dumps(steps_prompt(steps=6, seconds=0.3)))["job_id"]
+    events = client.follow(job)
+    gap_free(events)
+    assert events[-1]["type"] == "complete", events[-1]
+    counted = [e for e in events if e.get("node") == "2" and e["type"] == "progress" and e.get("step_progress") is not None]
+    steps = [e for e in counted if "estimated" not in e["message"]]  # before its first step it is estimated, as any
+    assert [round(e["step_progress"] * 6) for e in steps] == [1, 2, 3, 4, 5, 6], [e.get("message") for e in events]
+    assert {e["source"] for e in steps} == {"comfyui"} and steps[0]["message"] == "ComfyUI: OldphotoTestSteps 1/6"
+    previews = [e for e in events if e["type"] == "preview"]
+    assert 1 <= len(previews) <= 6, len(previews)  # at most two a second are kept
+    frames = [e["preview"]["frame"] for e in previews]
+    assert frames == sorted(frames) and previews[-1]["preview"]["width"] <= 256
+    picture = client.http.get(previews[-1]["preview"]["url"])
+    assert picture.status_code == 200 and picture.content.startswith(b"\xff\xd8")  # a JPEG
+    assert Image.open(io.BytesIO(picture.content)).size == (previews[-1]["preview"]["width"], previews[-1]["preview"]["height"])

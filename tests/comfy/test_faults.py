@@ -13,9 +13,10 @@ import httpx
 import pytest
 
 from tests.comfy.conftest import start_comfy_server
-from tests.comfy.test_backend import gap_free, slow_prompt, upscale_prompt, wait_for
+from tests.comfy.test_backend import gap_free, slow_prompt, steps_prompt, upscale_prompt, wait_for
 from tests.helpers.comfyui import ComfyProcess, start_comfyui
 from tests.helpers.images import png_bytes
+from tests.helpers.server import start_server
 from tests.helpers.tcprelay import TcpRelay
 from tests.server.conftest import Client, read_until_final, recorded
 
@@ -122,3 +123,33 @@ def test_a_prompt_past_the_job_time_limit_is_stopped_on_comfyui_and_fails_as_tim
         assert entry is not None and entry["status"]["status_str"] == "error"  # interrupted there too, not left running
     finally:
         server.stop()
+
+
+def test_a_job_on_an_instance_that_dies_runs_again_on_the_other(tmp_path: Path, comfyui: ComfyProcess) -> None:
+    own = start_comfyui(comfyui.base)
+    urls = f"{own.url},{comfyui.url}"
+    server = start_server(
+        tmp_path / "server",
+        {"OLDPHOTO_COMFYUI_URL": urls, "OLDPHOTO_COMFYUI_SLOTS": "1", "OLDPHOTO_COMFYUI_LOST_S": "2"},
+        ready=lambda health: len([b for b in health.get("backends", []) if b["connected"]]) == 2,
+    )
+    try:
+        client = Client(server)
+        # Two jobs: one on each instance.
+        jobs = [client.submit(png_bytes(64, 64), workflow=json.dumps(steps_prompt(steps=20, seconds=0.25)))["job_id"] for _ in range(2)]
+        with client.socket(f"?job_id={jobs[0]}") as ws:
+            seen = until_counting(ws, node="2")
+            on_own = httpx.get(f"{own.url}/queue").json()["queue_running"]
+            victim = jobs[0] if on_own and on_own[0][1] == jobs[0] else jobs[1]
+            own.stop(signal.SIGKILL)  # and it stays down
+        events = client.follow(victim, timeout=60)
+        gap_free(events)
+        assert events[-1]["type"] == "complete", events[-1]
+        assert [e["type"] for e in events].count("queued") == 2  # back in line once, then run on the other
+        assert victim in httpx.get(f"{comfyui.url}/history/{victim}").json()
+        assert seen  # it had started on the instance that died
+        health = httpx.get(f"{server.url}/healthz").json()
+        assert [b["connected"] for b in health["backends"]] == [False, True]
+    finally:
+        server.stop()
+        own.stop()

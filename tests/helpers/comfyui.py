@@ -48,6 +48,7 @@ def prepare_base(base: Path) -> Path:
     for path in (nodes / "ComfyUI-DDColor").rglob("*"):
         path.chmod(path.stat().st_mode | 0o200)  # the shared copy is read-only; this one is ComfyUI's
     write_tiny_checkpoint(nodes / "ComfyUI-DDColor" / "checkpoints" / "ddcolor_paper_tiny.pth")
+    (nodes / "oldphoto_test_nodes.py").write_text(TEST_NODES)
     write_compact_upscaler(base / "models" / "upscale_models" / UPSCALE_MODEL)
     write_compact_upscaler(base / "models" / "upscale_models" / SLOW_UPSCALE_MODEL, features=64, convolutions=16)
     return base
@@ -62,6 +63,41 @@ def write_compact_upscaler(path: Path, features: int = 16, convolutions: int = 4
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(Compact(num_feat=features, num_conv=convolutions, upscale=2).state_dict(), path)
     return path
+
+
+# A custom node of the tests' own, as third-party nodes report: ComfyUI's ProgressBar, each step with a preview.
+TEST_NODES = """
+import time
+
+import comfy.utils
+import numpy as np
+from PIL import Image
+
+
+class OldphotoTestSteps:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "image": ("IMAGE",),
+            "steps": ("INT", {"default": 4, "min": 1, "max": 1000}),
+            "seconds": ("FLOAT", {"default": 0.2, "min": 0.0, "max": 10.0, "step": 0.01}),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+    CATEGORY = "oldphoto/testing"
+
+    def run(self, image, steps, seconds):
+        bar = comfy.utils.ProgressBar(steps)
+        picture = Image.fromarray((image[0].cpu().numpy() * 255).clip(0, 255).astype(np.uint8))
+        for step in range(1, steps + 1):
+            time.sleep(seconds)
+            bar.update_absolute(step, steps, ("JPEG", picture, 512))
+        return (image,)
+
+
+NODE_CLASS_MAPPINGS = {"OldphotoTestSteps": OldphotoTestSteps}
+"""
 
 
 @dataclass
