@@ -9,8 +9,9 @@ from tests.helpers.comfyui import ComfyProcess, comfyui_python, running_comfyui
 from tests.helpers.server import ServerProcess, start_server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def comfyui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyProcess]:
+    """One ComfyUI for the session (its start and models cost about 15 s); tests that kill one start their own."""
     comfyui_python()  # skip (or fail in CI) before making models
     with running_comfyui(tmp_path_factory.mktemp("comfyui")) as comfy:
         yield comfy
