@@ -24,6 +24,15 @@ of the job to the first message about it each way (direct: the first naming its 
 event of the job), and to the first message saying it runs (direct: `execution_start`; service: the first event
 whose stage is neither `upload` nor `queued`).
 
+Where the time went, by ComfyUI's own clock (its `/history` timestamps of `execution_start` and `execution_success`,
+read after each job): `before` (the client's first byte to the prompt starting on ComfyUI: the upload, and through
+this service also its inspection of the photo, the job's record, its queue, the copy to ComfyUI and the check of
+the prompt), `ComfyUI runs` (the nodes executing: the same work both ways, so its difference is noise unless the
+service's CPU slows ComfyUI), `after` (ComfyUI done to the result received: through this service also its fetch of
+the result from `/view`, its copy on disk and the `complete` event). The line under the table sets the service's
+own part (before + after) against the difference of the wall medians. CPU: user + system seconds of the ComfyUI
+process and of the `oldphoto serve` process over each job.
+
 Run: .venv/bin/python benchmarks/comfyui_overhead.py [--runs 8] [--quick] [--json FILE]
 """
 
@@ -333,6 +342,24 @@ def summarize(measured: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def verdict(measured: dict[str, Any]) -> str:
+    """The service's own time (outside ComfyUI's run, so untouched by how fast the nodes ran) against the wall
+    difference, and how much ComfyUI's run itself moved from job to job."""
+    runs = measured["runs"]
+
+    def own(way: str) -> float:
+        return median([r["before"] + r["after"] for r in runs[way]])
+
+    spread = [r["run"] for way in ("direct", "service") for r in runs[way]]
+    wall = median([r["wall"] for r in runs["service"]]) - median([r["wall"] for r in runs["direct"]])
+    return (
+        f"{measured['workload']}: outside ComfyUI's run (before + after, medians) the service adds "
+        f"{(own('service') - own('direct')) * 1000:+.0f} ms per job ({own('direct') * 1000:.0f} -> {own('service') * 1000:.0f} ms); "
+        f"the wall medians differ by {wall * 1000:+.0f} ms; ComfyUI's run of the same prompt took "
+        f"{min(spread) * 1000:.0f}-{max(spread) * 1000:.0f} ms over both ways' jobs"
+    )
+
+
 HEADERS = [
     "workload",
     "way",
@@ -408,13 +435,14 @@ def main(argv: list[str] | None = None) -> str:
         shutil.rmtree(base, ignore_errors=True)
     rows = [row for m in measured for row in summarize(m)]
     out = table(HEADERS, rows)
+    said = "\n".join(verdict(m) for m in measured) + f"\nload avg at the end: {load}"
     print()
     print(out)
     print()
-    print(f"load avg at the end: {load}")
+    print(said)
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "runs": args.runs, "workloads": measured, "table": out}, indent=1))
-    return out
+    return out + "\n\n" + said
 
 
 if __name__ == "__main__":

@@ -20,13 +20,14 @@ def test_comfyui_overhead_quick(tmp_path: Path) -> None:
     comfyui_python()  # skip (or fail in CI) before starting anything
     from benchmarks import comfyui_overhead
 
-    out = comfyui_overhead.main(["--quick", "--json", str(tmp_path / "runs.json")])
+    out, said = comfyui_overhead.main(["--quick", "--json", str(tmp_path / "runs.json")]).split("\n\n")
     lines = out.splitlines()
     assert lines[0].startswith("| workload | way | runs | median ms | p90 ms |") and lines[1].startswith("| ---")
     assert len(lines) == 6, out
     for workload in ("DDColor 256 px", "upscale x2"):
         assert any(line.startswith(f"| {workload}") and "| direct | 2 |" in line for line in lines), workload
         assert any(line.startswith(f"| {workload}") and "| service | 2 |" in line for line in lines), workload
+        assert any(line.startswith(workload) and "outside ComfyUI's run" in line for line in said.splitlines()), said
     saved = json.loads((tmp_path / "runs.json").read_text())
     for measured in saved["workloads"]:
         direct, service = measured["runs"]["direct"], measured["runs"]["service"]
