@@ -57,7 +57,7 @@ mutate: install-dev
 # Every benchmark of docs/benchmarks.md, one after another on a quiet machine (about 30 min on 2 cores, plus
 # queue_storm's, estimated at 40 min with the queue of before issue 10); each prints its table and a copy goes to
 # benchmarks/results/<name>.txt.
-BENCHMARKS := colorize_speed batching fanout ws_vs_polling service_overhead cancel_latency stage_times scaleout_latency queue_storm
+BENCHMARKS := colorize_speed batching fanout ws_vs_polling service_overhead comfyui_overhead cancel_latency stage_times scaleout_latency queue_storm
 bench: install-dev
 	mkdir -p benchmarks/results
 	set -o pipefail; for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py 2>&1 | tee benchmarks/results/$$b.txt; done
