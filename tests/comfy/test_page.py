@@ -115,7 +115,12 @@ def sample(page: Page, until: Callable[[tuple[str, int, str]], bool], timeout: f
         if until(samples[-1]):
             return samples
         time.sleep(0.05)
-    raise AssertionError(f"the page never got there within {timeout} s: {samples[-5:]}")
+    raise AssertionError(f"the page never got there within {timeout} s: {changes(samples)}")
+
+
+def changes(samples: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
+    """The samples without repeats: what a failure message shows."""
+    return list(dict.fromkeys(samples))
 
 
 def final(shown: tuple[str, int, str]) -> bool:
@@ -127,21 +132,23 @@ def assert_climbs(values: list[int]) -> None:
     assert values == sorted(values), f"the bar went backwards: {values}"
 
 
-def blocker(server: ServerProcess) -> tuple[Client, str]:
+@pytest.fixture
+def blocker(comfy_server: ServerProcess) -> Iterator[tuple[Client, str]]:
     """Another user's long prompt, running on ComfyUI: a job submitted after it waits in ComfyUI's queue, so the page
-    is watching before it starts."""
-    other = Client(server)
+    is watching before it starts. Cancelled at the end whatever happened, so the next test's job need not wait."""
+    other = Client(comfy_server)
     job = other.submit(png_bytes(1024, 768), workflow=json.dumps(slow_prompt()))["job_id"]
     deadline = time.monotonic() + 30
     while other.http.get(f"/api/jobs/{job}").json()["status"] != "running":
         assert time.monotonic() < deadline, "the blocking prompt never ran"
         time.sleep(0.1)
-    return other, job
+    yield other, job
+    other.http.delete(f"/api/jobs/{job}")
 
 
-def test_the_seeds_example_runs_on_comfyui_live_and_a_reload_mid_job_resumes_it(page: Page, comfy_server: ServerProcess) -> None:
+def test_the_seeds_example_runs_on_comfyui_live_and_a_reload_mid_job_resumes_it(page: Page, blocker: tuple[Client, str]) -> None:
     sockets = received(page)
-    other, blocking = blocker(comfy_server)
+    other, blocking = blocker
     job = submit_workflow(page, SEED_EXAMPLE)
     expect(page.get_by_test_id("job")).to_have_attribute("data-status", "queued", timeout=10_000)
     assert other.http.delete(f"/api/jobs/{blocking}").status_code == 202  # now the seed's example runs
@@ -150,7 +157,7 @@ def test_the_seeds_example_runs_on_comfyui_live_and_a_reload_mid_job_resumes_it(
     # nothing itself, so its share moves as an estimate, said as one.
     live = sample(page, lambda shown: ESTIMATED in shown[2] and shown[1] >= 30 or final(shown))
     running = [percent for status, percent, _ in live if status == "running"]
-    assert len(set(running)) >= 3, f"the bar did not move while the job ran: {live}"
+    assert len(set(running)) >= 3, f"the bar did not move while the job ran: {changes(live)}"
     assert running == sorted(running), f"the bar went backwards while it ran: {running}"
     sentences = [sentence for status, _, sentence in live if status == "running"]
     assert any(s.startswith(DDCOLOR_RUNNING) for s in sentences), sentences
@@ -188,6 +195,15 @@ def test_the_seeds_example_runs_on_comfyui_live_and_a_reload_mid_job_resumes_it(
     assert page.request.get(f"/api/jobs/{job}").json()["status"] == "succeeded"
 
 
+def comfy_history(comfyui: ComfyProcess, prompt: str, timeout: float = 5) -> dict:
+    """ComfyUI's history of `prompt`: it is written just after the prompt's last message."""
+    deadline = time.monotonic() + timeout
+    while not (history := httpx.get(f"{comfyui.url}/history/{prompt}").json()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert prompt in history, f"ComfyUI has no history of the prompt {prompt}"
+    return history
+
+
 def test_cancel_on_the_page_interrupts_the_prompt_on_comfyui(page: Page, comfyui: ComfyProcess) -> None:
     job = submit_workflow(page, slow_prompt(), size=(1024, 768))
     expect(page.get_by_test_id("stage-text")).to_contain_text(UPSCALER_RUNNING, timeout=JOB_MS)
@@ -198,7 +214,10 @@ def test_cancel_on_the_page_interrupts_the_prompt_on_comfyui(page: Page, comfyui
     expect(page.get_by_test_id("stage-text")).to_have_text("Cancelled")
     expect(page.get_by_test_id("cancel")).to_be_hidden()
     assert page.request.get(f"/api/jobs/{job}").json()["status"] == "cancelled"
-    history = httpx.get(f"{comfyui.url}/history/{job}").json()
+    queue = httpx.get(f"{comfyui.url}/queue").json()
+    still = {str(item[1]) for item in queue["queue_running"] + queue["queue_pending"]}
+    assert job not in still, "the page says cancelled, but the prompt still runs on ComfyUI"
+    history = comfy_history(comfyui, job)
     assert history[job]["status"]["status_str"] == "error", history  # interrupted, not finished
     said = [message[0] for message in history[job]["status"]["messages"]]
     assert "execution_interrupted" in said, said
