@@ -66,6 +66,7 @@ TICK_S = 0.5  # how often a silent node's estimate moves
 PREVIEW_EVERY_S = 0.5  # previews are kept at most this often per job (ComfyUI may send one per sampler step)
 RECONNECT_MAX_S = 10.0
 UNAVAILABLE = "backend_unavailable"
+CANCEL_WAIT_S = 10.0  # how long a running prompt may take to say it was interrupted before the job is cancelled anyway
 REFRESH_S = 60.0  # how often each instance's /object_info is read again
 LOST_AFTER_S = 20.0  # an instance unreachable this long has lost its prompts (killed, or its machine gone)
 
@@ -308,6 +309,10 @@ class ComfyInstances:
                 self._end(tracked, Cancelled(job_id))
             else:
                 self._say(Cancelled(job_id))
+        elif tracked is not None:
+            # A node that never checks ComfyUI's interrupt flag runs on; the user's cancel is not left hanging on it.
+            await asyncio.sleep(CANCEL_WAIT_S)
+            self._end(tracked, Cancelled(job_id))
 
     async def _follow(self, instance: Instance) -> None:
         """The instance's messages, for as long as this service runs: reconnects, then reconciles what it missed."""
