@@ -24,10 +24,14 @@ pytestmark = pytest.mark.slow
 
 
 def until_counting(ws, node: str = "3") -> list[dict]:
-    """Events until the node's tiles are being counted: the prompt runs on ComfyUI."""
-    seen = [json.loads(ws.recv(timeout=60))]
-    while not (seen[-1].get("node") == node and seen[-1].get("step_progress") is not None):
-        seen.append(json.loads(ws.recv(timeout=60)))
+    """Events until the node reports a step of its own (not an estimate): the prompt runs on ComfyUI."""
+    return until(ws, lambda e: e.get("node") == node and e.get("step_progress") is not None and "estimated" not in e["message"])
+
+
+def until(ws, done) -> list[dict]:
+    seen = [json.loads(ws.recv(timeout=90))]
+    while not done(seen[-1]):
+        seen.append(json.loads(ws.recv(timeout=90)))
     return seen
 
 
@@ -40,7 +44,7 @@ def test_the_connection_to_comfyui_drops_and_comes_back_and_no_event_is_lost_or_
     server = start_comfy_server(tmp_path / "server", ComfyProcess(comfyui.process, relay.port, comfyui.base))
     try:
         client = Client(server)
-        job = client.submit(png_bytes(1024, 768), workflow=json.dumps(slow_prompt()))["job_id"]  # outlasts the cut
+        job = client.submit(png_bytes(1600, 1200), workflow=json.dumps(slow_prompt()))["job_id"]  # 12 tiles: outlasts the cut
         with client.socket(f"?job_id={job}") as ws:
             seen = until_counting(ws)
             cut_at = seen[-1]["seq"]
@@ -75,6 +79,7 @@ def test_comfyui_killed_mid_job_runs_it_again_once_then_fails_it_as_unavailable(
         with client.socket(f"?job_id={job}") as ws:
             seen = until_counting(ws)
             own = restart(own)  # killed mid-job: the new ComfyUI knows nothing of the prompt
+            seen += until(ws, lambda e: e["type"] == "queued")  # back in line
             seen += until_counting(ws)  # sent again, running again
             again = [e for e in seen if e["type"] == "queued"]
             assert len(again) == 2, [e["type"] for e in seen]  # queued at admission, and again after the loss

@@ -421,7 +421,7 @@ class ComfyInstances:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
             for tracked in list(self.tracked.values()):
-                if tracked.ended:
+                if tracked.ended or not tracked.instance.connected:  # no guessing about a prompt out of reach
                     continue
                 if now - tracked.since > self.config.job_timeout_s:
                     self._end(tracked, TimedOut(tracked.job_id))
