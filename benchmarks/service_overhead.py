@@ -147,10 +147,10 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--checkpoint", type=Path, help="a DDColor checkpoint (default: the tiny architecture, random weights)")
     parser.add_argument("--input-size", type=int, default=512, help="the model's input size (OLDPHOTO_INPUT_SIZE), 512 as shipped")
     parser.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx"], help="DDColor runtime (OLDPHOTO_RUNTIME), auto as shipped")
-    parser.add_argument("--quick", action="store_true", help="tiny run for the smoke test: one run of each at input size 128")
+    parser.add_argument("--quick", action="store_true", help="tiny run for the smoke test: one run of each at input size 128, PyTorch")
     args = parser.parse_args(argv)
     if args.quick:
-        args.runs, args.input_size = 1, 128
+        args.runs, args.input_size, args.runtime = 1, 128, "torch"  # no ONNX export (10-20 s a side) in a smoke test
     print_header("Service overhead: one colorize job through REST + WebSocket against the engine called directly")
     checkpoint = args.checkpoint or tiny_checkpoint()
     photo, photo_name = photo_bytes(args.photo)
