@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--quick", action="store_true", help="tiny run for the smoke test: 2 cancels of each kind at input size 128")
     args = parser.parse_args(argv)
     if args.quick:
-        args.trials, args.input_size = 2, 128
+        args.trials, args.input_size, args.runtime = 2, 128, "torch"  # no ONNX export in a smoke test
     print_header("Cancel latency: WebSocket cancel to `cancelled` event")
     checkpoint = args.checkpoint or tiny_checkpoint()
     photo, photo_name = photo_bytes(args.photo)
