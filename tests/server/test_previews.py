@@ -41,6 +41,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, shar
             "OLDPHOTO_MODELS_DIR": str(shared_models_dir),
             "OLDPHOTO_RETENTION_HOURS": str(RETENTION_S / 3600),
             "OLDPHOTO_INPUT_SIZE": "256",  # a smaller network input: the colorize job takes seconds, not a minute
+            # The cost estimate counts each 32-pixel tile's overhead as a full tile's: far above what they take.
+            "OLDPHOTO_MAX_JOB_SECONDS": "3600",
         },
     )
     yield process
@@ -60,7 +62,7 @@ def picture(response: httpx.Response) -> Image.Image:
 
 def test_an_upscale_previews_as_its_tiles_land_and_only_its_owner_sees_them(server: ServerProcess) -> None:
     alice, mallory = Client(server), Client(server)
-    job_id = alice.submit(png_bytes(256, 192, seed=4), workflow=SMALL_TILES)["job_id"]
+    job_id = alice.submit(png_bytes(768, 576, seed=4), workflow=SMALL_TILES)["job_id"]  # 432 tiles: seconds, even on a fast core
     with alice.socket(f"?job_id={job_id}") as ws:
         first = json.loads(ws.recv(timeout=120))
         while first["type"] != "preview":
