@@ -103,6 +103,7 @@ def test_this_service_restarted_mid_job_finds_its_prompt_again_and_finishes(tmp_
     with client.socket(f"?job_id={job}") as ws:
         seen = until_counting(ws)
     server.stop(signal.SIGKILL)
+    assert "LoadImage" in (server.data_dir / "comfyui-paces.json").read_text()  # what it learned outlives it
     restarted = start_comfy_server(tmp_path / "server", comfyui, port=server.port)
     try:
         rest = client.follow(job, after_seq=seen[-1]["seq"])

@@ -91,3 +91,17 @@ def test_paces_learn_each_node_type_from_its_runs() -> None:
     clock.now = 8.0
     r.on_event(Executing("p", "5"))
     assert paces.expected("DDColor_Colorize") == 8.0
+
+
+def test_paces_are_kept_as_text_and_a_damaged_file_is_ignored() -> None:
+    paces = Paces()
+    paces.learn("DDColor_Colorize", 7.5)
+    assert paces.changed
+    text = paces.dumps()
+    assert not paces.changed
+    again = Paces()
+    again.loads(text)
+    assert again.expected("DDColor_Colorize") == 7.5
+    again.loads('{"X": -1, "Y": "slow", "Z": 2}')
+    again.loads("not json")
+    assert again.expected("X") == again.expected("Y") == 5.0 and again.expected("Z") == 2.0

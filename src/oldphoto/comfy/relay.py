@@ -12,6 +12,7 @@ moves, and stops at `ESTIMATE_CAP`.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -51,11 +52,26 @@ def weight_of(class_type: str) -> float:
 
 
 class Paces:
-    """How long each node type took on this service's ComfyUI instances (a moving average), for silent nodes."""
+    """How long each node type took on this service's ComfyUI instances (a moving average), for silent nodes.
+    `changed` says there is something new to keep (the runner saves them in the data dir: `dumps` / `loads`)."""
 
     def __init__(self, smoothing: float = 0.3) -> None:
         self.smoothing = smoothing
         self.seconds: dict[str, float] = {}
+        self.changed = False
+
+    def dumps(self) -> str:
+        self.changed = False
+        return json.dumps({k: round(v, 3) for k, v in sorted(self.seconds.items())})
+
+    def loads(self, text: str) -> None:
+        """Kept durations; anything that is not a positive number of seconds is ignored (a hand-edited file)."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return
+        if isinstance(data, dict):
+            self.seconds.update({str(k): float(v) for k, v in data.items() if isinstance(v, (int, float)) and v > 0})
 
     def expected(self, class_type: str) -> float:
         return self.seconds.get(class_type, DEFAULT_NODE_S)
@@ -63,6 +79,7 @@ class Paces:
     def learn(self, class_type: str, seconds: float) -> None:
         before = self.seconds.get(class_type)
         self.seconds[class_type] = seconds if before is None else before + self.smoothing * (seconds - before)
+        self.changed = True
 
 
 @dataclass

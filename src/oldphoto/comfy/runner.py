@@ -67,6 +67,7 @@ PREVIEW_EVERY_S = 0.5  # previews are kept at most this often per job (ComfyUI m
 RECONNECT_MAX_S = 10.0
 UNAVAILABLE = "backend_unavailable"
 CANCEL_WAIT_S = 10.0  # how long a running prompt may take to say it was interrupted before the job is cancelled anyway
+PACES_FILE = "comfyui-paces.json"
 REFRESH_S = 60.0  # how often each instance's /object_info is read again
 LOST_AFTER_S = 20.0  # an instance unreachable this long has lost its prompts (killed, or its machine gone)
 
@@ -129,6 +130,9 @@ class ComfyInstances:
     async def start(self, service: JobService) -> None:
         self.service = service
         self.client_id = await asyncio.to_thread(_client_id, self.config.data_dir)
+        kept = await asyncio.to_thread(_read_text, self.config.data_dir / PACES_FILE)
+        if kept is not None:
+            self.paces.loads(kept)
         self.recorder = Recorder(
             self.store, service.publish, self.config.results_dir, self.config.job_timeout_s, self.durations, service.telemetry
         )
@@ -416,9 +420,12 @@ class ComfyInstances:
         self._say(Previewed(tracked.job_id, note, jpeg))
 
     async def _tick(self) -> None:
-        """Silent nodes' estimates, and the job time limit (OLDPHOTO_JOB_TIMEOUT_S) of prompts that run too long."""
+        """Silent nodes' estimates, the job time limit (OLDPHOTO_JOB_TIMEOUT_S) of prompts that run too long, and the
+        node durations learned, kept in the data dir (a restarted service estimates from them at once)."""
         while True:
             await asyncio.sleep(TICK_S)
+            if self.paces.changed:
+                await asyncio.to_thread(write_atomic, self.config.data_dir / PACES_FILE, self.paces.dumps().encode())
             now = time.monotonic()
             for tracked in list(self.tracked.values()):
                 if tracked.ended or not tracked.instance.connected:  # no guessing about a prompt out of reach
@@ -573,3 +580,10 @@ def _client_id(data_dir: Path) -> str:
         name = f"oldphoto-{uuid.uuid4().hex}"
         write_atomic(path, name.encode())
         return name
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
