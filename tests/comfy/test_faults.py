@@ -102,8 +102,12 @@ def test_this_service_restarted_mid_job_finds_its_prompt_again_and_finishes(tmp_
     job = client.submit(png_bytes(1600, 1200), workflow=json.dumps(upscale_prompt()))["job_id"]
     with client.socket(f"?job_id={job}") as ws:
         seen = until_counting(ws)
+    paces = server.data_dir / "comfyui-paces.json"
+    deadline = time.monotonic() + 5
+    while not paces.exists() and time.monotonic() < deadline:  # written at the next tick (0.5 s) after a node ends
+        time.sleep(0.1)
     server.stop(signal.SIGKILL)
-    assert "LoadImage" in (server.data_dir / "comfyui-paces.json").read_text()  # what it learned outlives it
+    assert "LoadImage" in paces.read_text()  # what it learned outlives it
     restarted = start_comfy_server(tmp_path / "server", comfyui, port=server.port)
     try:
         rest = client.follow(job, after_seq=seen[-1]["seq"])
