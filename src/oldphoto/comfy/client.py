@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -73,12 +74,18 @@ class ComfyClient:
         params = {"filename": image["filename"], "subfolder": image.get("subfolder", ""), "type": image.get("type", "output")}
         return (await self.http.get("/view", params=params)).raise_for_status().content
 
-    async def events(self, client_id: str) -> AsyncIterator[ComfyEvent]:
-        """The instance's messages for `client_id`, until the connection ends (the caller reconnects)."""
+    @asynccontextmanager
+    async def listen(self, client_id: str) -> AsyncIterator[AsyncIterator[ComfyEvent]]:
+        """The instance's messages for `client_id`, from a socket already open when this is entered (so what the caller
+        reads from the instance next cannot miss a message sent meanwhile), until the connection ends."""
         url = self.base_url.replace("http", "ws", 1) + f"/ws?clientId={client_id}"
         async with connect(url, max_size=64 * 1024 * 1024, open_timeout=10, ping_interval=20) as ws:
-            async for frame in ws:
-                yield parse_binary(frame) if isinstance(frame, bytes) else parse_text(frame)
+
+            async def messages() -> AsyncIterator[ComfyEvent]:
+                async for frame in ws:
+                    yield parse_binary(frame) if isinstance(frame, bytes) else parse_text(frame)
+
+            yield messages()
 
 
 def output_images(outputs: dict[str, Any]) -> list[dict[str, Any]]:

@@ -324,14 +324,15 @@ class ComfyInstances:
         while True:
             try:
                 instance.object_info = await instance.client.object_info()
-                events = instance.client.events(self.client_id)
-                instance.connected, instance.down_since = True, None
-                delay = 0.5
-                await self._reconcile(instance)
-                if self.service is not None:
-                    await self.service.offload.write(self.service.queue_changed)
-                async for event in events:
-                    await self._dispatch(instance, event)
+                async with instance.client.listen(self.client_id) as events:
+                    # Listening first, then reconciling: a prompt that ends between the two is still heard.
+                    instance.connected, instance.down_since = True, None
+                    delay = 0.5
+                    await self._reconcile(instance)
+                    if self.service is not None:
+                        await self.service.offload.write(self.service.queue_changed)
+                    async for event in events:
+                        await self._dispatch(instance, event)
             except asyncio.CancelledError:
                 raise
             except Exception as lost:  # refused, reset, closed: the same answer, try again
