@@ -91,6 +91,7 @@ const STRINGS = {
     "source.denoise": "Denoise",
     "source.upscale": "Upscale",
     "source.sharpen": "Sharpen",
+    "source.comfyui": "ComfyUI",
     "source.system": "",
   },
   "zh-CN": {
@@ -179,6 +180,7 @@ const STRINGS = {
     "source.denoise": "去噪",
     "source.upscale": "放大",
     "source.sharpen": "锐化",
+    "source.comfyui": "ComfyUI",
     "source.system": "",
   },
 };
