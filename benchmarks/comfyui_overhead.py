@@ -64,7 +64,7 @@ WAITING_STAGES = frozenset({"upload", "queued"})
 TIMEOUT_S = 120.0
 
 
-# The seed's example workflow (tests/comfy/test_backend.py SEED_EXAMPLE), at model input size `size`.
+# The seed's example workflow (tests/helpers/workflows.py SEED_EXAMPLE), at model input size `size`.
 def seed_example(size: int) -> dict[str, Any]:
     return {
         "nodes": [

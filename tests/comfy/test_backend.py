@@ -16,23 +16,11 @@ from tests.comfy.conftest import start_comfy_server
 from tests.helpers.comfyui import SLOW_UPSCALE_MODEL, UPSCALE_MODEL, ComfyProcess
 from tests.helpers.images import png_bytes
 from tests.helpers.server import ServerProcess
+from tests.helpers.workflows import SEED_EXAMPLE
 from tests.server.conftest import Client, read_until_final, recorded
 
 pytestmark = pytest.mark.slow
 
-SEED_EXAMPLE = {
-    "nodes": [
-        {"id": "load_image", "type": "LoadImage", "widgets_values": ["input_image.png"]},
-        {
-            "id": "ddcolor_node",
-            "type": "DDColor",
-            "inputs": {"image": "load_image.image"},
-            "widgets_values": ["realesr-animevideov3", 512, False],
-        },
-        {"id": "save_output", "type": "SaveImage", "inputs": {"images": "ddcolor_node.output"}},
-    ],
-    "links": [[1, "load_image", 0, "ddcolor_node", 0], [2, "ddcolor_node", 0, "save_output", 0]],
-}
 
 
 def upscale_prompt(model: str = UPSCALE_MODEL) -> dict:

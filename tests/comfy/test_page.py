@@ -19,10 +19,11 @@ import pytest
 from playwright.sync_api import Browser, Page, WebSocket, expect
 
 from tests.browser.conftest import browser, save_screenshot  # noqa: F401 - the module's Chromium
-from tests.comfy.test_backend import SEED_EXAMPLE, slow_prompt
+from tests.comfy.test_backend import slow_prompt
 from tests.helpers.comfyui import ComfyProcess
 from tests.helpers.images import png_bytes
 from tests.helpers.server import ServerProcess
+from tests.helpers.workflows import SEED_EXAMPLE
 from tests.server.conftest import Client
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

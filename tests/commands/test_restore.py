@@ -12,14 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-SEED_EXAMPLE = {
-    "nodes": [
-        {"id": "load_image", "type": "LoadImage", "widgets_values": ["input_image.png"]},
-        {"id": "ddcolor_node", "type": "DDColor", "inputs": {"image": "load_image.image"}, "widgets_values": ["realesr-animevideov3", 512, False]},
-        {"id": "save_output", "type": "SaveImage", "inputs": {"images": "ddcolor_node.output"}},
-    ],
-    "links": [[1, "load_image", 0, "ddcolor_node", 0], [2, "ddcolor_node", 0, "save_output", 0]],
-}
+from tests.helpers.workflows import SEED_EXAMPLE
 
 
 def oldphoto(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -18,22 +18,10 @@ from oldphoto.errors import Cancelled, InvalidWorkflow, ModelMissing
 from oldphoto.models.ddcolor import colorize, load_colorizer
 from oldphoto.models.runtimes import resolve_device
 from oldphoto.protocol import Note
+from tests.helpers.workflows import SEED_EXAMPLE as SEED_WORKFLOW
 
 INPUT = 64  # small model input: a forward pass of the tiny network in ~0.1 s
 STAGES = ["preprocess", "load_model", "inference", "postprocess"]
-SEED_WORKFLOW = {
-    "nodes": [
-        {"id": "load_image", "type": "LoadImage", "widgets_values": ["input_image.png"]},
-        {
-            "id": "ddcolor_node",
-            "type": "DDColor",
-            "inputs": {"image": "load_image.image"},
-            "widgets_values": ["realesr-animevideov3", 512, False],
-        },
-        {"id": "save_output", "type": "SaveImage", "inputs": {"images": "ddcolor_node.output"}},
-    ],
-    "links": [[1, "load_image", 0, "ddcolor_node", 0], [2, "ddcolor_node", 0, "save_output", 0]],
-}
 
 
 @pytest.fixture(scope="module")
