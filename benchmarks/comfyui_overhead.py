@@ -58,6 +58,7 @@ import psutil  # noqa: E402
 import websockets  # noqa: E402
 
 from benchmarks._common import load_avg, median, percentile, photo_bytes, print_header, scratch_dir, table  # noqa: E402
+from oldphoto.comfy.prompt import for_job  # noqa: E402
 
 FINAL = frozenset({"complete", "error", "cancelled"})
 WAITING_STAGES = frozenset({"upload", "queued"})
@@ -119,17 +120,6 @@ class Direct:
         self.prompt = prompt
         self.photo = photo
 
-    def prompt_for(self, image: str, prefix: str) -> dict[str, Any]:
-        out = {}
-        for node_id, node in self.prompt.items():
-            inputs = dict(node.get("inputs") or {})
-            if node["class_type"] == "LoadImage":
-                inputs["image"] = image
-            elif node["class_type"] == "SaveImage":
-                inputs["filename_prefix"] = prefix
-            out[node_id] = {**node, "inputs": inputs}
-        return out
-
     async def run(self, http: httpx.AsyncClient) -> dict[str, Any]:
         client_id = uuid.uuid4().hex
         name = f"bench-{uuid.uuid4().hex}.png"
@@ -147,7 +137,7 @@ class Direct:
             )
             image = f"{answer['subfolder']}/{answer['name']}" if answer.get("subfolder") else answer["name"]
             prompt_id = str(uuid.uuid4())
-            body = {"prompt": self.prompt_for(image, f"bench/{prompt_id}"), "prompt_id": prompt_id, "client_id": client_id}
+            body = {"prompt": for_job(self.prompt, image, prompt_id), "prompt_id": prompt_id, "client_id": client_id}
             (await http.post("/prompt", json=body)).raise_for_status()
             while True:
                 frame = await asyncio.wait_for(ws.recv(), TIMEOUT_S)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -96,6 +95,3 @@ def output_images(outputs: dict[str, Any]) -> list[dict[str, Any]]:
         found.extend(image for image in images or [] if isinstance(image, dict) and image.get("type") == "output")
     return found
 
-
-def dumps(prompt: dict[str, Any]) -> str:
-    return json.dumps(prompt, separators=(",", ":"))

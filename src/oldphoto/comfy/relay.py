@@ -38,11 +38,15 @@ SOURCES: dict[str, Source] = {
 def stage_of(class_type: str) -> Stage:
     if class_type == "LoadImage":
         return "preprocess"
-    if class_type.endswith("Loader") or "Loader" in class_type:
+    if "Loader" in class_type:
         return "load_model"
     if class_type in ("SaveImage", "PreviewImage"):
         return "postprocess"
     return "inference"
+
+
+def source_of(class_type: str) -> Source:
+    return SOURCES.get(class_type, "comfyui")
 
 
 def weight_of(class_type: str) -> float:
@@ -131,7 +135,7 @@ class PromptRelay:
             return None
         current.fraction = fraction
         params = {"class_type": current.class_type, "percent": round(fraction * 100)}
-        return self._note(stage_of(current.class_type), self._source(current.class_type), current.node, "comfy.estimate", params, fraction)
+        return self._note(stage_of(current.class_type), source_of(current.class_type), current.node, "comfy.estimate", params, fraction)
 
     def finish(self) -> None:
         """The prompt succeeded: the last node's time is learned too."""
@@ -143,7 +147,7 @@ class PromptRelay:
         self._close_running()
         class_type = self._type(node)
         self.running = Running(node, class_type, self.clock())
-        return self._note(stage_of(class_type), self._source(class_type), node, "comfy.node", {"class_type": class_type, "node": node})
+        return self._note(stage_of(class_type), source_of(class_type), node, "comfy.node", {"class_type": class_type, "node": node})
 
     def _count(self, node: str, value: float, maximum: float) -> Note | None:
         current = self.running
@@ -154,7 +158,7 @@ class PromptRelay:
             return None
         current.counted, current.fraction = True, fraction
         params = {"class_type": current.class_type, "value": int(value), "max": int(maximum)}
-        return self._note(stage_of(current.class_type), self._source(current.class_type), node, "comfy.step", params, fraction)
+        return self._note(stage_of(current.class_type), source_of(current.class_type), node, "comfy.step", params, fraction)
 
     def _from_state(self, nodes: dict[str, NodeState]) -> Note | None:
         """`progress_state` repeats what `progress` says for the running node (newer ComfyUI may send only this)."""
@@ -183,6 +187,3 @@ class PromptRelay:
     def _type(self, node: str) -> str:
         spec = self.prompt.get(node)
         return str(spec.get("class_type", "")) if isinstance(spec, dict) else ""
-
-    def _source(self, class_type: str) -> Source:
-        return SOURCES.get(class_type, "comfyui")

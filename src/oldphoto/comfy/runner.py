@@ -44,7 +44,7 @@ from oldphoto.comfy.events import (
     Status,
 )
 from oldphoto.comfy.prompt import Prompt, check, for_job, from_workflow, is_comfy_prompt
-from oldphoto.comfy.relay import Paces, PromptRelay
+from oldphoto.comfy.relay import Paces, PromptRelay, source_of
 from oldphoto.engine.context import RunOptions
 from oldphoto.engine.graph import Workflow, parse_workflow
 from oldphoto.errors import InvalidWorkflow, OldphotoError
@@ -148,8 +148,8 @@ class ComfyInstances:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         for instance in self.instances:
             await instance.client.close()
-        assert self.service is not None
-        await self.service.offload.write(self._hand_back)
+        # Nothing is handed back: prompts run on their instances and outlive this process; the next start finds
+        # them again (`_recover`).
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -270,9 +270,6 @@ class ComfyInstances:
             told = self.queue.put_back(job)
             if told is not None:
                 self.service.publish(told)
-
-    def _hand_back(self) -> None:
-        """A stop leaves the prompts running on their instances: the next start finds them again (`_recover`)."""
 
     def _say(self, message: JobMessage) -> None:
         if self.service is not None:
@@ -411,7 +408,7 @@ class ComfyInstances:
         note = Note(
             type="preview",
             stage="inference",
-            source=tracked.relay._source(running.class_type) if running else "comfyui",
+            source=source_of(running.class_type) if running else "comfyui",
             node=running.node if running else None,
             message_key="comfy.node" if running else "comfy.start",
             message_params={"class_type": running.class_type, "node": running.node} if running else {},

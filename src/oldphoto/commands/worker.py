@@ -11,7 +11,7 @@ from oldphoto.settings import Settings
 
 
 def worker(args: argparse.Namespace) -> int:
-    given = {"data_dir": getattr(args, "data_dir", None), "worker_metrics_port": getattr(args, "metrics_port", None)}
+    given = {"data_dir": args.data_dir, "worker_metrics_port": args.metrics_port}
     settings = Settings(**{k: v for k, v in given.items() if v is not None})
     if not settings.scale_out:
         print("oldphoto worker needs OLDPHOTO_BROKER_URL and OLDPHOTO_DATABASE_URL (see docs/scaleout.md).", file=sys.stderr)

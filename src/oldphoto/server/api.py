@@ -161,7 +161,8 @@ async def health(service: Service) -> dict[str, Any] | JSONResponse:
     """`degraded` (still 200: the web node itself is fine) when no worker is ready to run a job; `draining` (503, so
     a load balancer sends new clients elsewhere) while a graceful stop lets the running jobs finish."""
     capacity = await service.capacity()
-    backends = {"backends": service.runner.backends()} if service.runner.backends() else {}
+    listed = service.runner.backends()
+    backends = {"backends": listed} if listed else {}
     if service.draining:
         stopping = "This server is stopping: running jobs finish, new ones wait for its restart."
         return JSONResponse({"status": "draining", "reason": stopping, **capacity.as_dict()}, status_code=503)
